@@ -1,0 +1,38 @@
+# The two commands at the top of README.md: `make demo` and `make test`.
+# Each creates .venv when it is missing and installs what it needs.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+CONSTRAINTS := constraints.txt
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: demo test lint pytest-tf pytest-jax
+
+$(PY):
+	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
+	  echo "error: '$(PYTHON) -m venv' is unavailable. On Debian/Ubuntu install it with:"; \
+	  echo "    sudo apt-get install python3-venv"; \
+	  exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-demo: $(PY) setup.cfg pyproject.toml $(CONSTRAINTS)
+	$(PIP) install -c $(CONSTRAINTS) -e ".[plot]"
+	touch $@
+
+$(VENV)/.installed-test: $(PY) setup.cfg pyproject.toml $(CONSTRAINTS)
+	$(PIP) install -c $(CONSTRAINTS) -e ".[test,plot]"
+	touch $@ $(VENV)/.installed-demo
+
+demo: $(VENV)/.installed-demo
+	$(PY) -m keras_attention demo
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+pytest-tf: $(VENV)/.installed-test
+	KERAS_BACKEND=tensorflow $(PY) -m pytest
+
+test: lint pytest-tf

@@ -1,0 +1,15 @@
+"""Attention and position-encoding layers for Keras 3."""
+
+from keras_attention.layers.multi_head_attention import MultiHeadAttention
+from keras_attention.layers.scaled_dot_product_attention import (
+    ScaledDotProductAttention,
+)
+from keras_attention.ops import scaled_dot_product_attention
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MultiHeadAttention",
+    "ScaledDotProductAttention",
+    "scaled_dot_product_attention",
+]

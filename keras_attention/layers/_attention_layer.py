@@ -1,0 +1,189 @@
+"""What `ScaledDotProductAttention` and `MultiHeadAttention` share.
+
+Both layers take the same call arguments, in Keras' `(query, value, key)`
+order, turn Keras' padding masks and the explicit `attention_mask` into one
+boolean mask, and check the input shapes once. The attention itself is left to
+the subclass, which calls `keras_attention.scaled_dot_product_attention`.
+"""
+
+import keras
+from keras import ops
+
+from keras_attention import _checks as checks
+
+
+class AttentionLayer(keras.layers.Layer):
+    """Base of the attention layers (private; not exported).
+
+    Subclasses implement `_attend`, `_output_shape` and `_weights_shape`, and
+    may extend `_check_shapes`.
+    """
+
+    def __init__(
+        self,
+        causal: bool = False,
+        dropout: float = 0.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        owner = type(self).__name__
+        checks.boolean(causal, "causal", owner)
+        checks.dropout(dropout, owner)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(
+                f"{owner}: `seed` must be None or an int. "
+                f"Received: seed={seed!r} of type {type(seed).__name__}"
+            )
+        super().__init__(**kwargs)
+        self.causal = causal
+        self.dropout = dropout
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed) if dropout > 0 else None
+        self.supports_masking = True
+
+    def build(self, query_shape, value_shape=None, key_shape=None):
+        value_shape = query_shape if value_shape is None else value_shape
+        key_shape = value_shape if key_shape is None else key_shape
+        self._check_shapes(query_shape, value_shape, key_shape)
+
+    def call(
+        self,
+        query,
+        value=None,
+        key=None,
+        attention_mask=None,
+        return_attention_scores=False,
+        training=None,
+        use_causal_mask=False,
+        mask=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+    ):
+        owner = type(self).__name__
+        checks.boolean(return_attention_scores, "return_attention_scores", owner)
+        checks.boolean(use_causal_mask, "use_causal_mask", owner)
+        self_attention = value is None
+        value = query if value is None else value
+        key = value if key is None else key
+        self._check_shapes(query.shape, value.shape, key.shape)
+        self._check_attention_mask(attention_mask, query.shape, key.shape)
+
+        # Keras hands the padding mask to `mask` when the layer is called on
+        # one tensor, and to `query_mask`/`value_mask`/`key_mask` otherwise.
+        if query_mask is None:
+            query_mask = mask
+        if self_attention:
+            value_mask = query_mask if value_mask is None else value_mask
+        merged = None if attention_mask is None else ops.not_equal(attention_mask, 0)
+        # A padded query gets no context; a padded key is never attended to.
+        for padding, axis in ((query_mask, -1), (value_mask, -2), (key_mask, -2)):
+            if padding is None:
+                continue
+            padding = ops.expand_dims(ops.not_equal(padding, 0), axis)
+            merged = padding if merged is None else ops.logical_and(merged, padding)
+
+        return self._attend(
+            query,
+            value,
+            key,
+            mask=merged,
+            causal=self.causal or use_causal_mask,
+            training=bool(training),
+            return_weights=return_attention_scores,
+        )
+
+    def _check_attention_mask(self, attention_mask, query_shape, key_shape):
+        if attention_mask is None:
+            return
+        owner = type(self).__name__
+        dtype = keras.backend.standardize_dtype(attention_mask.dtype)
+        if "float" in dtype:
+            raise TypeError(
+                f"{owner}: `attention_mask` must be boolean or integer, "
+                "non-zero where a query may attend to a key (Keras' "
+                f"convention). Received: attention_mask with dtype {dtype}"
+            )
+        shape = tuple(attention_mask.shape)
+        expected = (query_shape[0], query_shape[-2], key_shape[-2])
+        if len(shape) != 3 or any(
+            not (m is None or e is None or m == 1 or m == e)
+            for m, e in zip(shape, expected, strict=False)
+        ):
+            raise ValueError(
+                f"{owner}: `attention_mask` must have shape (batch, q_len, "
+                f"k_len)={expected} or broadcast to it. "
+                f"Received: attention_mask.shape={shape}"
+            )
+
+    def _check_shapes(self, query_shape, value_shape, key_shape):
+        """Raises unless the shapes fit together. Returns them as tuples."""
+        owner = type(self).__name__
+        shapes = {
+            "query": tuple(query_shape),
+            "value": tuple(value_shape),
+            "key": tuple(key_shape),
+        }
+        for argument, shape in shapes.items():
+            if len(shape) != 3:
+                raise ValueError(
+                    f"{owner}: `{argument}` must have rank 3, (batch, seq_len, "
+                    f"dim). Received: {argument}.shape={shape}"
+                )
+        query_shape, value_shape, key_shape = shapes.values()
+        batches = {s[0] for s in shapes.values()} - {None}
+        if len(batches) > 1:
+            raise ValueError(
+                f"{owner}: `query`, `value` and `key` must have the same batch "
+                f"size. Received: query.shape={query_shape}, "
+                f"value.shape={value_shape}, key.shape={key_shape}"
+            )
+        if (
+            None not in (value_shape[1], key_shape[1])
+            and value_shape[1] != key_shape[1]
+        ):
+            raise ValueError(
+                f"{owner}: `key` and `value` must have the same sequence "
+                f"length. Received: value.shape={value_shape}, "
+                f"key.shape={key_shape}"
+            )
+        return query_shape, value_shape, key_shape
+
+    def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
+        value_shape = query_shape if value_shape is None else value_shape
+        key_shape = value_shape if key_shape is None else key_shape
+        shapes = self._check_shapes(query_shape, value_shape, key_shape)
+        return self._output_shape(*shapes)
+
+    def compute_output_spec(
+        self,
+        query,
+        value=None,
+        key=None,
+        attention_mask=None,
+        return_attention_scores=False,
+        training=None,
+        use_causal_mask=False,
+        mask=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+    ):
+        value = query if value is None else value
+        key = value if key is None else key
+        shapes = self._check_shapes(query.shape, value.shape, key.shape)
+        self._check_attention_mask(attention_mask, query.shape, key.shape)
+        output = keras.KerasTensor(
+            self._output_shape(*shapes), dtype=self.compute_dtype
+        )
+        if not return_attention_scores:
+            return output
+        weights = keras.KerasTensor(
+            self._weights_shape(*shapes), dtype=self.compute_dtype
+        )
+        return output, weights
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(causal=self.causal, dropout=self.dropout, seed=self.seed)
+        return config

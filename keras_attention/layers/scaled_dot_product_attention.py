@@ -1,0 +1,113 @@
+import keras
+
+from keras_attention import _checks as checks
+from keras_attention.layers._attention_layer import AttentionLayer
+from keras_attention.ops import scaled_dot_product_attention
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class ScaledDotProductAttention(AttentionLayer):
+    """Scaled dot-product attention as a layer, with no weights.
+
+    Computes `softmax(query · keyᵀ · scale) · value` with
+    `keras_attention.scaled_dot_product_attention`. Called on one tensor it is
+    self-attention, so it can be added to a `keras.Sequential` model with
+    `model.add(...)`.
+
+    Masks: Keras' padding masks (from `Embedding(mask_zero=True)` or
+    `Masking`) are honoured without any argument: a padded key gets no weight,
+    a padded query gets a zero context vector, and the query's mask is passed
+    on to the next layer. `attention_mask` is a boolean or integer tensor
+    `(batch, q_len, k_len)`, non-zero where a query may attend to a key; it
+    combines with the padding masks and with `causal`.
+
+    Args:
+        causal: if `True`, query `i` only attends to keys `j <= i` (aligned at
+            the top left when `q_len != k_len`). The call argument
+            `use_causal_mask=True` does the same for one call.
+        dropout: rate in `[0, 1)` at which attention weights are dropped
+            during training.
+        scale: positive number multiplying the logits; defaults to
+            `1 / sqrt(dim)`.
+        seed: int seed for the dropout.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        query: `(batch, q_len, dim)`.
+        value: `(batch, k_len, value_dim)`; defaults to `query`
+            (self-attention).
+        key: `(batch, k_len, dim)`; defaults to `value`.
+        attention_mask: optional boolean or integer `(batch, q_len, k_len)`.
+        return_attention_scores: if `True`, also return the weights.
+        training: whether dropout applies.
+        use_causal_mask: apply a causal mask for this call.
+        mask, query_mask, value_mask, key_mask: Keras' padding masks
+            `(batch, seq_len)`; Keras fills them in, you need not.
+
+    Returns:
+        `(batch, q_len, value_dim)`, and with `return_attention_scores=True`
+        also the weights `(batch, q_len, k_len)`.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((None,), dtype="int32")])
+    >>> model.add(keras.layers.Embedding(100, 16, mask_zero=True))
+    >>> model.add(ScaledDotProductAttention(causal=True))
+    >>> tuple(model.output_shape)
+    (None, None, 16)
+
+    References:
+        Vaswani et al., "Attention Is All You Need", 2017.
+    """
+
+    def __init__(
+        self,
+        causal: bool = False,
+        dropout: float = 0.0,
+        scale: float | None = None,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        checks.scale(scale, type(self).__name__)
+        super().__init__(causal=causal, dropout=dropout, seed=seed, **kwargs)
+        self.scale = scale
+
+    def _check_shapes(self, query_shape, value_shape, key_shape):
+        query_shape, value_shape, key_shape = super()._check_shapes(
+            query_shape, value_shape, key_shape
+        )
+        if (
+            None not in (query_shape[-1], key_shape[-1])
+            and query_shape[-1] != key_shape[-1]
+        ):
+            raise ValueError(
+                "ScaledDotProductAttention: `query` and `key` must have the "
+                f"same last dimension. Received: query.shape={query_shape}, "
+                f"key.shape={key_shape}"
+            )
+        return query_shape, value_shape, key_shape
+
+    def _attend(self, query, value, key, mask, causal, training, return_weights):
+        return scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            mask,
+            scale=self.scale,
+            causal=causal,
+            dropout=self.dropout,
+            seed=self.seed_generator,
+            training=training,
+            return_weights=return_weights,
+        )
+
+    def _output_shape(self, query_shape, value_shape, key_shape):
+        return query_shape[:-1] + value_shape[-1:]
+
+    def _weights_shape(self, query_shape, value_shape, key_shape):
+        return query_shape[:-1] + key_shape[1:2]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(scale=self.scale)
+        return config

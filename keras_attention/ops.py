@@ -1,0 +1,264 @@
+"""Scaled dot-product attention: the one place the formula lives.
+
+    weights = softmax(query · keyᵀ · scale + bias, over the keys a query may see)
+    context = weights · value
+
+Every layer of this package calls `scaled_dot_product_attention`; nothing
+else computes attention. The maths is written with `keras.ops`, so it runs on
+every Keras backend.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_attention import _checks as checks
+
+_NAME = "scaled_dot_product_attention"
+
+
+def scaled_dot_product_attention(
+    query,
+    key,
+    value,
+    mask=None,
+    *,
+    bias=None,
+    scale=None,
+    causal=False,
+    dropout=0.0,
+    seed=None,
+    training=False,
+    return_weights=False,
+):
+    """Scaled dot-product attention (Vaswani et al., 2017).
+
+    Computes `softmax(query @ keyᵀ * scale + bias) @ value`, where the softmax
+    runs over the keys each query may attend to. The argument order is
+    `(query, key, value)`, like `keras.ops.dot_product_attention`; the layers
+    of this package take `(query, value, key)`, like Keras' attention layers.
+
+    Args:
+        query: float tensor `(..., q_len, depth)`. Any number of leading batch
+            dimensions, including none: a `(3, 10)` query is 3 positions of
+            depth 10.
+        key: float tensor `(..., k_len, depth)`; `q_len` may differ from
+            `k_len`.
+        value: float tensor `(..., k_len, value_depth)`.
+        mask: optional boolean or integer tensor broadcastable to
+            `(..., q_len, k_len)`. Non-zero (`True`) means the query may attend
+            to the key, zero (`False`) means it may not: Keras' convention. A
+            floating-point mask is rejected, because additive masks (`0` to
+            keep, `-inf` to drop) and multiplicative ones (`1` to keep) are
+            easy to confuse; pass an additive mask as `bias` instead.
+        bias: optional float tensor broadcastable to `(..., q_len, k_len)`,
+            added to the scaled logits before the softmax.
+        scale: optional positive Python number multiplying the logits.
+            Defaults to `1 / sqrt(depth)`, computed in floating point.
+        causal: if `True`, query `i` may only attend to keys `j <= i`. When
+            `q_len != k_len` this is aligned at the top left, like
+            `keras.ops.dot_product_attention(..., is_causal=True)`: query `i`
+            sees keys `0..i`. Combines with `mask` (both must allow a pair).
+        dropout: rate in `[0, 1)` at which attention weights are dropped
+            (and the rest rescaled by `1 / (1 - dropout)`) when `training`.
+        seed: an int or a `keras.random.SeedGenerator` for the dropout. An int
+            gives the same dropout pattern on every call.
+        training: Python bool; dropout applies only when it is `True`.
+        return_weights: if `True`, also return the attention weights.
+
+    Returns:
+        `context` of shape `(..., q_len, value_depth)` in the dtype of `query`,
+        or `(context, weights)` when `return_weights=True`, where `weights`
+        has shape `(..., q_len, k_len)` and holds the softmax probabilities
+        before dropout. A query that may attend to no key at all gets a zero
+        context vector and all-zero weights (never NaN, never an average).
+
+    Precision: `query` and `key` are cast to float32, scaled and multiplied in
+    float32, and the softmax and the weighted sum of `value` run in float32
+    too, so float16 and bfloat16 inputs cannot overflow in the logits. The
+    results are cast back to the dtype of `query`.
+
+    Example:
+
+    >>> q = keras.random.normal((3, 10))
+    >>> context = scaled_dot_product_attention(q, q, q)
+    >>> tuple(context.shape)
+    (3, 10)
+    """
+    query_shape, key_shape, value_shape = _check_inputs(query, key, value)
+    _check_mask(mask, "mask", query_shape, key_shape)
+    _check_bias(bias, query_shape, key_shape)
+    _check_options(scale, causal, dropout, seed)
+
+    out_dtype = keras.backend.standardize_dtype(query.dtype)
+    if scale is None:
+        depth = query_shape[-1]
+        if depth is None:
+            scale = ops.rsqrt(ops.cast(ops.shape(query)[-1], "float32"))
+        else:
+            scale = 1.0 / math.sqrt(depth)
+
+    # (..., q_len, k_len)
+    logits = ops.einsum(
+        "...qd,...kd->...qk",
+        ops.cast(query, "float32") * scale,
+        ops.cast(key, "float32"),
+    )
+    if bias is not None:
+        logits = logits + ops.cast(bias, "float32")
+    allowed = _allowed(mask, causal, ops.shape(query)[-2], ops.shape(key)[-2])
+    weights = _masked_softmax(logits, allowed)
+
+    attended = weights
+    if training and dropout > 0:
+        attended = keras.random.dropout(weights, dropout, seed=seed)
+    # (..., q_len, value_depth)
+    context = ops.einsum("...qk,...kv->...qv", attended, ops.cast(value, "float32"))
+    context = ops.cast(context, out_dtype)
+    if return_weights:
+        return context, ops.cast(weights, out_dtype)
+    return context
+
+
+def _allowed(mask, causal, q_len, k_len):
+    """Boolean `(..., q_len, k_len)` of the pairs that may attend, or None."""
+    allowed = None if mask is None else ops.not_equal(mask, 0)
+    if causal:
+        rows = ops.expand_dims(ops.arange(q_len), -1)  # (q_len, 1)
+        cols = ops.expand_dims(ops.arange(k_len), 0)  # (1, k_len)
+        lower = ops.less_equal(cols, rows)  # (q_len, k_len)
+        allowed = lower if allowed is None else ops.logical_and(allowed, lower)
+    return allowed
+
+
+def _masked_softmax(logits, allowed):
+    """Softmax over the last axis that gives exact zeros where not allowed.
+
+    A row with no allowed entry (or whose logits are all `-inf`) gets all-zero
+    weights instead of NaN.
+    """
+    if allowed is not None:
+        logits = ops.where(allowed, logits, float("-inf"))
+    row_max = ops.max(logits, axis=-1, keepdims=True)
+    # The shift does not change the softmax; a row of -inf has no finite max.
+    row_max = ops.stop_gradient(
+        ops.where(ops.isfinite(row_max), row_max, ops.zeros_like(row_max))
+    )
+    unnormalized = ops.exp(logits - row_max)
+    total = ops.sum(unnormalized, axis=-1, keepdims=True)
+    total = ops.where(total > 0, total, ops.ones_like(total))
+    return unnormalized / total
+
+
+# Argument checks. Each raises as soon as the offending value is known:
+# static shapes at call or trace time, Python values always.
+
+
+def _static_shape(x, argument):
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(
+            f"{_NAME}: `{argument}` must be a tensor or array. "
+            f"Received: {argument} of type {type(x).__name__}"
+        )
+    return tuple(x.shape)
+
+
+def _check_float(x, argument):
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    if "float" not in dtype:
+        raise TypeError(
+            f"{_NAME}: `{argument}` must be a floating-point tensor. "
+            f"Received: {argument} with dtype {dtype}"
+        )
+
+
+def _check_inputs(query, key, value):
+    shapes = {}
+    for argument, x in (("query", query), ("key", key), ("value", value)):
+        shape = _static_shape(x, argument)
+        _check_float(x, argument)
+        if len(shape) < 2:
+            raise ValueError(
+                f"{_NAME}: `{argument}` must have rank >= 2, "
+                f"(..., seq_len, depth). Received: {argument}.shape={shape}"
+            )
+        shapes[argument] = shape
+    query_shape, key_shape, value_shape = (
+        shapes["query"],
+        shapes["key"],
+        shapes["value"],
+    )
+    if not len(query_shape) == len(key_shape) == len(value_shape):
+        raise ValueError(
+            f"{_NAME}: `query`, `key` and `value` must have the same rank. "
+            f"Received: query.shape={query_shape}, key.shape={key_shape}, "
+            f"value.shape={value_shape}"
+        )
+    if not _same(query_shape[-1], key_shape[-1]):
+        raise ValueError(
+            f"{_NAME}: the last dimension of `query` and `key` must be "
+            f"equal. Received: query.shape={query_shape}, "
+            f"key.shape={key_shape}"
+        )
+    if not _same(key_shape[-2], value_shape[-2]):
+        raise ValueError(
+            f"{_NAME}: `key` and `value` must have the same sequence length "
+            f"(axis -2). Received: key.shape={key_shape}, "
+            f"value.shape={value_shape}"
+        )
+    for a, b, c in zip(query_shape[:-2], key_shape[:-2], value_shape[:-2], strict=True):
+        if not (_same(a, b) and _same(b, c) and _same(a, c)):
+            raise ValueError(
+                f"{_NAME}: the batch dimensions of `query`, `key` and "
+                f"`value` must be equal. Received: query.shape={query_shape}, "
+                f"key.shape={key_shape}, value.shape={value_shape}"
+            )
+    return query_shape, key_shape, value_shape
+
+
+def _same(a, b):
+    return a is None or b is None or a == b
+
+
+def _check_broadcastable(shape, argument, query_shape, key_shape):
+    target = query_shape[:-1] + (key_shape[-2],)
+    if len(shape) > len(target) or any(
+        not (m is None or t is None or m == 1 or m == t)
+        for m, t in zip(reversed(shape), reversed(target), strict=False)
+    ):
+        raise ValueError(
+            f"{_NAME}: `{argument}` must be broadcastable to the logits' "
+            f"shape (..., q_len, k_len)={target}. "
+            f"Received: {argument}.shape={shape}"
+        )
+
+
+def _check_mask(mask, argument, query_shape, key_shape):
+    if mask is None:
+        return
+    shape = _static_shape(mask, argument)
+    dtype = keras.backend.standardize_dtype(mask.dtype)
+    if "float" in dtype:
+        raise TypeError(
+            f"{_NAME}: `{argument}` must be boolean or integer, non-zero "
+            "where a query may attend to a key and zero where it may not "
+            "(Keras' convention). For an additive mask (0 to keep, -inf to "
+            f"drop) use `bias`. Received: {argument} with dtype {dtype}"
+        )
+    _check_broadcastable(shape, argument, query_shape, key_shape)
+
+
+def _check_bias(bias, query_shape, key_shape):
+    if bias is None:
+        return
+    shape = _static_shape(bias, "bias")
+    _check_float(bias, "bias")
+    _check_broadcastable(shape, "bias", query_shape, key_shape)
+
+
+def _check_options(scale, causal, dropout, seed):
+    checks.scale(scale, _NAME)
+    checks.boolean(causal, "causal", _NAME)
+    checks.dropout(dropout, _NAME)
+    checks.seed(seed, _NAME)

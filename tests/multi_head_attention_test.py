@@ -1,0 +1,326 @@
+import keras
+import numpy as np
+import pytest
+
+import keras_attention
+from keras_attention import MultiHeadAttention
+from tests.layer_test_case import run_layer_test
+
+RNG = np.random.default_rng(1)
+
+
+def normal(*shape):
+    return RNG.normal(size=shape).astype("float32")
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def test_self_attention_layer_behaviours(tmp_path):
+    run_layer_test(
+        MultiHeadAttention,
+        init_kwargs={"num_heads": 2, "key_dim": 4},
+        input_data=normal(2, 5, 8),
+        expected_output_shape=(2, 5, 8),
+        expected_num_trainable_weights=8,
+        tmp_path=tmp_path,
+    )
+
+
+def test_cross_attention_layer_behaviours_with_unequal_lengths(tmp_path):
+    run_layer_test(
+        MultiHeadAttention,
+        init_kwargs={
+            "num_heads": 3,
+            "key_dim": 4,
+            "value_dim": 5,
+            "use_bias": False,
+            "output_shape": 6,
+            "causal": True,
+            "dropout": 0.1,
+            "seed": 2,
+        },
+        input_data={"query": normal(2, 3, 8), "value": normal(2, 7, 10)},
+        expected_output_shape=(2, 3, 6),
+        expected_num_trainable_weights=4,
+        tmp_path=tmp_path,
+    )
+
+
+def test_key_different_from_value(tmp_path):
+    run_layer_test(
+        MultiHeadAttention,
+        init_kwargs={"num_heads": 2, "key_dim": 4, "output_shape": (2, 3)},
+        input_data={
+            "query": normal(2, 3, 8),
+            "value": normal(2, 6, 10),
+            "key": normal(2, 6, 5),
+        },
+        expected_output_shape=(2, 3, 2, 3),
+        expected_num_trainable_weights=8,
+        tmp_path=tmp_path,
+    )
+
+
+def test_weights_have_keras_layout_and_order():
+    ours = MultiHeadAttention(num_heads=3, key_dim=4, value_dim=5)
+    ours.build((2, 3, 8), (2, 7, 10), (2, 7, 6))
+    theirs = keras.layers.MultiHeadAttention(num_heads=3, key_dim=4, value_dim=5)
+    theirs.build((2, 3, 8), (2, 7, 10), (2, 7, 6))
+    assert [tuple(w.shape) for w in ours.weights] == [
+        tuple(w.shape) for w in theirs.weights
+    ]
+    assert [tuple(w.shape) for w in ours.weights][:2] == [(8, 3, 4), (3, 4)]
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("causal", [False, True])
+def test_parity_with_keras_mha_through_set_weights(use_bias, causal):
+    query, value = normal(2, 4, 8), normal(2, 6, 12)
+    theirs = keras.layers.MultiHeadAttention(
+        num_heads=2, key_dim=5, value_dim=3, use_bias=use_bias
+    )
+    expected, expected_scores = theirs(
+        query, value, use_causal_mask=causal, return_attention_scores=True
+    )
+    ours = MultiHeadAttention(num_heads=2, key_dim=5, value_dim=3, use_bias=use_bias)
+    ours(query, value)
+    ours.set_weights(theirs.get_weights())
+    output, scores = ours(
+        query, value, use_causal_mask=causal, return_attention_scores=True
+    )
+    np.testing.assert_allclose(to_numpy(output), to_numpy(expected), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(scores), to_numpy(expected_scores), atol=1e-6)
+
+
+def _padded_tokens():
+    tokens = RNG.integers(1, 20, size=(3, 6))
+    tokens[0, 4:] = 0
+    tokens[1, 2:] = 0
+    return tokens
+
+
+def test_parity_with_keras_mha_under_padding_masks():
+    tokens = _padded_tokens()
+    embedding = keras.layers.Embedding(20, 8, mask_zero=True)
+    inputs = keras.Input((None,), dtype="int32")
+    embedded = embedding(inputs)
+    theirs = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    reference = keras.Model(inputs, theirs(embedded, embedded))
+    ours = MultiHeadAttention(num_heads=2, key_dim=4)
+    model = keras.Sequential([keras.Input((None,), dtype="int32"), embedding, ours])
+    ours.set_weights(theirs.get_weights())
+    real = tokens != 0  # padded query rows are excluded: the layers differ there
+    np.testing.assert_allclose(
+        to_numpy(model(tokens))[real], to_numpy(reference(tokens))[real], atol=1e-5
+    )
+
+
+def test_padded_key_never_influences_a_real_position():
+    tokens = _padded_tokens()
+    model = keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32"),
+            keras.layers.Embedding(20, 8, mask_zero=True),
+            MultiHeadAttention(num_heads=2, key_dim=4),
+        ]
+    )
+    other = tokens.copy()
+    other[tokens == 0] = 0
+    base = to_numpy(model(tokens))
+    # Change what sits in the padded slots' embedding: real rows must not move.
+    embedding = model.layers[0]
+    table = to_numpy(embedding.embeddings)
+    table[0] = RNG.normal(size=8) * 100
+    embedding.embeddings.assign(table)
+    moved = to_numpy(model(tokens))
+    real = tokens != 0
+    np.testing.assert_allclose(moved[real], base[real], atol=1e-5)
+
+
+def test_padded_query_gets_output_bias_and_mask_passes_on():
+    tokens = _padded_tokens()
+    layer = MultiHeadAttention(num_heads=2, key_dim=4)
+    embedding = keras.layers.Embedding(20, 8, mask_zero=True)
+    embedded = embedding(tokens)
+    mask = embedding.compute_mask(tokens)
+    output = to_numpy(layer(embedded, mask=mask))
+    np.testing.assert_allclose(output[tokens == 0], 0.0)  # zero biases at init
+    np.testing.assert_array_equal(
+        to_numpy(layer.compute_mask(embedded, mask)), tokens != 0
+    )
+    inputs = keras.Input((None,), dtype="int32")
+    symbolic = layer(keras.layers.Embedding(20, 8, mask_zero=True)(inputs))
+    model = keras.Model(inputs, symbolic)
+    assert model.layers[-1].supports_masking
+
+
+def test_cross_attention_masks_from_keras():
+    query_tokens, value_tokens = _padded_tokens()[:, :4], _padded_tokens()
+    q_embed = keras.layers.Embedding(20, 8, mask_zero=True)
+    v_embed = keras.layers.Embedding(20, 8, mask_zero=True)
+    q_in, v_in = (
+        keras.Input((None,), dtype="int32"),
+        keras.Input((None,), dtype="int32"),
+    )
+    layer = MultiHeadAttention(num_heads=2, key_dim=4)
+    _, scores = layer(q_embed(q_in), v_embed(v_in), return_attention_scores=True)
+    model = keras.Model([q_in, v_in], scores)
+    weights = to_numpy(model([query_tokens, value_tokens]))
+    assert weights.shape == (3, 2, 4, 6)
+    pad = np.broadcast_to((value_tokens == 0)[:, None, None, :], weights.shape)
+    assert np.all(weights[pad] == 0)
+
+
+def test_attention_mask_combines_with_causal():
+    x = normal(2, 5, 8)
+    allowed = RNG.random((2, 5, 5)) > 0.3
+    layer = MultiHeadAttention(num_heads=2, key_dim=4, causal=True)
+    _, scores = layer(x, attention_mask=allowed, return_attention_scores=True)
+    expected = allowed & np.tril(np.ones((5, 5), bool))
+    np.testing.assert_array_equal(to_numpy(scores)[:, 0] > 0, expected)
+
+
+def test_compute_output_shape_with_unequal_lengths():
+    layer = MultiHeadAttention(num_heads=2, key_dim=4, output_shape=6)
+    assert layer.compute_output_shape((None, 3, 8), (None, 9, 5)) == (None, 3, 6)
+    q, v = keras.Input((3, 8)), keras.Input((9, 5))
+    out, scores = layer(q, v, return_attention_scores=True)
+    assert tuple(out.shape) == (None, 3, 6)
+    assert tuple(scores.shape) == (None, 2, 3, 9)
+
+
+def test_dropout_is_reproducible_with_a_seed():
+    x = normal(2, 5, 8)
+    a = MultiHeadAttention(num_heads=2, key_dim=4, dropout=0.5, seed=7)
+    b = MultiHeadAttention(num_heads=2, key_dim=4, dropout=0.5, seed=7)
+    a(x)
+    b(x)
+    b.set_weights(a.get_weights())
+    np.testing.assert_array_equal(
+        to_numpy(a(x, training=True)), to_numpy(b(x, training=True))
+    )
+    assert not np.allclose(to_numpy(a(x, training=True)), to_numpy(a(x)))
+
+
+def test_sequential_save_and_load_without_custom_objects(tmp_path):
+    model = keras.Sequential([keras.Input((None,), dtype="int32")])
+    model.add(keras.layers.Embedding(20, 8, mask_zero=True))
+    model.add(keras_attention.MultiHeadAttention(num_heads=2, key_dim=4, causal=True))
+    tokens = _padded_tokens()
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(to_numpy(loaded(tokens)), to_numpy(model(tokens)))
+
+
+BAD = [
+    (
+        {"num_heads": 0, "key_dim": 4},
+        ValueError,
+        r"MultiHeadAttention: `num_heads` must be a positive integer\. Received: num_heads=0",
+    ),
+    (
+        {"num_heads": 2.0, "key_dim": 4},
+        TypeError,
+        r"MultiHeadAttention: `num_heads` must be a positive integer\. Received: num_heads=2\.0 of type float",
+    ),
+    (
+        {"num_heads": 2, "key_dim": -1},
+        ValueError,
+        r"MultiHeadAttention: `key_dim` must be a positive integer\. Received: key_dim=-1",
+    ),
+    (
+        {"num_heads": 2, "key_dim": 4, "value_dim": 0},
+        ValueError,
+        r"MultiHeadAttention: `value_dim` must be a positive integer\. Received: value_dim=0",
+    ),
+    (
+        {"num_heads": 2, "key_dim": 4, "dropout": 1.5},
+        ValueError,
+        r"MultiHeadAttention: `dropout` must be a number in \[0, 1\)\. Received: dropout=1\.5",
+    ),
+    (
+        {"num_heads": 2, "key_dim": 4, "output_shape": (3, 0)},
+        ValueError,
+        r"MultiHeadAttention: `output_shape` must be None, a positive integer or a non-empty tuple of positive integers\. Received: output_shape=\(3, 0\)",
+    ),
+    (
+        {"num_heads": 2, "key_dim": 4, "causal": 1},
+        TypeError,
+        r"MultiHeadAttention: `causal` must be a bool\. Received: causal=1",
+    ),
+    (
+        {"num_heads": 2, "key_dim": 4, "use_bias": "no"},
+        TypeError,
+        r"MultiHeadAttention: `use_bias` must be a bool\. Received: use_bias='no'",
+    ),
+    (
+        {"num_heads": 2, "key_dim": 4, "seed": "x"},
+        TypeError,
+        r"MultiHeadAttention: `seed` must be None or an int\. Received: seed='x' of type str",
+    ),
+]
+
+
+@pytest.mark.parametrize("kwargs,error,message", BAD)
+def test_bad_constructor_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        MultiHeadAttention(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "query,value,key,message",
+    [
+        (
+            normal(2, 8),
+            None,
+            None,
+            r"`query` must have rank 3, \(batch, seq_len, dim\)\. Received: query\.shape=\(2, 8\)",
+        ),
+        (
+            normal(2, 3, 8),
+            normal(3, 4, 8),
+            None,
+            r"`query`, `value` and `key` must have the same batch size\. Received: query\.shape=\(2, 3, 8\), value\.shape=\(3, 4, 8\)",
+        ),
+        (
+            normal(2, 3, 8),
+            normal(2, 4, 8),
+            normal(2, 5, 8),
+            r"`key` and `value` must have the same sequence length\. Received: value\.shape=\(2, 4, 8\), key\.shape=\(2, 5, 8\)",
+        ),
+    ],
+)
+def test_bad_shapes(query, value, key, message):
+    layer = MultiHeadAttention(num_heads=2, key_dim=4)
+    with pytest.raises(ValueError, match=r"MultiHeadAttention: " + message):
+        layer(query, value, key)
+
+
+def test_bad_attention_mask():
+    layer = MultiHeadAttention(num_heads=2, key_dim=4)
+    x = normal(2, 3, 8)
+    with pytest.raises(
+        ValueError,
+        match=r"`attention_mask` must have shape \(batch, q_len, k_len\)=\(2, 3, 3\) "
+        r"or broadcast to it\. Received: attention_mask\.shape=\(2, 3, 4\)",
+    ):
+        layer(x, attention_mask=np.ones((2, 3, 4), bool))
+    with pytest.raises(
+        TypeError,
+        match=r"`attention_mask` must be boolean or integer, non-zero where a query "
+        r"may attend to a key \(Keras' convention\)\. Received: attention_mask with "
+        r"dtype float32",
+    ):
+        layer(x, attention_mask=np.ones((2, 3, 3), "float32"))
+
+
+def test_unknown_last_dimension_is_rejected_at_build():
+    layer = MultiHeadAttention(num_heads=2, key_dim=4)
+    with pytest.raises(
+        ValueError,
+        match=r"the last dimension of `query` must be known\. Received: query\.shape=\(None, 3, None\)",
+    ):
+        layer.build((None, 3, None))

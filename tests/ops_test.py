@@ -1,0 +1,324 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_attention import scaled_dot_product_attention
+
+RNG = np.random.default_rng(0)
+
+
+def normal(*shape, dtype="float32"):
+    return RNG.normal(size=shape).astype(dtype)
+
+
+def numpy_attention(q, k, v, allowed=None, scale=None):
+    """Independent reference: zero rows where nothing is allowed."""
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    logits = np.einsum("...qd,...kd->...qk", q.astype(np.float64), k) * scale
+    if allowed is not None:
+        logits = np.where(allowed, logits, -np.inf)
+    peak = np.max(logits, axis=-1, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0)
+    e = np.exp(logits - peak)
+    total = e.sum(-1, keepdims=True)
+    w = e / np.where(total > 0, total, 1)
+    return w @ v, w
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def test_hand_computed_weights():
+    # Logits [1, 0]: weights [e, 1] / (1 + e).
+    q = np.array([[1.0, 0.0]], "float32")
+    k = np.array([[1.0, 0.0], [0.0, 0.0]], "float32")
+    v = np.array([[1.0], [0.0]], "float32")
+    context, weights = scaled_dot_product_attention(
+        q, k, v, scale=1.0, return_weights=True
+    )
+    e = math.e
+    np.testing.assert_allclose(
+        to_numpy(weights), [[e / (1 + e), 1 / (1 + e)]], rtol=1e-6
+    )
+    np.testing.assert_allclose(to_numpy(context), [[e / (1 + e)]], rtol=1e-6)
+
+
+def test_default_scale_is_inverse_sqrt_depth():
+    q, k = normal(4, 9), normal(5, 9)
+    v = normal(5, 3)
+    a = scaled_dot_product_attention(q, k, v)
+    b = scaled_dot_product_attention(q, k, v, scale=1 / 3)
+    np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=1e-6)
+
+
+def test_tutorial_example_unbatched():
+    # The tutorial's [3, 10] tensors, without its float mask.
+    q, k, v = normal(3, 10), normal(3, 10), normal(3, 10)
+    context = scaled_dot_product_attention(q, k, v)
+    expected, _ = numpy_attention(q, k, v)
+    assert tuple(context.shape) == (3, 10)
+    np.testing.assert_allclose(to_numpy(context), expected, atol=1e-5)
+
+
+def test_tutorial_float_mask_is_rejected_with_the_convention():
+    q = normal(3, 10)
+    with pytest.raises(
+        TypeError,
+        match=r"`mask` must be boolean or integer, non-zero where a query may "
+        r"attend to a key and zero where it may not \(Keras' convention\)\. "
+        r"For an additive mask .* use `bias`\. Received: mask with dtype float32",
+    ):
+        scaled_dot_product_attention(q, q, q, np.zeros((3, 3), "float32"))
+
+
+@pytest.mark.parametrize("leading", [(), (2,), (2, 3)])
+def test_any_leading_batch_dims_and_unequal_lengths(leading):
+    q, k, v = normal(*leading, 4, 8), normal(*leading, 6, 8), normal(*leading, 6, 5)
+    allowed = RNG.random((*leading, 4, 6)) > 0.3
+    context, weights = scaled_dot_product_attention(
+        q, k, v, allowed, return_weights=True
+    )
+    expected, expected_weights = numpy_attention(q, k, v, allowed)
+    np.testing.assert_allclose(to_numpy(context), expected, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(weights), expected_weights, atol=1e-6)
+
+
+def test_integer_mask_nonzero_means_attend():
+    q, k, v = normal(2, 3, 4), normal(2, 5, 4), normal(2, 5, 4)
+    allowed = RNG.random((2, 3, 5)) > 0.5
+    allowed[..., 0] = True
+    as_bool = scaled_dot_product_attention(q, k, v, allowed)
+    as_int = scaled_dot_product_attention(q, k, v, allowed.astype("int32") * 7)
+    np.testing.assert_allclose(to_numpy(as_bool), to_numpy(as_int))
+
+
+@pytest.mark.parametrize("q_len,k_len", [(5, 5), (3, 7), (7, 3)])
+def test_parity_with_keras_dot_product_attention(q_len, k_len):
+    # keras.ops takes (batch, seq, heads, dim); ours (batch, heads, seq, dim).
+    q, k, v = normal(2, q_len, 3, 8), normal(2, k_len, 3, 8), normal(2, k_len, 3, 8)
+    allowed = RNG.random((2, 3, q_len, k_len)) > 0.3
+    allowed[..., 0] = True  # no fully masked rows: the references differ there
+    for causal in (False, True):
+        reference = ops.dot_product_attention(q, k, v, mask=allowed, is_causal=causal)
+        ours = scaled_dot_product_attention(
+            *(np.swapaxes(x, 1, 2) for x in (q, k, v)), allowed, causal=causal
+        )
+        np.testing.assert_allclose(
+            np.swapaxes(to_numpy(ours), 1, 2), to_numpy(reference), atol=1e-5
+        )
+
+
+def test_causal_with_unequal_lengths_is_top_left_aligned():
+    q, k, v = normal(3, 4), normal(6, 4), normal(6, 2)
+    _, weights = scaled_dot_product_attention(q, k, v, causal=True, return_weights=True)
+    weights = to_numpy(weights)
+    for i in range(3):
+        assert np.all(weights[i, i + 1 :] == 0)
+        assert np.all(weights[i, : i + 1] > 0)
+
+
+def test_causal_combines_with_mask():
+    q = normal(4, 4)
+    mask = np.ones((4, 4), bool)
+    mask[:, 0] = False
+    _, weights = scaled_dot_product_attention(
+        q, q, q, mask, causal=True, return_weights=True
+    )
+    expected = np.tril(np.ones((4, 4), bool)) & mask
+    np.testing.assert_array_equal(to_numpy(weights) > 0, expected)
+
+
+def test_fully_masked_row_gives_zero_context_and_weights():
+    q, k, v = normal(2, 3, 4), normal(2, 5, 4), normal(2, 5, 4)
+    allowed = np.ones((2, 3, 5), bool)
+    allowed[0, 1] = False
+    context, weights = scaled_dot_product_attention(
+        q, k, v, allowed, return_weights=True
+    )
+    context, weights = to_numpy(context), to_numpy(weights)
+    assert np.all(context[0, 1] == 0) and np.all(weights[0, 1] == 0)
+    assert np.all(np.isfinite(context)) and np.all(np.isfinite(weights))
+    np.testing.assert_allclose(weights.sum(-1)[1], 1, rtol=1e-6)
+
+
+def test_bias_of_minus_infinity_acts_like_a_mask():
+    q, k, v = normal(3, 4), normal(5, 4), normal(5, 2)
+    allowed = RNG.random((3, 5)) > 0.4
+    allowed[2] = False
+    bias = np.where(allowed, 0.0, -np.inf).astype("float32")
+    a = scaled_dot_product_attention(q, k, v, allowed)
+    b = scaled_dot_product_attention(q, k, v, bias=bias)
+    np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=1e-6)
+
+
+def test_float16_near_its_maximum_does_not_overflow():
+    # Each product is ~6e4 * 6e4: infinite in float16, fine in float32.
+    q = np.full((2, 4), 6e4, "float16")
+    v = normal(2, 3, dtype="float16")
+    context, weights = scaled_dot_product_attention(q, q, v, return_weights=True)
+    assert keras.backend.standardize_dtype(context.dtype) == "float16"
+    assert np.all(np.isfinite(to_numpy(context)))
+    np.testing.assert_allclose(to_numpy(weights).astype("float32"), 0.5)
+
+
+def test_dropout_only_in_training_and_reproducible_with_a_seed():
+    q = normal(2, 6, 4)
+    plain = to_numpy(scaled_dot_product_attention(q, q, q))
+    off = scaled_dot_product_attention(q, q, q, dropout=0.5, seed=3)
+    np.testing.assert_allclose(to_numpy(off), plain)
+    a = to_numpy(
+        scaled_dot_product_attention(q, q, q, dropout=0.5, seed=3, training=True)
+    )
+    b = to_numpy(
+        scaled_dot_product_attention(q, q, q, dropout=0.5, seed=3, training=True)
+    )
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, plain)
+    generator = keras.random.SeedGenerator(3)
+    c = scaled_dot_product_attention(
+        q, q, q, dropout=0.5, seed=generator, training=True
+    )
+    d = scaled_dot_product_attention(
+        q, q, q, dropout=0.5, seed=generator, training=True
+    )
+    assert not np.allclose(to_numpy(c), to_numpy(d))  # the generator advances
+
+
+def test_weights_are_returned_before_dropout():
+    q = normal(5, 4)
+    _, weights = scaled_dot_product_attention(
+        q, q, q, dropout=0.5, seed=1, training=True, return_weights=True
+    )
+    np.testing.assert_allclose(to_numpy(weights).sum(-1), 1, rtol=1e-6)
+
+
+def test_gradients_are_finite_for_fully_masked_rows():
+    import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("uses tf.GradientTape")
+    q = tf.Variable(normal(2, 3, 4))
+    allowed = np.ones((2, 3, 3), bool)
+    allowed[:, 0] = False
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(scaled_dot_product_attention(q, q, q, allowed) ** 2)
+    grad = tape.gradient(loss, q).numpy()
+    assert np.all(np.isfinite(grad))
+
+
+BAD_CALLS = [
+    (
+        lambda: scaled_dot_product_attention(normal(4), normal(4), normal(4)),
+        ValueError,
+        r"`query` must have rank >= 2, \(\.\.\., seq_len, depth\)\. Received: query\.shape=\(4,\)",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(2, 3, 4), normal(3, 4), normal(3, 4)
+        ),
+        ValueError,
+        r"`query`, `key` and `value` must have the same rank\. Received: query\.shape=\(2, 3, 4\)",
+    ),
+    (
+        lambda: scaled_dot_product_attention(normal(3, 4), normal(3, 5), normal(3, 4)),
+        ValueError,
+        r"the last dimension of `query` and `key` must be equal\. Received: query\.shape=\(3, 4\), key\.shape=\(3, 5\)",
+    ),
+    (
+        lambda: scaled_dot_product_attention(normal(3, 4), normal(3, 4), normal(2, 4)),
+        ValueError,
+        r"`key` and `value` must have the same sequence length \(axis -2\)\. Received: key\.shape=\(3, 4\), value\.shape=\(2, 4\)",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(2, 3, 4), normal(3, 3, 4), normal(3, 3, 4)
+        ),
+        ValueError,
+        r"the batch dimensions of `query`, `key` and `value` must be equal\. Received: query\.shape=\(2, 3, 4\)",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(3, 4), normal(5, 4), normal(5, 4), np.ones((3, 4), bool)
+        ),
+        ValueError,
+        r"`mask` must be broadcastable to the logits' shape \(\.\.\., q_len, k_len\)=\(3, 5\)\. Received: mask\.shape=\(3, 4\)",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(3, 4), normal(5, 4), normal(5, 4), bias=normal(2, 3, 5)
+        ),
+        ValueError,
+        r"`bias` must be broadcastable to the logits' shape \(\.\.\., q_len, k_len\)=\(3, 5\)\. Received: bias\.shape=\(2, 3, 5\)",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(3, 4), normal(3, 4), normal(3, 4), bias=np.zeros((3, 3), bool)
+        ),
+        TypeError,
+        r"`bias` must be a floating-point tensor\. Received: bias with dtype bool",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            np.ones((3, 4), "int32"), normal(3, 4), normal(3, 4)
+        ),
+        TypeError,
+        r"`query` must be a floating-point tensor\. Received: query with dtype int32",
+    ),
+    (
+        lambda: scaled_dot_product_attention([[1.0]], normal(3, 4), normal(3, 4)),
+        TypeError,
+        r"`query` must be a tensor or array\. Received: query of type list",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(3, 4), normal(3, 4), normal(3, 4), scale=0.0
+        ),
+        ValueError,
+        r"`scale` must be None or a positive finite number\. Received: scale=0\.0",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(3, 4), normal(3, 4), normal(3, 4), scale=-1
+        ),
+        ValueError,
+        r"`scale` must be None or a positive finite number\. Received: scale=-1",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(3, 4), normal(3, 4), normal(3, 4), dropout=1.0
+        ),
+        ValueError,
+        r"`dropout` must be a number in \[0, 1\)\. Received: dropout=1\.0",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(3, 4), normal(3, 4), normal(3, 4), dropout=-0.1
+        ),
+        ValueError,
+        r"`dropout` must be a number in \[0, 1\)\. Received: dropout=-0\.1",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(3, 4), normal(3, 4), normal(3, 4), causal="yes"
+        ),
+        TypeError,
+        r"`causal` must be a bool\. Received: causal='yes'",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(3, 4), normal(3, 4), normal(3, 4), seed="1"
+        ),
+        TypeError,
+        r"`seed` must be None, an int or a keras\.random\.SeedGenerator\. Received: seed='1'",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,error,message", BAD_CALLS)
+def test_bad_input_raises_a_clear_error(call, error, message):
+    with pytest.raises(error, match=r"scaled_dot_product_attention: " + message):
+        call()
