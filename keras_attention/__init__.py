@@ -4,12 +4,17 @@ from keras_attention.layers.multi_head_attention import MultiHeadAttention
 from keras_attention.layers.scaled_dot_product_attention import (
     ScaledDotProductAttention,
 )
+from keras_attention.layers.transformer_block import TransformerBlock
 from keras_attention.ops import scaled_dot_product_attention
+from keras_attention.reversal_task import make_reversal_data, real_token_accuracy
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MultiHeadAttention",
     "ScaledDotProductAttention",
+    "TransformerBlock",
+    "make_reversal_data",
+    "real_token_accuracy",
     "scaled_dot_product_attention",
 ]

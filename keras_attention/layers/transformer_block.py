@@ -1,0 +1,173 @@
+import keras
+
+from keras_attention import _checks as checks
+from keras_attention.layers.multi_head_attention import MultiHeadAttention
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class TransformerBlock(keras.layers.Layer):
+    """A pre-norm Transformer encoder block that keeps the padding mask.
+
+    `x + Dropout(MultiHeadAttention(LayerNorm(x)))`, then
+    `x + Dropout(Dense(Dense(LayerNorm(x), activation)))`: self-attention and
+    a position-wise feed-forward network, each behind a layer normalization
+    and a residual connection (Xiong et al., 2020). The Keras padding mask of
+    the input reaches the attention (padded keys get no weight) and is passed
+    on unchanged to the next layer, which a bare `x + attention(x)` would drop.
+
+    Args:
+        num_heads: number of attention heads; the model width must be
+            divisible by it (each head has `width // num_heads` dimensions).
+        intermediate_dim: width of the feed-forward network's hidden layer.
+        dropout: rate in `[0, 1)` for the attention weights and both residual
+            branches.
+        causal: if `True`, position `i` attends only to positions `j <= i`.
+        activation: activation of the feed-forward hidden layer.
+        layer_norm_epsilon: epsilon of both layer normalizations.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: `(batch, seq_len, width)`.
+        mask: Keras' padding mask `(batch, seq_len)`; filled in by Keras.
+        training: whether dropout applies.
+        return_attention_scores: if `True`, also return the attention weights
+            `(batch, num_heads, seq_len, seq_len)`.
+
+    Returns:
+        `(batch, seq_len, width)`, and the weights when asked for.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((None,), dtype="int32")])
+    >>> model.add(keras.layers.Embedding(100, 32, mask_zero=True))
+    >>> model.add(TransformerBlock(num_heads=4, intermediate_dim=64))
+    >>> tuple(model.output_shape)
+    (None, None, 32)
+
+    References:
+        Vaswani et al., "Attention Is All You Need", 2017.
+        Xiong et al., "On Layer Normalization in the Transformer
+        Architecture", 2020.
+    """
+
+    def __init__(
+        self,
+        num_heads: int,
+        intermediate_dim: int,
+        dropout: float = 0.0,
+        causal: bool = False,
+        activation="relu",
+        layer_norm_epsilon: float = 1e-5,
+        **kwargs,
+    ):
+        owner = type(self).__name__
+        checks.positive_int(num_heads, "num_heads", owner)
+        checks.positive_int(intermediate_dim, "intermediate_dim", owner)
+        checks.dropout(dropout, owner)
+        checks.boolean(causal, "causal", owner)
+        if (
+            isinstance(layer_norm_epsilon, bool)
+            or not isinstance(layer_norm_epsilon, (int, float))
+            or not layer_norm_epsilon > 0
+        ):
+            raise ValueError(
+                f"{owner}: `layer_norm_epsilon` must be a positive number. "
+                f"Received: layer_norm_epsilon={layer_norm_epsilon!r}"
+            )
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.dropout = dropout
+        self.causal = causal
+        self.activation = keras.activations.get(activation)
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.supports_masking = True
+
+    def build(self, inputs_shape):
+        width = self._check_shape(inputs_shape)
+        sublayer = {"dtype": self.dtype_policy}
+        self.attention_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, name="attention_norm", **sublayer
+        )
+        self.attention = MultiHeadAttention(
+            num_heads=self.num_heads,
+            key_dim=width // self.num_heads,
+            dropout=self.dropout,
+            causal=self.causal,
+            name="attention",
+            **sublayer,
+        )
+        self.feedforward_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, name="feedforward_norm", **sublayer
+        )
+        self.intermediate = keras.layers.Dense(
+            self.intermediate_dim,
+            activation=self.activation,
+            name="intermediate",
+            **sublayer,
+        )
+        self.output_dense = keras.layers.Dense(width, name="output", **sublayer)
+        self.residual_dropout = keras.layers.Dropout(self.dropout, **sublayer)
+        self.attention_norm.build(inputs_shape)
+        self.attention.build(inputs_shape)
+        self.feedforward_norm.build(inputs_shape)
+        self.intermediate.build(inputs_shape)
+        self.output_dense.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
+
+    def _check_shape(self, inputs_shape):
+        shape = tuple(inputs_shape)
+        owner = type(self).__name__
+        if len(shape) != 3 or shape[-1] is None:
+            raise ValueError(
+                f"{owner}: the input must have shape (batch, seq_len, width) with "
+                f"a known width. Received: inputs.shape={shape}"
+            )
+        if shape[-1] % self.num_heads:
+            raise ValueError(
+                f"{owner}: the input width must be divisible by `num_heads`. "
+                f"Received: width={shape[-1]}, num_heads={self.num_heads}"
+            )
+        return shape[-1]
+
+    def call(self, inputs, mask=None, training=None, return_attention_scores=False):
+        attended = self.attention(
+            self.attention_norm(inputs),
+            mask=mask,
+            training=training,
+            return_attention_scores=return_attention_scores,
+        )
+        attended, scores = attended if return_attention_scores else (attended, None)
+        x = inputs + self.residual_dropout(attended, training=training)
+        hidden = self.intermediate(self.feedforward_norm(x))
+        x = x + self.residual_dropout(self.output_dense(hidden), training=training)
+        return (x, scores) if return_attention_scores else x
+
+    def compute_output_shape(self, inputs_shape):
+        self._check_shape(inputs_shape)
+        return tuple(inputs_shape)
+
+    def compute_output_spec(
+        self, inputs, mask=None, training=None, return_attention_scores=False
+    ):
+        output = keras.KerasTensor(
+            self.compute_output_shape(inputs.shape), dtype=self.compute_dtype
+        )
+        if not return_attention_scores:
+            return output
+        batch, length = inputs.shape[0], inputs.shape[1]
+        scores = keras.KerasTensor(
+            (batch, self.num_heads, length, length), dtype=self.compute_dtype
+        )
+        return output, scores
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            intermediate_dim=self.intermediate_dim,
+            dropout=self.dropout,
+            causal=self.causal,
+            activation=keras.activations.serialize(self.activation),
+            layer_norm_epsilon=self.layer_norm_epsilon,
+        )
+        return config
