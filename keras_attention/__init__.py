@@ -4,6 +4,10 @@ from keras_attention.layers.multi_head_attention import MultiHeadAttention
 from keras_attention.layers.scaled_dot_product_attention import (
     ScaledDotProductAttention,
 )
+from keras_attention.layers.sinusoidal_position_encoding import (
+    SinusoidalPositionEncoding,
+    sinusoidal_table,
+)
 from keras_attention.ops import scaled_dot_product_attention
 
 __version__ = "0.1.0"
@@ -11,5 +15,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MultiHeadAttention",
     "ScaledDotProductAttention",
+    "SinusoidalPositionEncoding",
     "scaled_dot_product_attention",
+    "sinusoidal_table",
 ]
