@@ -1,5 +1,8 @@
 """Attention and position-encoding layers for Keras 3."""
 
+from keras_attention.layers.learned_position_embedding import (
+    LearnedPositionEmbedding,
+)
 from keras_attention.layers.multi_head_attention import MultiHeadAttention
 from keras_attention.layers.scaled_dot_product_attention import (
     ScaledDotProductAttention,
@@ -13,6 +16,7 @@ from keras_attention.ops import scaled_dot_product_attention
 __version__ = "0.1.0"
 
 __all__ = [
+    "LearnedPositionEmbedding",
     "MultiHeadAttention",
     "ScaledDotProductAttention",
     "SinusoidalPositionEncoding",
