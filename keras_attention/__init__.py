@@ -1,8 +1,15 @@
 """Attention and position-encoding layers for Keras 3."""
 
+from keras_attention.layers.learned_position_embedding import (
+    LearnedPositionEmbedding,
+)
 from keras_attention.layers.multi_head_attention import MultiHeadAttention
 from keras_attention.layers.scaled_dot_product_attention import (
     ScaledDotProductAttention,
+)
+from keras_attention.layers.sinusoidal_position_encoding import (
+    SinusoidalPositionEncoding,
+    sinusoidal_table,
 )
 from keras_attention.layers.transformer_block import TransformerBlock
 from keras_attention.ops import scaled_dot_product_attention
@@ -11,10 +18,13 @@ from keras_attention.reversal_task import make_reversal_data, real_token_accurac
 __version__ = "0.1.0"
 
 __all__ = [
+    "LearnedPositionEmbedding",
     "MultiHeadAttention",
     "ScaledDotProductAttention",
+    "SinusoidalPositionEncoding",
     "TransformerBlock",
     "make_reversal_data",
     "real_token_accuracy",
     "scaled_dot_product_attention",
+    "sinusoidal_table",
 ]

@@ -67,3 +67,16 @@ def seed(value, owner):
             f"{owner}: `seed` must be None, an int or a "
             f"keras.random.SeedGenerator. Received: seed={value!r}"
         )
+
+
+def positive_number(value, argument, owner):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            f"{owner}: `{argument}` must be a positive finite number. "
+            f"Received: {argument}={value!r}"
+        )

@@ -1,0 +1,202 @@
+"""What `SinusoidalPositionEncoding` and `LearnedPositionEmbedding` share.
+
+Both add a `(seq_len, dim)` encoding of the positions `start_index, ...,
+start_index + seq_len - 1` to inputs `(..., seq_len, dim)`, pass the Keras
+mask through, and check `start_index` (and, with a `max_length`, the fit of
+the sequence) as early as the values are known:
+
+- a Python int, a NumPy integer, or a tensor whose value is known now (eager
+  execution, a constant): checked when the layer is called or traced, and a
+  static sequence length with it (always the case under XLA and JAX);
+- a tensor traced by `tf.function`: checked when the graph runs, with a
+  TensorFlow assertion carrying the same message;
+- a tensor traced by `jax.jit` or compiled by XLA (`jit_compile=True`),
+  where assertions cannot run: an out-of-range position gets a NaN encoding,
+  never a clamped, wrapped or zero one.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+
+class PositionLayer(keras.layers.Layer):
+    """Base of the position layers (private; not exported).
+
+    Subclasses implement `_encode(positions, dim)`, returning the
+    `(seq_len, dim)` encoding of int32 `positions`, and may override
+    `_max_length` and extend `_check_input_shape`.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def _max_length(self):
+        """The number of positions the layer can encode, or None."""
+        return None
+
+    def call(self, inputs, start_index=0):
+        shape = self._check_inputs(inputs)
+        positions, valid = self._positions(inputs, start_index)
+        encoding = self._encode(positions, shape[-1])  # (seq_len, dim)
+        if valid is not None:
+            encoding = ops.where(ops.expand_dims(valid, -1), encoding, float("nan"))
+        # Add in float32 (or wider), so the output is rounded once.
+        wide = keras.backend.result_type(self.compute_dtype, "float32")
+        outputs = ops.cast(inputs, wide) + ops.cast(encoding, wide)
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _positions(self, inputs, start_index):
+        """Returns `(positions, valid)`.
+
+        `positions` is the int32 `(seq_len,)` range from `start_index`.
+        `valid` is None when the positions were checked now (a ValueError was
+        raised if they do not fit), else a boolean `(seq_len,)` tensor, False
+        at positions out of range.
+        """
+        owner = type(self).__name__
+        max_length = self._max_length()
+        length = ops.shape(inputs)[-2]
+        known_length = length if isinstance(length, int) else None
+        start = static_start_index(start_index, owner)
+        if start is not None and known_length is not None:
+            check_fits(owner, known_length, start, max_length)
+
+        start_index = ops.cast(start_index, "int32")
+        positions = ops.arange(length, dtype="int32") + start_index
+        if start is not None and (known_length is not None or max_length is None):
+            return positions, None
+
+        valid = ops.greater_equal(positions, 0)
+        if max_length is not None:
+            valid = ops.logical_and(valid, ops.less(positions, max_length))
+        if keras.backend.backend() == "tensorflow":
+            from keras_attention.layers import _tensorflow_checks
+
+            if start is None:
+                positions = _tensorflow_checks.assert_that(
+                    ops.greater_equal(start_index, 0),
+                    negative_start_message(owner, "{}"),
+                    [start_index],
+                    positions,
+                )
+            if max_length is not None:
+                shown = (
+                    "{}" if known_length is None else known_length,
+                    "{}" if start is None else start,
+                )
+                values = [
+                    value
+                    for value, text in zip((length, start_index), shown, strict=True)
+                    if text == "{}"
+                ]
+                positions = _tensorflow_checks.assert_that(
+                    ops.less_equal(start_index + length, max_length),
+                    too_long_message(owner, *shown, max_length),
+                    values,
+                    positions,
+                )
+        return positions, valid
+
+    def _check_inputs(self, inputs):
+        owner = type(self).__name__
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        if "float" not in dtype:
+            raise TypeError(
+                f"{owner}: `inputs` must be a floating-point tensor (vectors, "
+                f"such as the output of `Embedding`). Received: inputs with "
+                f"dtype {dtype}"
+            )
+        return self._check_input_shape(inputs.shape)
+
+    def _check_input_shape(self, shape):
+        """Raises unless `shape` is `(batch, ..., seq_len, dim)` with a known
+        `dim`. Returns it as a tuple."""
+        owner = type(self).__name__
+        shape = tuple(shape)
+        if len(shape) < 3:
+            raise ValueError(
+                f"{owner}: `inputs` must have rank >= 3, (batch, ..., seq_len, "
+                f"dim). Received: inputs.shape={shape}"
+            )
+        if shape[-1] is None:
+            raise ValueError(
+                f"{owner}: the last dimension of `inputs` must be known. "
+                f"Received: inputs.shape={shape}"
+            )
+        return shape
+
+    def compute_output_shape(self, input_shape):
+        return self._check_input_shape(input_shape)
+
+    def compute_output_spec(self, inputs, start_index=0):
+        shape = self._check_inputs(inputs)
+        owner = type(self).__name__
+        start = static_start_index(start_index, owner)
+        if start is not None and shape[-2] is not None:
+            check_fits(owner, shape[-2], start, self._max_length())
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
+
+
+def negative_start_message(owner, start):
+    return f"{owner}: `start_index` must be >= 0. Received: start_index={start}"
+
+
+def too_long_message(owner, length, start, max_length):
+    return (
+        f"{owner}: the sequence (length {length}, start_index {start}) is "
+        f"longer than `max_length`={max_length}."
+    )
+
+
+def check_fits(owner, length, start, max_length):
+    if max_length is not None and start + length > max_length:
+        raise ValueError(too_long_message(owner, length, start, max_length))
+
+
+def static_start_index(start_index, owner):
+    """Checks `start_index`; returns its value as an int, or None when it is
+    a tensor whose value is only known when the graph runs."""
+    if isinstance(start_index, (int, np.integer)) and not isinstance(start_index, bool):
+        value = int(start_index)
+    elif hasattr(start_index, "shape") and hasattr(start_index, "dtype"):
+        dtype = keras.backend.standardize_dtype(start_index.dtype)
+        if "int" not in dtype:
+            raise TypeError(
+                f"{owner}: `start_index` must be an int or a scalar integer "
+                f"tensor. Received: start_index with dtype {dtype}"
+            )
+        if tuple(start_index.shape) != ():
+            raise ValueError(
+                f"{owner}: `start_index` must be a scalar. "
+                f"Received: start_index.shape={tuple(start_index.shape)}"
+            )
+        value = static_value(start_index)
+        value = None if value is None else int(value)
+    else:
+        raise TypeError(
+            f"{owner}: `start_index` must be an int or a scalar integer tensor. "
+            f"Received: start_index={start_index!r} of type "
+            f"{type(start_index).__name__}"
+        )
+    if value is not None and value < 0:
+        raise ValueError(negative_start_message(owner, value))
+    return value
+
+
+def static_value(x):
+    """The value of tensor `x` as a NumPy array when it is known now, else
+    None (a symbolic tensor, or one traced by `tf.function` or `jax.jit`)."""
+    if keras.utils.is_keras_tensor(x):
+        return None
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        from keras_attention.layers import _tensorflow_checks
+
+        return _tensorflow_checks.static_value(x)
+    if backend == "jax":
+        from keras_attention.layers import _jax_checks
+
+        return _jax_checks.static_value(x)
+    return ops.convert_to_numpy(x)
