@@ -32,7 +32,12 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The whole suite on TensorFlow, then every test that is not TensorFlow-only
+# or a once-per-run end-to-end check (demo, notebook, packaging) on JAX.
 pytest-tf: $(VENV)/.installed-test
 	KERAS_BACKEND=tensorflow $(PY) -m pytest
 
-test: lint pytest-tf
+pytest-jax: $(VENV)/.installed-test
+	KERAS_BACKEND=jax $(PY) -m pytest -m "not tensorflow_only and not end_to_end"
+
+test: lint pytest-tf pytest-jax

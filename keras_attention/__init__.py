@@ -1,5 +1,6 @@
 """Attention and position-encoding layers for Keras 3."""
 
+from keras_attention.inspection import attention_weights
 from keras_attention.layers.learned_position_embedding import (
     LearnedPositionEmbedding,
 )
@@ -12,7 +13,9 @@ from keras_attention.layers.sinusoidal_position_encoding import (
     sinusoidal_table,
 )
 from keras_attention.layers.transformer_block import TransformerBlock
+from keras_attention.models.toy_model import build_toy_model
 from keras_attention.ops import scaled_dot_product_attention
+from keras_attention.plotting import plot_attention, plot_position_encoding
 from keras_attention.reversal_task import make_reversal_data, real_token_accuracy
 
 __version__ = "0.1.0"
@@ -23,7 +26,11 @@ __all__ = [
     "ScaledDotProductAttention",
     "SinusoidalPositionEncoding",
     "TransformerBlock",
+    "attention_weights",
+    "build_toy_model",
     "make_reversal_data",
+    "plot_attention",
+    "plot_position_encoding",
     "real_token_accuracy",
     "scaled_dot_product_attention",
     "sinusoidal_table",

@@ -3,27 +3,27 @@
 import argparse
 
 
+def _positive(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="keras-attention")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="run the tutorial's example, fixed")
-    parser.parse_args(argv)
-
-    import keras
-
-    from keras_attention import scaled_dot_product_attention
-
-    # The tutorial's example: three positions of depth 10, no batch axis.
-    query = keras.random.normal((3, 10), seed=1)
-    key = keras.random.normal((3, 10), seed=2)
-    value = keras.random.normal((3, 10), seed=3)
-    context, weights = scaled_dot_product_attention(
-        query, key, value, return_weights=True
+    demo = commands.add_parser(
+        "demo", help="train the toy model with and without position encoding"
     )
-    print("context (3, 10):")
-    print(keras.ops.convert_to_numpy(context).round(3))
-    print("weights (3, 3), each row sums to 1:")
-    print(keras.ops.convert_to_numpy(weights).round(3))
+    demo.add_argument("--output", default="demo-output", help="folder for results")
+    demo.add_argument("--epochs", type=_positive, default=15)
+    demo.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from keras_attention.demo import run_demo
+
+    run_demo(output=args.output, epochs=args.epochs, seed=args.seed)
 
 
 if __name__ == "__main__":
