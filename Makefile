@@ -7,14 +7,16 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 CONSTRAINTS := constraints.txt
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# Stock Debian/Ubuntu Pythons lack venv (ensurepip) until python3-venv is in.
+CHECK_VENV = $(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
+  echo "error: '$(PYTHON) -m venv' is unavailable. On Debian/Ubuntu install it with:"; \
+  echo "    sudo apt-get install python3-venv"; \
+  exit 1; }
 
-.PHONY: demo test lint pytest-tf pytest-jax
+.PHONY: demo test lint pytest-tf pytest-jax test-torch test-oldest
 
 $(PY):
-	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
-	  echo "error: '$(PYTHON) -m venv' is unavailable. On Debian/Ubuntu install it with:"; \
-	  echo "    sudo apt-get install python3-venv"; \
-	  exit 1; }
+	@$(CHECK_VENV)
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-demo: $(PY) setup.cfg pyproject.toml $(CONSTRAINTS)
@@ -41,3 +43,32 @@ pytest-jax: $(VENV)/.installed-test
 	KERAS_BACKEND=jax $(PY) -m pytest -m "not tensorflow_only and not end_to_end"
 
 test: lint pytest-tf pytest-jax
+
+# The layer tests on PyTorch, in their own venv. `torch==2.13.0` is the CPU
+# build; a bare `pip install torch` would download a multi-GB CUDA build.
+TORCH_VENV := .venv-torch
+$(TORCH_VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
+	@$(CHECK_VENV)
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip --disable-pip-version-check -q install torch==2.13.0
+	$(TORCH_VENV)/bin/python -m pip --disable-pip-version-check -q install \
+	  -c $(CONSTRAINTS) -e ".[test,plot]"
+	touch $@
+
+test-torch: $(TORCH_VENV)/.installed
+	KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -m pytest \
+	  -m "not tensorflow_only and not end_to_end"
+
+# The layer tests with the declared minimum versions (setup.cfg) pinned.
+OLDEST_VENV := .venv-oldest
+$(OLDEST_VENV)/.installed: setup.cfg pyproject.toml
+	@$(CHECK_VENV)
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install \
+	  "keras==3.9.0" "tensorflow==2.16.1" pytest hypothesis matplotlib
+	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e .
+	touch $@
+
+test-oldest: $(OLDEST_VENV)/.installed
+	KERAS_BACKEND=tensorflow $(OLDEST_VENV)/bin/python -m pytest \
+	  -m "not end_to_end" --ignore=tests/export_test.py
