@@ -13,7 +13,7 @@ CHECK_VENV = $(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
   echo "    sudo apt-get install python3-venv"; \
   exit 1; }
 
-.PHONY: demo test lint pytest-tf pytest-jax test-torch test-oldest
+.PHONY: demo test lint pytest-tf pytest-jax test-torch test-oldest bench bench-long
 
 $(PY):
 	@$(CHECK_VENV)
@@ -72,3 +72,13 @@ $(OLDEST_VENV)/.installed: setup.cfg pyproject.toml
 test-oldest: $(OLDEST_VENV)/.installed
 	KERAS_BACKEND=tensorflow $(OLDEST_VENV)/bin/python -m pytest \
 	  -m "not end_to_end" --ignore=tests/export_test.py
+
+# Benchmarks (not tests; see benchmarks/RESULTS.md). `bench`: speed side by
+# side with keras.layers.MultiHeadAttention and memory up to T=16384.
+# `bench-long`: the memory of the largest cases, T=32768 and 65536.
+bench: $(VENV)/.installed-test
+	$(PY) benchmarks/speed.py
+	$(PY) benchmarks/memory.py --lengths 4096 8192 16384
+
+bench-long: $(VENV)/.installed-test
+	$(PY) benchmarks/memory.py --lengths 32768 65536
