@@ -23,6 +23,10 @@ def _model(jit_compile="auto"):
     return model
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch",
+    reason="XLA is TensorFlow's and JAX's; jit_compile on torch means torch.compile",
+)
 def test_xla_training_matches_and_masks_padding():
     eager, xla = _model(jit_compile=False), _model(jit_compile=True)
     history = {}
