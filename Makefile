@@ -36,8 +36,10 @@ lint: $(VENV)/.installed-test
 
 # The whole suite on TensorFlow, then every test that is not TensorFlow-only
 # or a once-per-run end-to-end check (demo, notebook, packaging) on JAX.
+# The TensorFlow run also executes the walkthrough notebook (nbmake): a cell
+# that raises fails the run. Naming paths replaces testpaths, hence `tests`.
 pytest-tf: $(VENV)/.installed-test
-	KERAS_BACKEND=tensorflow $(PY) -m pytest
+	KERAS_BACKEND=tensorflow $(PY) -m pytest --nbmake tests notebooks/walkthrough.ipynb
 
 pytest-jax: $(VENV)/.installed-test
 	KERAS_BACKEND=jax $(PY) -m pytest -m "not tensorflow_only and not end_to_end"
