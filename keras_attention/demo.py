@@ -24,7 +24,7 @@ BATCH_SIZE = 64
 ENCODINGS = {"none": None, "sinusoidal": "sinusoidal", "learned": "learned"}
 
 
-def run_demo(output="demo-output", epochs=15, seed=0):
+def run_demo(output="demo-output", epochs=15, seed=0, train_size=TRAIN_SIZE):
     """Runs the demo and returns `{encoding name: held-out accuracy}`.
 
     Args:
@@ -32,17 +32,18 @@ def run_demo(output="demo-output", epochs=15, seed=0):
         epochs: training epochs per encoding.
         seed: seed of the data, the initial weights and the shuffling; the
             same seed gives the same results.
+        train_size: number of training sequences.
     """
     os.makedirs(output, exist_ok=True)
     train_x, train_y = make_reversal_data(
-        TRAIN_SIZE, MAX_LENGTH, VOCAB_SIZE, MIN_LENGTH, seed=seed
+        train_size, MAX_LENGTH, VOCAB_SIZE, MIN_LENGTH, seed=seed
     )
     test_x, test_y = make_reversal_data(
         TEST_SIZE, MAX_LENGTH, VOCAB_SIZE, MIN_LENGTH, seed=seed + 1
     )
     print(
         f"Task: reverse sequences of {MIN_LENGTH}-{MAX_LENGTH} tokens "
-        f"(vocabulary {VOCAB_SIZE - 1}, 0 = padding); {TRAIN_SIZE} training "
+        f"(vocabulary {VOCAB_SIZE - 1}, 0 = padding); {train_size} training "
         f"and {TEST_SIZE} held-out sequences."
     )
     accuracy, models = {}, {}
