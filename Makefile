@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 CONSTRAINTS := constraints.txt
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lint pytest-tf pytest-jax
+.PHONY: demo test lint pytest-tf pytest-jax soak
 
 $(PY):
 	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
@@ -41,3 +41,9 @@ pytest-jax: $(VENV)/.installed-test
 	KERAS_BACKEND=jax $(PY) -m pytest -m "not tensorflow_only and not end_to_end"
 
 test: lint pytest-tf pytest-jax
+
+# Not part of `make test`: 1,000 training steps of the toy model on random
+# lengths and padding; fails on a non-finite loss or on RSS growth > 5 %
+# between step 100 and the last step. Figures: benchmarks/RESULTS.md.
+soak: $(VENV)/.installed-demo
+	$(PY) benchmarks/soak.py
