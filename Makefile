@@ -13,7 +13,7 @@ CHECK_VENV = $(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
   echo "    sudo apt-get install python3-venv"; \
   exit 1; }
 
-.PHONY: demo test lint pytest-tf pytest-jax test-torch test-oldest bench bench-long
+.PHONY: demo test lint pytest-tf pytest-jax test-torch test-oldest bench bench-long soak
 
 $(PY):
 	@$(CHECK_VENV)
@@ -84,3 +84,9 @@ bench: $(VENV)/.installed-test
 
 bench-long: $(VENV)/.installed-test
 	$(PY) benchmarks/memory.py --lengths 32768 65536
+
+# Not part of `make test`: 1,000 training steps of the toy model on random
+# lengths and padding; fails on a non-finite loss or on RSS growth > 5 %
+# between step 100 and the last step. Figures: benchmarks/RESULTS.md.
+soak: $(VENV)/.installed-demo
+	$(PY) benchmarks/soak.py

@@ -1,13 +1,25 @@
-"""Checks of constructor and function arguments shared by several owners.
+"""Checks of constructor, function and call arguments shared by several owners.
 
 Each takes the value and the name of its owner (a layer or function), and
-raises a `ValueError` or `TypeError` that names the argument, says what was
-expected and shows what was received.
+raises a `ValueError`, or a `TypeError` for a value of the wrong type, that
+names the argument, says what was expected and shows what was received.
 """
 
 import math
 
 import keras
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number_type(value, argument, owner, expected):
+    if not _is_number(value):
+        raise TypeError(
+            f"{owner}: `{argument}` must be {expected}. "
+            f"Received: {argument}={value!r} of type {type(value).__name__}"
+        )
 
 
 def positive_int(value, argument, owner, allow_none=False):
@@ -34,27 +46,22 @@ def boolean(value, argument, owner):
 
 
 def dropout(value, owner):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0 <= value < 1
-    ):
+    expected = "a number in [0, 1)"
+    _number_type(value, "dropout", owner, expected)
+    if not 0 <= value < 1:
         raise ValueError(
-            f"{owner}: `dropout` must be a number in [0, 1). "
-            f"Received: dropout={value!r}"
+            f"{owner}: `dropout` must be {expected}. Received: dropout={value!r}"
         )
 
 
 def scale(value, owner):
-    if value is not None and (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if value is None:
+        return
+    expected = "None or a positive finite number"
+    _number_type(value, "scale", owner, expected)
+    if not math.isfinite(value) or value <= 0:
         raise ValueError(
-            f"{owner}: `scale` must be None or a positive finite number. "
-            f"Received: scale={value!r}"
+            f"{owner}: `scale` must be {expected}. Received: scale={value!r}"
         )
 
 
@@ -70,13 +77,77 @@ def seed(value, owner):
 
 
 def positive_number(value, argument, owner):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
+    expected = "a positive finite number"
+    _number_type(value, argument, owner, expected)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(
+            f"{owner}: `{argument}` must be {expected}. Received: {argument}={value!r}"
+        )
+
+
+def keras_identifier(get, value, argument, owner, kind):
+    """Returns `get(value)` (`keras.activations.get`, `keras.initializers.get`)
+    or raises an error naming `argument` instead of Keras' bare one."""
+    if not (value is None or isinstance(value, (str, dict)) or callable(value)):
+        raise TypeError(
+            f"{owner}: `{argument}` must be the name, config or instance of a "
+            f"Keras {kind}. Received: {argument}={value!r} of type "
+            f"{type(value).__name__}"
+        )
+    try:
+        return get(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"{owner}: `{argument}` must be the name, config or instance of a "
+            f"Keras {kind}. Received: {argument}={value!r}"
+        ) from error
+
+
+def tensor(value, argument, owner):
+    """Raises unless `value` is a tensor or array; returns its static shape."""
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        raise TypeError(
+            f"{owner}: `{argument}` must be a tensor or array. "
+            f"Received: {argument} of type {type(value).__name__}"
+        )
+    return tuple(value.shape)
+
+
+def floating(value, argument, owner):
+    """Raises unless `value` is a floating-point tensor; returns its shape."""
+    shape = tensor(value, argument, owner)
+    dtype = keras.backend.standardize_dtype(value.dtype)
+    if "float" not in dtype:
+        raise TypeError(
+            f"{owner}: `{argument}` must be a floating-point tensor. "
+            f"Received: {argument} with dtype {dtype}"
+        )
+    return shape
+
+
+def mask(value, argument, owner, axes, expected_shape, meaning):
+    """Checks a boolean or integer mask of the layers' call arguments.
+
+    `axes` names the expected axes, e.g. `"(batch, q_len, k_len)"`, and
+    `expected_shape` gives them (None where unknown); a mask must have as
+    many axes, each equal to the expected one or 1. `meaning` says what a
+    non-zero entry means. A float mask is refused: additive masks (0 to keep)
+    and multiplicative ones (1 to keep) are easy to confuse.
+    """
+    if value is None:
+        return
+    shape = tensor(value, argument, owner)
+    dtype = keras.backend.standardize_dtype(value.dtype)
+    if dtype != "bool" and "int" not in dtype:
+        raise TypeError(
+            f"{owner}: `{argument}` must be boolean or integer, {meaning} "
+            f"(Keras' convention). Received: {argument} with dtype {dtype}"
+        )
+    if len(shape) != len(expected_shape) or any(
+        not (m is None or e is None or m == 1 or m == e)
+        for m, e in zip(shape, expected_shape, strict=False)
     ):
         raise ValueError(
-            f"{owner}: `{argument}` must be a positive finite number. "
-            f"Received: {argument}={value!r}"
+            f"{owner}: `{argument}` must have shape {axes}={tuple(expected_shape)} "
+            f"or broadcast to it. Received: {argument}.shape={shape}"
         )

@@ -47,6 +47,7 @@ def attention_weights(model, inputs):
             f"Received: layers {[type(layer).__name__ for layer in model.layers]}"
         )
     x = keras.ops.convert_to_tensor(inputs)
+    _check_inputs(model, tuple(x.shape))
     mask = None
     found = []
     for layer in model.layers:
@@ -64,3 +65,19 @@ def attention_weights(model, inputs):
         mask = layer.compute_mask(x, mask) if layer.supports_masking else None
         x = output
     return found
+
+
+def _check_inputs(model, shape):
+    """The layers are called one by one, so the model's own input check is
+    skipped: this one stands in for it."""
+    try:
+        expected = tuple(model.input_shape)
+    except AttributeError:  # built without a `keras.Input`: nothing to check
+        return
+    if len(shape) != len(expected) or any(
+        e is not None and s != e for s, e in zip(shape, expected, strict=False)
+    ):
+        raise ValueError(
+            "attention_weights: `inputs` must have the model's input shape "
+            f"{expected}. Received: inputs.shape={shape}"
+        )

@@ -89,7 +89,7 @@ def scaled_dot_product_attention(
     query_shape, key_shape, value_shape = _check_inputs(query, key, value)
     _check_mask(mask, "mask", query_shape, key_shape)
     _check_bias(bias, query_shape, key_shape)
-    _check_options(scale, causal, dropout, seed)
+    _check_options(scale, causal, dropout, seed, training, return_weights)
 
     out_dtype = keras.backend.standardize_dtype(query.dtype)
     if scale is None:
@@ -155,29 +155,10 @@ def _masked_softmax(logits, allowed):
 # static shapes at call or trace time, Python values always.
 
 
-def _static_shape(x, argument):
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(
-            f"{_NAME}: `{argument}` must be a tensor or array. "
-            f"Received: {argument} of type {type(x).__name__}"
-        )
-    return tuple(x.shape)
-
-
-def _check_float(x, argument):
-    dtype = keras.backend.standardize_dtype(x.dtype)
-    if "float" not in dtype:
-        raise TypeError(
-            f"{_NAME}: `{argument}` must be a floating-point tensor. "
-            f"Received: {argument} with dtype {dtype}"
-        )
-
-
 def _check_inputs(query, key, value):
     shapes = {}
     for argument, x in (("query", query), ("key", key), ("value", value)):
-        shape = _static_shape(x, argument)
-        _check_float(x, argument)
+        shape = checks.floating(x, argument, _NAME)
         if len(shape) < 2:
             raise ValueError(
                 f"{_NAME}: `{argument}` must have rank >= 2, "
@@ -237,7 +218,7 @@ def _check_broadcastable(shape, argument, query_shape, key_shape):
 def _check_mask(mask, argument, query_shape, key_shape):
     if mask is None:
         return
-    shape = _static_shape(mask, argument)
+    shape = checks.tensor(mask, argument, _NAME)
     dtype = keras.backend.standardize_dtype(mask.dtype)
     if "float" in dtype:
         raise TypeError(
@@ -252,13 +233,14 @@ def _check_mask(mask, argument, query_shape, key_shape):
 def _check_bias(bias, query_shape, key_shape):
     if bias is None:
         return
-    shape = _static_shape(bias, "bias")
-    _check_float(bias, "bias")
+    shape = checks.floating(bias, "bias", _NAME)
     _check_broadcastable(shape, "bias", query_shape, key_shape)
 
 
-def _check_options(scale, causal, dropout, seed):
+def _check_options(scale, causal, dropout, seed, training, return_weights):
     checks.scale(scale, _NAME)
     checks.boolean(causal, "causal", _NAME)
+    checks.boolean(training, "training", _NAME)
+    checks.boolean(return_weights, "return_weights", _NAME)
     checks.dropout(dropout, _NAME)
     checks.seed(seed, _NAME)

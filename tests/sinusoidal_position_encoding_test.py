@@ -227,13 +227,13 @@ def test_sequential_save_and_load(tmp_path):
         ),
         (
             True,
-            ValueError,
-            r"`max_wavelength` must be a positive finite number\. Received: max_wavelength=True",
+            TypeError,
+            r"`max_wavelength` must be a positive finite number\. Received: max_wavelength=True of type bool",
         ),
         (
             "1e4",
-            ValueError,
-            r"`max_wavelength` must be a positive finite number\. Received: max_wavelength='1e4'",
+            TypeError,
+            r"`max_wavelength` must be a positive finite number\. Received: max_wavelength='1e4' of type str",
         ),
     ],
 )

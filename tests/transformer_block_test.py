@@ -87,7 +87,7 @@ def test_returns_attention_scores():
         (
             {"num_heads": 2, "intermediate_dim": 4, "layer_norm_epsilon": 0},
             ValueError,
-            r"TransformerBlock: `layer_norm_epsilon` must be a positive number\. Received: layer_norm_epsilon=0",
+            r"TransformerBlock: `layer_norm_epsilon` must be a positive finite number\. Received: layer_norm_epsilon=0",
         ),
     ],
 )

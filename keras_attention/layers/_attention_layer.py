@@ -66,8 +66,9 @@ class AttentionLayer(keras.layers.Layer):
         self_attention = value is None
         value = query if value is None else value
         key = value if key is None else key
-        self._check_shapes(query.shape, value.shape, key.shape)
-        self._check_attention_mask(attention_mask, query.shape, key.shape)
+        self._check_inputs(
+            query, value, key, attention_mask, mask, query_mask, value_mask, key_mask
+        )
 
         # Keras hands the padding mask to `mask` when the layer is called on
         # one tensor, and to `query_mask`/`value_mask`/`key_mask` otherwise.
@@ -93,28 +94,33 @@ class AttentionLayer(keras.layers.Layer):
             return_weights=return_attention_scores,
         )
 
-    def _check_attention_mask(self, attention_mask, query_shape, key_shape):
-        if attention_mask is None:
-            return
+    def _check_inputs(
+        self, query, value, key, attention_mask, mask, query_mask, value_mask, key_mask
+    ):
+        """Raises unless the call's tensors and masks fit together. Returns
+        the shapes of `query`, `value` and `key` as tuples."""
         owner = type(self).__name__
-        dtype = keras.backend.standardize_dtype(attention_mask.dtype)
-        if "float" in dtype:
-            raise TypeError(
-                f"{owner}: `attention_mask` must be boolean or integer, "
-                "non-zero where a query may attend to a key (Keras' "
-                f"convention). Received: attention_mask with dtype {dtype}"
-            )
-        shape = tuple(attention_mask.shape)
-        expected = (query_shape[0], query_shape[-2], key_shape[-2])
-        if len(shape) != 3 or any(
-            not (m is None or e is None or m == 1 or m == e)
-            for m, e in zip(shape, expected, strict=False)
+        for argument, x in (("query", query), ("value", value), ("key", key)):
+            checks.floating(x, argument, owner)
+        shapes = self._check_shapes(query.shape, value.shape, key.shape)
+        query_shape, value_shape, key_shape = shapes
+        checks.mask(
+            attention_mask,
+            "attention_mask",
+            owner,
+            "(batch, q_len, k_len)",
+            (query_shape[0], query_shape[1], key_shape[1]),
+            "non-zero where a query may attend to a key",
+        )
+        padding = "non-zero at real positions and zero at padding"
+        for argument, padding_mask, axes, shape in (
+            ("mask", mask, "(batch, q_len)", query_shape),
+            ("query_mask", query_mask, "(batch, q_len)", query_shape),
+            ("value_mask", value_mask, "(batch, k_len)", value_shape),
+            ("key_mask", key_mask, "(batch, k_len)", key_shape),
         ):
-            raise ValueError(
-                f"{owner}: `attention_mask` must have shape (batch, q_len, "
-                f"k_len)={expected} or broadcast to it. "
-                f"Received: attention_mask.shape={shape}"
-            )
+            checks.mask(padding_mask, argument, owner, axes, shape[:2], padding)
+        return shapes
 
     def _check_shapes(self, query_shape, value_shape, key_shape):
         """Raises unless the shapes fit together. Returns them as tuples."""
@@ -171,8 +177,9 @@ class AttentionLayer(keras.layers.Layer):
     ):
         value = query if value is None else value
         key = value if key is None else key
-        shapes = self._check_shapes(query.shape, value.shape, key.shape)
-        self._check_attention_mask(attention_mask, query.shape, key.shape)
+        shapes = self._check_inputs(
+            query, value, key, attention_mask, mask, query_mask, value_mask, key_mask
+        )
         output = keras.KerasTensor(
             self._output_shape(*shapes), dtype=self.compute_dtype
         )

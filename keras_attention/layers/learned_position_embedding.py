@@ -69,10 +69,18 @@ class LearnedPositionEmbedding(PositionLayer):
         embeddings_initializer="glorot_uniform",
         **kwargs,
     ):
-        checks.positive_int(max_length, "max_length", type(self).__name__)
+        owner = type(self).__name__
+        checks.positive_int(max_length, "max_length", owner)
+        initializer = checks.keras_identifier(
+            keras.initializers.get,
+            embeddings_initializer,
+            "embeddings_initializer",
+            owner,
+            "initializer",
+        )
         super().__init__(**kwargs)
         self.max_length = max_length
-        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self.embeddings_initializer = initializer
 
     def _max_length(self):
         return self.max_length

@@ -118,14 +118,23 @@ class MultiHeadAttention(AttentionLayer):
                 f"non-empty tuple of positive integers. "
                 f"Received: output_shape={output_shape!r}"
             )
+        kernel_initializer, bias_initializer = (
+            checks.keras_identifier(
+                keras.initializers.get, value, argument, owner, "initializer"
+            )
+            for argument, value in (
+                ("kernel_initializer", kernel_initializer),
+                ("bias_initializer", bias_initializer),
+            )
+        )
         super().__init__(causal=causal, dropout=dropout, seed=seed, **kwargs)
         self.num_heads = num_heads
         self.key_dim = key_dim
         self.value_dim = value_dim if value_dim is not None else key_dim
         self.use_bias = use_bias
         self._output_dims = None if trailing is None else tuple(trailing)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
 
     def build(self, query_shape, value_shape=None, key_shape=None):
         value_shape = query_shape if value_shape is None else value_shape

@@ -65,21 +65,16 @@ class TransformerBlock(keras.layers.Layer):
         checks.positive_int(intermediate_dim, "intermediate_dim", owner)
         checks.dropout(dropout, owner)
         checks.boolean(causal, "causal", owner)
-        if (
-            isinstance(layer_norm_epsilon, bool)
-            or not isinstance(layer_norm_epsilon, (int, float))
-            or not layer_norm_epsilon > 0
-        ):
-            raise ValueError(
-                f"{owner}: `layer_norm_epsilon` must be a positive number. "
-                f"Received: layer_norm_epsilon={layer_norm_epsilon!r}"
-            )
+        activation = checks.keras_identifier(
+            keras.activations.get, activation, "activation", owner, "activation"
+        )
+        checks.positive_number(layer_norm_epsilon, "layer_norm_epsilon", owner)
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
         self.dropout = dropout
         self.causal = causal
-        self.activation = keras.activations.get(activation)
+        self.activation = activation
         self.layer_norm_epsilon = layer_norm_epsilon
         self.supports_masking = True
 
@@ -129,7 +124,23 @@ class TransformerBlock(keras.layers.Layer):
             )
         return shape[-1]
 
+    def _check_inputs(self, inputs, mask):
+        owner = type(self).__name__
+        checks.floating(inputs, "inputs", owner)
+        shape = tuple(inputs.shape)
+        self._check_shape(shape)
+        checks.mask(
+            mask,
+            "mask",
+            owner,
+            "(batch, seq_len)",
+            shape[:2],
+            "non-zero at real positions and zero at padding",
+        )
+        return shape
+
     def call(self, inputs, mask=None, training=None, return_attention_scores=False):
+        self._check_inputs(inputs, mask)
         attended = self.attention(
             self.attention_norm(inputs),
             mask=mask,
@@ -149,12 +160,11 @@ class TransformerBlock(keras.layers.Layer):
     def compute_output_spec(
         self, inputs, mask=None, training=None, return_attention_scores=False
     ):
-        output = keras.KerasTensor(
-            self.compute_output_shape(inputs.shape), dtype=self.compute_dtype
-        )
+        shape = self._check_inputs(inputs, mask)
+        output = keras.KerasTensor(shape, dtype=self.compute_dtype)
         if not return_attention_scores:
             return output
-        batch, length = inputs.shape[0], inputs.shape[1]
+        batch, length = shape[0], shape[1]
         scores = keras.KerasTensor(
             (batch, self.num_heads, length, length), dtype=self.compute_dtype
         )
