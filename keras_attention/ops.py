@@ -13,6 +13,7 @@ import math
 import keras
 from keras import ops
 
+from keras_attention import _attention_pattern as pattern
 from keras_attention import _checks as checks
 
 _NAME = "scaled_dot_product_attention"
@@ -27,6 +28,7 @@ def scaled_dot_product_attention(
     bias=None,
     scale=None,
     causal=False,
+    sliding_window=None,
     dropout=0.0,
     seed=None,
     training=False,
@@ -60,6 +62,10 @@ def scaled_dot_product_attention(
             `q_len != k_len` this is aligned at the top left, like
             `keras.ops.dot_product_attention(..., is_causal=True)`: query `i`
             sees keys `0..i`. Combines with `mask` (both must allow a pair).
+        sliding_window: optional positive int `w`: query `i` may only attend
+            to keys `j` with `|i - j| < w`, a band of `w - 1` positions on
+            either side, like `keras.layers.MultiHeadAttention(sliding_window=w)`.
+            Combines with `causal` (then keys `i - w < j <= i`) and `mask`.
         dropout: rate in `[0, 1)` at which attention weights are dropped
             (and the rest rescaled by `1 / (1 - dropout)`) when `training`.
         seed: an int or a `keras.random.SeedGenerator` for the dropout. An int
@@ -79,6 +85,10 @@ def scaled_dot_product_attention(
     too, so float16 and bfloat16 inputs cannot overflow in the logits. The
     results are cast back to the dtype of `query`.
 
+    Dropout: whether the weight of query `i` for key `j` is dropped depends
+    only on the seed, the batch entry, `i` and `j` (a counter-based hash), so
+    a given seed drops the same weights on every path and every backend.
+
     Example:
 
     >>> q = keras.random.normal((3, 10))
@@ -89,7 +99,7 @@ def scaled_dot_product_attention(
     query_shape, key_shape, value_shape = _check_inputs(query, key, value)
     _check_mask(mask, "mask", query_shape, key_shape)
     _check_bias(bias, query_shape, key_shape)
-    _check_options(scale, causal, dropout, seed)
+    _check_options(scale, causal, sliding_window, dropout, seed)
 
     out_dtype = keras.backend.standardize_dtype(query.dtype)
     if scale is None:
@@ -98,57 +108,76 @@ def scaled_dot_product_attention(
             scale = ops.rsqrt(ops.cast(ops.shape(query)[-1], "float32"))
         else:
             scale = 1.0 / math.sqrt(depth)
+    query = ops.cast(query, "float32") * scale
+    key = ops.cast(key, "float32")
+    value = ops.cast(value, "float32")
+    if mask is not None:
+        mask = ops.not_equal(mask, 0)
+    rate = float(dropout) if training else 0.0
+    options = {
+        "causal": causal,
+        "sliding_window": sliding_window,
+        "dropout": rate,
+        "seed": pattern.dropout_seed(seed) if rate > 0 else None,
+    }
 
-    # (..., q_len, k_len)
-    logits = ops.einsum(
-        "...qd,...kd->...qk",
-        ops.cast(query, "float32") * scale,
-        ops.cast(key, "float32"),
-    )
-    if bias is not None:
-        logits = logits + ops.cast(bias, "float32")
-    allowed = _allowed(mask, causal, ops.shape(query)[-2], ops.shape(key)[-2])
-    weights = _masked_softmax(logits, allowed)
-
-    attended = weights
-    if training and dropout > 0:
-        attended = keras.random.dropout(weights, dropout, seed=seed)
-    # (..., q_len, value_depth)
-    context = ops.einsum("...qk,...kv->...qv", attended, ops.cast(value, "float32"))
+    context, weights = _full(query, key, value, mask, bias, **options)
     context = ops.cast(context, out_dtype)
     if return_weights:
         return context, ops.cast(weights, out_dtype)
     return context
 
 
-def _allowed(mask, causal, q_len, k_len):
-    """Boolean `(..., q_len, k_len)` of the pairs that may attend, or None."""
-    allowed = None if mask is None else ops.not_equal(mask, 0)
-    if causal:
-        rows = ops.expand_dims(ops.arange(q_len), -1)  # (q_len, 1)
-        cols = ops.expand_dims(ops.arange(k_len), 0)  # (1, k_len)
-        lower = ops.less_equal(cols, rows)  # (q_len, k_len)
-        allowed = lower if allowed is None else ops.logical_and(allowed, lower)
-    return allowed
+def _full(query, key, value, mask, bias, *, causal, sliding_window, dropout, seed):
+    """The whole `(..., q_len, k_len)` computation: (context, weights)."""
+    logits = ops.einsum("...qd,...kd->...qk", query, key)
+    q_len, k_len = ops.shape(query)[-2], ops.shape(key)[-2]
+    rows = ops.expand_dims(ops.arange(q_len, dtype="int32"), -1)  # (q_len, 1)
+    cols = ops.expand_dims(ops.arange(k_len, dtype="int32"), 0)  # (1, k_len)
+    allowed = pattern.allowed(mask, causal, sliding_window, rows, cols)
+    if bias is not None:
+        logits = logits + ops.cast(bias, "float32")
+        # A bias of -inf drops the pair, like the mask.
+        finite = ops.greater(logits, float("-inf"))
+        allowed = finite if allowed is None else ops.logical_and(allowed, finite)
+    # Causal alone leaves every query key 0; a window leaves query i key i.
+    may_see_nothing = (
+        mask is not None
+        or bias is not None
+        or (sliding_window is not None and not _at_most(query.shape[-2], key.shape[-2]))
+    )
+    weights = _masked_softmax(logits, allowed, may_see_nothing)
+
+    attended = weights
+    if dropout > 0:
+        batch = pattern.batch_index(ops.shape(query)[:-2])
+        keep = pattern.dropout_keep(seed, batch, rows, cols, dropout)
+        attended = ops.where(keep, weights * (1.0 / (1.0 - dropout)), 0.0)
+    # (..., q_len, value_depth)
+    context = ops.einsum("...qk,...kv->...qv", attended, value)
+    return context, weights
 
 
-def _masked_softmax(logits, allowed):
+def _at_most(a, b):
+    return a is not None and b is not None and a <= b
+
+
+def _masked_softmax(logits, allowed, may_see_nothing):
     """Softmax over the last axis that gives exact zeros where not allowed.
 
-    A row with no allowed entry (or whose logits are all `-inf`) gets all-zero
-    weights instead of NaN.
+    A row with no allowed entry gets all-zero weights instead of NaN. Masked
+    logits become the lowest float32, not -inf, so that `ops.softmax` (one
+    fused kernel) never sees a row of -inf; exp(lowest - max) is exactly 0.
     """
-    if allowed is not None:
-        logits = ops.where(allowed, logits, float("-inf"))
-    row_max = ops.max(logits, axis=-1, keepdims=True)
-    # The shift does not change the softmax; a row of -inf has no finite max.
-    row_max = ops.stop_gradient(
-        ops.where(ops.isfinite(row_max), row_max, ops.zeros_like(row_max))
-    )
-    unnormalized = ops.exp(logits - row_max)
-    total = ops.sum(unnormalized, axis=-1, keepdims=True)
-    total = ops.where(total > 0, total, ops.ones_like(total))
-    return unnormalized / total
+    if allowed is None:
+        return ops.softmax(logits, axis=-1)
+    weights = ops.softmax(ops.where(allowed, logits, _LOWEST), axis=-1)
+    if may_see_nothing:
+        weights = ops.where(ops.any(allowed, axis=-1, keepdims=True), weights, 0.0)
+    return weights
+
+
+_LOWEST = -3.4028234663852886e38  # the lowest finite float32
 
 
 # Argument checks. Each raises as soon as the offending value is known:
@@ -257,8 +286,9 @@ def _check_bias(bias, query_shape, key_shape):
     _check_broadcastable(shape, "bias", query_shape, key_shape)
 
 
-def _check_options(scale, causal, dropout, seed):
+def _check_options(scale, causal, sliding_window, dropout, seed):
     checks.scale(scale, _NAME)
     checks.boolean(causal, "causal", _NAME)
+    checks.positive_int(sliding_window, "sliding_window", _NAME, allow_none=True)
     checks.dropout(dropout, _NAME)
     checks.seed(seed, _NAME)

@@ -234,7 +234,7 @@ BAD = [
     (
         {"num_heads": 2, "key_dim": 4, "value_dim": 0},
         ValueError,
-        r"MultiHeadAttention: `value_dim` must be a positive integer\. Received: value_dim=0",
+        r"MultiHeadAttention: `value_dim` must be None or a positive integer\. Received: value_dim=0",
     ),
     (
         {"num_heads": 2, "key_dim": 4, "dropout": 1.5},
