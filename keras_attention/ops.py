@@ -33,6 +33,7 @@ def scaled_dot_product_attention(
     seed=None,
     training=False,
     return_weights=False,
+    tile_size=None,
 ):
     """Scaled dot-product attention (Vaswani et al., 2017).
 
@@ -72,6 +73,11 @@ def scaled_dot_product_attention(
             gives the same dropout pattern on every call.
         training: Python bool; dropout applies only when it is `True`.
         return_weights: if `True`, also return the attention weights.
+        tile_size: optional positive int. `None` (the default) chooses: on the
+            TensorFlow backend, a call whose logits would hold
+            `batch · q_len · k_len >= 2**22` numbers (every sequence of 2048
+            or more) runs in tiles (see "Long sequences" below). An int runs
+            every call in tiles of `tile_size` queries by `tile_size` keys.
 
     Returns:
         `context` of shape `(..., q_len, value_depth)` in the dtype of `query`,
@@ -89,6 +95,19 @@ def scaled_dot_product_attention(
     only on the seed, the batch entry, `i` and `j` (a counter-based hash), so
     a given seed drops the same weights on every path and every backend.
 
+    Long sequences: on the TensorFlow backend the attention can run in tiles
+    with an online softmax and a hand-written tiled backward pass, which hold
+    `(tile, tile)` blocks instead of the `(q_len, k_len)` weights, so the
+    memory of the forward and the backward pass grows linearly with the
+    sequence length. Causal attention skips the tiles above the diagonal and
+    `sliding_window` visits only the tiles that meet its band, so its cost
+    grows as `len · w`. The result equals the full computation up to float
+    rounding, with the same masks and dropout. A `mask` is cut into tiles
+    without being broadcast, so a padding mask `(..., 1, k_len)` stays small.
+    The full `(q_len, k_len)` computation is used whatever `tile_size` says
+    when the weights are asked for (`return_weights=True`), with a `bias`,
+    and on the JAX and PyTorch backends.
+
     Example:
 
     >>> q = keras.random.normal((3, 10))
@@ -99,7 +118,7 @@ def scaled_dot_product_attention(
     query_shape, key_shape, value_shape = _check_inputs(query, key, value)
     _check_mask(mask, "mask", query_shape, key_shape)
     _check_bias(bias, query_shape, key_shape)
-    _check_options(scale, causal, sliding_window, dropout, seed)
+    _check_options(scale, causal, sliding_window, dropout, seed, tile_size)
 
     out_dtype = keras.backend.standardize_dtype(query.dtype)
     if scale is None:
@@ -121,11 +140,70 @@ def scaled_dot_product_attention(
         "seed": pattern.dropout_seed(seed) if rate > 0 else None,
     }
 
-    context, weights = _full(query, key, value, mask, bias, **options)
+    if return_weights or bias is not None or keras.backend.backend() != "tensorflow":
+        context, weights = _full(query, key, value, mask, bias, **options)
+    else:
+        context = _full_or_tiled(query, key, value, mask, tile_size, options)
+        weights = None
     context = ops.cast(context, out_dtype)
     if return_weights:
         return context, ops.cast(weights, out_dtype)
     return context
+
+
+# `tile_size=None` runs the attention in tiles from this many logits per call
+# (batch entries · q_len · k_len; 16 MiB in float32): every sequence of 2048
+# or more, and shorter ones in large batches. Below it the full computation is
+# as fast or faster; above it, its large temporaries make it slower too.
+TILED_FROM_LOGITS = 1 << 22
+# With `tile_size=None`, a (tile, tile) block of logits for all the batch
+# entries holds at most this many floats (8 MiB): big enough for fast matmuls,
+# small enough for the CPU caches and for malloc to reuse the memory.
+_TILE_FLOATS = 1 << 21
+
+
+def _full_or_tiled(query, key, value, mask, tile_size, options):
+    """The context, in tiles or not as `tile_size` and the shapes say."""
+    from keras_attention import _tiled_tensorflow
+
+    def tiled():
+        tiles = _tiles(query, key, tile_size)
+        return _tiled_tensorflow.attention(
+            query, key, value, mask, tile_size=tiles, **options
+        )
+
+    def full():
+        return _full(query, key, value, mask, None, **options)[0]
+
+    if tile_size is not None:
+        return tiled()
+    sizes = (*query.shape[:-1], key.shape[-2])
+    if None not in sizes:
+        return tiled() if math.prod(sizes) >= TILED_FROM_LOGITS else full()
+    # Unknown until run time (a `None` batch or length): both are traced and
+    # one of them runs.
+    logits = 1.0
+    for size in (*ops.shape(query)[:-1], ops.shape(key)[-2]):
+        logits = logits * ops.cast(size, "float32")
+    return ops.cond(logits >= TILED_FROM_LOGITS, tiled, full)
+
+
+def _tiles(query, key, tile_size):
+    """`(query_tile, key_tile)`: `tile_size`, or chosen from the shapes."""
+    if tile_size is not None:
+        return tile_size, tile_size
+    batch = math.prod(n for n in query.shape[:-2] if n is not None)
+    tile = 32
+    while tile < 512 and batch * (2 * tile) ** 2 <= _TILE_FLOATS:
+        tile *= 2
+    return tuple(
+        tile if n is None else min(tile, _power_of_two_above(n))
+        for n in (query.shape[-2], key.shape[-2])
+    )
+
+
+def _power_of_two_above(n):
+    return 1 << max(n - 1, 0).bit_length()
 
 
 def _full(query, key, value, mask, bias, *, causal, sliding_window, dropout, seed):
@@ -286,9 +364,10 @@ def _check_bias(bias, query_shape, key_shape):
     _check_broadcastable(shape, "bias", query_shape, key_shape)
 
 
-def _check_options(scale, causal, sliding_window, dropout, seed):
+def _check_options(scale, causal, sliding_window, dropout, seed, tile_size):
     checks.scale(scale, _NAME)
     checks.boolean(causal, "causal", _NAME)
     checks.positive_int(sliding_window, "sliding_window", _NAME, allow_none=True)
+    checks.positive_int(tile_size, "tile_size", _NAME, allow_none=True)
     checks.dropout(dropout, _NAME)
     checks.seed(seed, _NAME)
