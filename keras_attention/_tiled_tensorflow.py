@@ -189,6 +189,15 @@ class _MaskTiles:
         return tile
 
 
+def _loop(cond, body, loop_vars):
+    # One iteration at a time: tiles in flight multiply the memory, and each
+    # op of an iteration already uses every core.
+    return tf.while_loop(cond, body, loop_vars, parallel_iterations=PARALLEL)
+
+
+PARALLEL = 1
+
+
 def _dims(x):
     """The shape of `x`: Python ints where static, scalar tensors elsewhere."""
     dynamic = tf.shape(x)
@@ -245,7 +254,7 @@ def _forward(spec, query, key, value):
             return j + 1, new_max, total, acc
 
         lo, hi = spec.key_range(i)
-        _, row_max, total, acc = tf.while_loop(
+        _, row_max, total, acc = _loop(
             lambda j, *_: j < hi,
             key_tile,
             [
@@ -261,7 +270,7 @@ def _forward(spec, query, key, value):
         lse = tf.where(has_keys, row_max + tf.math.log(total), 0.0)
         return i + 1, outputs.write(i, output), lses.write(i, lse)
 
-    _, outputs, lses = tf.while_loop(
+    _, outputs, lses = _loop(
         lambda i, *_: i < spec.q_tiles,
         query_tile,
         [0, _tile_array(spec.q_tiles, out_shape), _tile_array(spec.q_tiles, row_shape)],
@@ -309,14 +318,14 @@ def _backward(spec, query, key, value, output, lse_tiles, d_output):
             return i + 1, d_key, d_value, d_queries
 
         lo, hi = spec.query_range(j)
-        _, d_key, d_value, d_queries = tf.while_loop(
+        _, d_key, d_value, d_queries = _loop(
             lambda i, *_: i < hi,
             query_tile,
             [lo, tf.zeros_like(k_j), tf.zeros_like(v_j), d_queries],
         )
         return j + 1, d_keys.write(j, d_key), d_values.write(j, d_value), d_queries
 
-    _, d_keys, d_values, d_queries = tf.while_loop(
+    _, d_keys, d_values, d_queries = _loop(
         lambda j, *_: j < spec.k_tiles,
         key_tile,
         [

@@ -76,8 +76,10 @@ def scaled_dot_product_attention(
         tile_size: optional positive int. `None` (the default) chooses: on the
             TensorFlow backend, a call whose logits would hold
             `batch · q_len · k_len >= 2**22` numbers (every sequence of 2048
-            or more) runs in tiles (see "Long sequences" below). An int runs
-            every call in tiles of `tile_size` queries by `tile_size` keys.
+            or more), or whose lengths are unknown when it is traced, runs in
+            tiles of up to 512 positions (see "Long sequences" below). An int
+            runs every call in tiles of `tile_size` queries by `tile_size`
+            keys.
 
     Returns:
         `context` of shape `(..., q_len, value_depth)` in the dtype of `query`,
@@ -163,47 +165,45 @@ _TILE_FLOATS = 1 << 21
 
 
 def _full_or_tiled(query, key, value, mask, tile_size, options):
-    """The context, in tiles or not as `tile_size` and the shapes say."""
+    """The context, in tiles or not as `tile_size` and the static shapes say.
+
+    A length unknown when the function is traced (`None`) means tiles: only
+    they are safe for any length. (A run-time `cond` between the two paths
+    does not work under XLA: the gradient of the branch not taken is compiled
+    with zero-sized stand-ins for its intermediates.) Unknown batch
+    dimensions count as 1.
+    """
+    lengths = (query.shape[-2], key.shape[-2])
+    batch = math.prod(n for n in query.shape[:-2] if n is not None)
+    if (
+        tile_size is None
+        and None not in lengths
+        and batch * lengths[0] * lengths[1] < TILED_FROM_LOGITS
+    ):
+        return _full(query, key, value, mask, None, **options)[0]
     from keras_attention import _tiled_tensorflow
 
-    def tiled():
-        tiles = _tiles(query, key, tile_size)
-        return _tiled_tensorflow.attention(
-            query, key, value, mask, tile_size=tiles, **options
-        )
-
-    def full():
-        return _full(query, key, value, mask, None, **options)[0]
-
-    if tile_size is not None:
-        return tiled()
-    sizes = (*query.shape[:-1], key.shape[-2])
-    if None not in sizes:
-        return tiled() if math.prod(sizes) >= TILED_FROM_LOGITS else full()
-    # Unknown until run time (a `None` batch or length): both are traced and
-    # one of them runs.
-    logits = 1.0
-    for size in (*ops.shape(query)[:-1], ops.shape(key)[-2]):
-        logits = logits * ops.cast(size, "float32")
-    return ops.cond(logits >= TILED_FROM_LOGITS, tiled, full)
-
-
-def _tiles(query, key, tile_size):
-    """`(query_tile, key_tile)`: `tile_size`, or chosen from the shapes."""
-    if tile_size is not None:
-        return tile_size, tile_size
-    batch = math.prod(n for n in query.shape[:-2] if n is not None)
-    tile = 32
-    while tile < 512 and batch * (2 * tile) ** 2 <= _TILE_FLOATS:
-        tile *= 2
-    return tuple(
-        tile if n is None else min(tile, _power_of_two_above(n))
-        for n in (query.shape[-2], key.shape[-2])
+    if tile_size is None:
+        # The largest power of two (up to 512) whose tiles fit _TILE_FLOATS,
+        # then as many equal tiles of at most that size as each length needs.
+        largest = 32
+        while largest < 512 and batch * (2 * largest) ** 2 <= _TILE_FLOATS:
+            largest *= 2
+        dynamic = ops.shape(query)[-2], ops.shape(key)[-2]
+        tiles = tuple(_even_tiles(n, largest) for n in dynamic)
+    else:
+        tiles = (tile_size, tile_size)
+    return _tiled_tensorflow.attention(
+        query, key, value, mask, tile_size=tiles, **options
     )
 
 
-def _power_of_two_above(n):
-    return 1 << max(n - 1, 0).bit_length()
+def _even_tiles(length, largest):
+    """The size of the fewest equal tiles of at most `largest` that cover
+    `length` (a Python int, or a scalar tensor when only known at run time)."""
+    count = (length + largest - 1) // largest
+    count = max(count, 1) if isinstance(length, int) else ops.maximum(count, 1)
+    return (length + count - 1) // count
 
 
 def _full(query, key, value, mask, bias, *, causal, sliding_window, dropout, seed):
