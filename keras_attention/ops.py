@@ -189,6 +189,10 @@ def _full_or_tiled(query, key, value, mask, tile_size, options):
         largest = 32
         while largest < 512 and batch * (2 * largest) ** 2 <= _TILE_FLOATS:
             largest *= 2
+        window = options["sliding_window"]
+        if window is not None:
+            # Tiles about as wide as the band waste less of each tile.
+            largest = min(largest, max(64, 1 << (window - 1).bit_length()))
         dynamic = ops.shape(query)[-2], ops.shape(key)[-2]
         tiles = tuple(_even_tiles(n, largest) for n in dynamic)
     else:
