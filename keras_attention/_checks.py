@@ -25,16 +25,15 @@ def _number_type(value, argument, owner, expected):
 def positive_int(value, argument, owner, allow_none=False):
     if value is None and allow_none:
         return
+    expected = "None or a positive integer" if allow_none else "a positive integer"
     if isinstance(value, bool) or not isinstance(value, int):
-        expected = "None or a positive integer" if allow_none else "a positive integer"
         raise TypeError(
             f"{owner}: `{argument}` must be {expected}. "
             f"Received: {argument}={value!r} of type {type(value).__name__}"
         )
     if value <= 0:
         raise ValueError(
-            f"{owner}: `{argument}` must be a positive integer. "
-            f"Received: {argument}={value!r}"
+            f"{owner}: `{argument}` must be {expected}. Received: {argument}={value!r}"
         )
 
 

@@ -13,6 +13,7 @@ import math
 import keras
 from keras import ops
 
+from keras_attention import _attention_pattern as pattern
 from keras_attention import _checks as checks
 
 _NAME = "scaled_dot_product_attention"
@@ -27,10 +28,12 @@ def scaled_dot_product_attention(
     bias=None,
     scale=None,
     causal=False,
+    sliding_window=None,
     dropout=0.0,
     seed=None,
     training=False,
     return_weights=False,
+    tile_size=None,
 ):
     """Scaled dot-product attention (Vaswani et al., 2017).
 
@@ -60,12 +63,24 @@ def scaled_dot_product_attention(
             `q_len != k_len` this is aligned at the top left, like
             `keras.ops.dot_product_attention(..., is_causal=True)`: query `i`
             sees keys `0..i`. Combines with `mask` (both must allow a pair).
+        sliding_window: optional positive int `w`: query `i` may only attend
+            to keys `j` with `|i - j| < w`, a band of `w - 1` positions on
+            either side, like `keras.layers.MultiHeadAttention(sliding_window=w)`.
+            Combines with `causal` (then keys `i - w < j <= i`) and `mask`.
         dropout: rate in `[0, 1)` at which attention weights are dropped
             (and the rest rescaled by `1 / (1 - dropout)`) when `training`.
         seed: an int or a `keras.random.SeedGenerator` for the dropout. An int
             gives the same dropout pattern on every call.
         training: Python bool; dropout applies only when it is `True`.
         return_weights: if `True`, also return the attention weights.
+        tile_size: optional positive int. `None` (the default) chooses: on the
+            TensorFlow backend, a call whose logits would hold
+            `batch · q_len · k_len >= 2**22` numbers (every sequence of 2048
+            or more) runs in tiles of up to 512 positions (see "Long
+            sequences" below); a length unknown when the call is traced
+            (`None`) runs the full computation, which exports to TensorFlow
+            Lite. An int runs every call in tiles of `tile_size` queries by
+            `tile_size` keys.
 
     Returns:
         `context` of shape `(..., q_len, value_depth)` in the dtype of `query`,
@@ -79,6 +94,23 @@ def scaled_dot_product_attention(
     too, so float16 and bfloat16 inputs cannot overflow in the logits. The
     results are cast back to the dtype of `query`.
 
+    Dropout: whether the weight of query `i` for key `j` is dropped depends
+    only on the seed, the batch entry, `i` and `j` (a counter-based hash), so
+    a given seed drops the same weights on every path and every backend.
+
+    Long sequences: on the TensorFlow backend the attention can run in tiles
+    with an online softmax and a hand-written tiled backward pass, which hold
+    `(tile, tile)` blocks instead of the `(q_len, k_len)` weights, so the
+    memory of the forward and the backward pass grows linearly with the
+    sequence length. Causal attention skips the tiles above the diagonal and
+    `sliding_window` visits only the tiles that meet its band, so its cost
+    grows as `len · w`. The result equals the full computation up to float
+    rounding, with the same masks and dropout. A `mask` is cut into tiles
+    without being broadcast, so a padding mask `(..., 1, k_len)` stays small.
+    The full `(q_len, k_len)` computation is used whatever `tile_size` says
+    when the weights are asked for (`return_weights=True`), with a `bias`,
+    and on the JAX and PyTorch backends.
+
     Example:
 
     >>> q = keras.random.normal((3, 10))
@@ -89,7 +121,16 @@ def scaled_dot_product_attention(
     query_shape, key_shape, value_shape = _check_inputs(query, key, value)
     _check_mask(mask, "mask", query_shape, key_shape)
     _check_bias(bias, query_shape, key_shape)
-    _check_options(scale, causal, dropout, seed, training, return_weights)
+    _check_options(
+        scale,
+        causal,
+        sliding_window,
+        dropout,
+        seed,
+        tile_size,
+        training,
+        return_weights,
+    )
 
     out_dtype = keras.backend.standardize_dtype(query.dtype)
     if scale is None:
@@ -98,57 +139,137 @@ def scaled_dot_product_attention(
             scale = ops.rsqrt(ops.cast(ops.shape(query)[-1], "float32"))
         else:
             scale = 1.0 / math.sqrt(depth)
+    query = ops.cast(query, "float32") * scale
+    key = ops.cast(key, "float32")
+    value = ops.cast(value, "float32")
+    if mask is not None:
+        mask = ops.not_equal(mask, 0)
+    rate = float(dropout) if training else 0.0
+    options = {
+        "causal": causal,
+        "sliding_window": sliding_window,
+        "dropout": rate,
+        "seed": pattern.dropout_seed(seed) if rate > 0 else None,
+    }
 
-    # (..., q_len, k_len)
-    logits = ops.einsum(
-        "...qd,...kd->...qk",
-        ops.cast(query, "float32") * scale,
-        ops.cast(key, "float32"),
-    )
-    if bias is not None:
-        logits = logits + ops.cast(bias, "float32")
-    allowed = _allowed(mask, causal, ops.shape(query)[-2], ops.shape(key)[-2])
-    weights = _masked_softmax(logits, allowed)
-
-    attended = weights
-    if training and dropout > 0:
-        attended = keras.random.dropout(weights, dropout, seed=seed)
-    # (..., q_len, value_depth)
-    context = ops.einsum("...qk,...kv->...qv", attended, ops.cast(value, "float32"))
+    if return_weights or bias is not None or keras.backend.backend() != "tensorflow":
+        context, weights = _full(query, key, value, mask, bias, **options)
+    else:
+        context = _full_or_tiled(query, key, value, mask, tile_size, options)
+        weights = None
     context = ops.cast(context, out_dtype)
     if return_weights:
         return context, ops.cast(weights, out_dtype)
     return context
 
 
-def _allowed(mask, causal, q_len, k_len):
-    """Boolean `(..., q_len, k_len)` of the pairs that may attend, or None."""
-    allowed = None if mask is None else ops.not_equal(mask, 0)
-    if causal:
-        rows = ops.expand_dims(ops.arange(q_len), -1)  # (q_len, 1)
-        cols = ops.expand_dims(ops.arange(k_len), 0)  # (1, k_len)
-        lower = ops.less_equal(cols, rows)  # (q_len, k_len)
-        allowed = lower if allowed is None else ops.logical_and(allowed, lower)
-    return allowed
+# `tile_size=None` runs the attention in tiles from this many logits per call
+# (batch entries · q_len · k_len; 16 MiB in float32): every sequence of 2048
+# or more, and shorter ones in large batches. Below it the full computation is
+# as fast or faster; above it, its large temporaries make it slower too.
+TILED_FROM_LOGITS = 1 << 22
+# With `tile_size=None`, a (tile, tile) block of logits for all the batch
+# entries holds at most this many floats (8 MiB): big enough for fast matmuls,
+# small enough for the CPU caches and for malloc to reuse the memory.
+_TILE_FLOATS = 1 << 21
 
 
-def _masked_softmax(logits, allowed):
+def _full_or_tiled(query, key, value, mask, tile_size, options):
+    """The context, in tiles or not as `tile_size` and the static shapes say.
+
+    A length unknown when the function is traced (`None`, as in a model
+    built on `keras.Input((None, dim))` and exported) means the full
+    computation unless `tile_size` asks for tiles: the tiled loops need
+    static lengths to convert to TensorFlow Lite builtin ops, and a run-time
+    `cond` between the two paths does not work under XLA (the gradient of the
+    branch not taken is compiled with zero-sized stand-ins for its
+    intermediates). Unknown batch dimensions count as 1.
+    """
+    lengths = (query.shape[-2], key.shape[-2])
+    batch = math.prod(n for n in query.shape[:-2] if n is not None)
+    if tile_size is None and (
+        None in lengths or batch * lengths[0] * lengths[1] < TILED_FROM_LOGITS
+    ):
+        return _full(query, key, value, mask, None, **options)[0]
+    from keras_attention import _tiled_tensorflow
+
+    if tile_size is None:
+        # The largest power of two (up to 512) whose tiles fit _TILE_FLOATS,
+        # then as many equal tiles of at most that size as each length needs.
+        largest = 32
+        while largest < 512 and batch * (2 * largest) ** 2 <= _TILE_FLOATS:
+            largest *= 2
+        window = options["sliding_window"]
+        if window is not None:
+            # Tiles about as wide as the band waste less of each tile.
+            largest = min(largest, max(64, 1 << (window - 1).bit_length()))
+        dynamic = ops.shape(query)[-2], ops.shape(key)[-2]
+        tiles = tuple(_even_tiles(n, largest) for n in dynamic)
+    else:
+        tiles = (tile_size, tile_size)
+    return _tiled_tensorflow.attention(
+        query, key, value, mask, tile_size=tiles, **options
+    )
+
+
+def _even_tiles(length, largest):
+    """The size of the fewest equal tiles of at most `largest` that cover
+    `length` (a Python int, or a scalar tensor when only known at run time)."""
+    count = (length + largest - 1) // largest
+    count = max(count, 1) if isinstance(length, int) else ops.maximum(count, 1)
+    return (length + count - 1) // count
+
+
+def _full(query, key, value, mask, bias, *, causal, sliding_window, dropout, seed):
+    """The whole `(..., q_len, k_len)` computation: (context, weights)."""
+    logits = ops.einsum("...qd,...kd->...qk", query, key)
+    q_len, k_len = ops.shape(query)[-2], ops.shape(key)[-2]
+    rows = ops.expand_dims(ops.arange(q_len, dtype="int32"), -1)  # (q_len, 1)
+    cols = ops.expand_dims(ops.arange(k_len, dtype="int32"), 0)  # (1, k_len)
+    allowed = pattern.allowed(mask, causal, sliding_window, rows, cols)
+    if bias is not None:
+        logits = logits + ops.cast(bias, "float32")
+        # A bias of -inf drops the pair, like the mask.
+        finite = ops.greater(logits, float("-inf"))
+        allowed = finite if allowed is None else ops.logical_and(allowed, finite)
+    # Causal alone leaves every query key 0; a window leaves query i key i.
+    may_see_nothing = (
+        mask is not None
+        or bias is not None
+        or (sliding_window is not None and not _at_most(query.shape[-2], key.shape[-2]))
+    )
+    weights = _masked_softmax(logits, allowed, may_see_nothing)
+
+    attended = weights
+    if dropout > 0:
+        batch = pattern.batch_index(ops.shape(query)[:-2])
+        keep = pattern.dropout_keep(seed, batch, rows, cols, dropout)
+        attended = ops.where(keep, weights * (1.0 / (1.0 - dropout)), 0.0)
+    # (..., q_len, value_depth)
+    context = ops.einsum("...qk,...kv->...qv", attended, value)
+    return context, weights
+
+
+def _at_most(a, b):
+    return a is not None and b is not None and a <= b
+
+
+def _masked_softmax(logits, allowed, may_see_nothing):
     """Softmax over the last axis that gives exact zeros where not allowed.
 
-    A row with no allowed entry (or whose logits are all `-inf`) gets all-zero
-    weights instead of NaN.
+    A row with no allowed entry gets all-zero weights instead of NaN. Masked
+    logits become the lowest float32, not -inf, so that `ops.softmax` (one
+    fused kernel) never sees a row of -inf; exp(lowest - max) is exactly 0.
     """
-    if allowed is not None:
-        logits = ops.where(allowed, logits, float("-inf"))
-    row_max = ops.max(logits, axis=-1, keepdims=True)
-    # The shift does not change the softmax; a row of -inf has no finite max.
-    row_max = ops.stop_gradient(
-        ops.where(ops.isfinite(row_max), row_max, ops.zeros_like(row_max))
-    )
-    unnormalized = ops.exp(logits - row_max)
-    total = ops.sum(unnormalized, axis=-1, keepdims=True)
-    total = ops.where(total > 0, total, ops.ones_like(total))
-    return unnormalized / total
+    if allowed is None:
+        return ops.softmax(logits, axis=-1)
+    weights = ops.softmax(ops.where(allowed, logits, _LOWEST), axis=-1)
+    if may_see_nothing:
+        weights = ops.where(ops.any(allowed, axis=-1, keepdims=True), weights, 0.0)
+    return weights
+
+
+_LOWEST = -3.4028234663852886e38  # the lowest finite float32
 
 
 # Argument checks. Each raises as soon as the offending value is known:
@@ -237,10 +358,14 @@ def _check_bias(bias, query_shape, key_shape):
     _check_broadcastable(shape, "bias", query_shape, key_shape)
 
 
-def _check_options(scale, causal, dropout, seed, training, return_weights):
+def _check_options(
+    scale, causal, sliding_window, dropout, seed, tile_size, training, return_weights
+):
     checks.scale(scale, _NAME)
     checks.boolean(causal, "causal", _NAME)
     checks.boolean(training, "training", _NAME)
     checks.boolean(return_weights, "return_weights", _NAME)
+    checks.positive_int(sliding_window, "sliding_window", _NAME, allow_none=True)
+    checks.positive_int(tile_size, "tile_size", _NAME, allow_none=True)
     checks.dropout(dropout, _NAME)
     checks.seed(seed, _NAME)

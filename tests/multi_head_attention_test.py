@@ -48,6 +48,23 @@ def test_cross_attention_layer_behaviours_with_unequal_lengths(tmp_path):
     )
 
 
+def test_sliding_window_and_tiles_layer_behaviours(tmp_path):
+    run_layer_test(
+        MultiHeadAttention,
+        init_kwargs={
+            "num_heads": 2,
+            "key_dim": 4,
+            "causal": True,
+            "sliding_window": 3,
+            "tile_size": 4,
+        },
+        input_data=normal(2, 9, 8),
+        expected_output_shape=(2, 9, 8),
+        expected_num_trainable_weights=8,
+        tmp_path=tmp_path,
+    )
+
+
 def test_key_different_from_value(tmp_path):
     run_layer_test(
         MultiHeadAttention,
@@ -92,6 +109,28 @@ def test_parity_with_keras_mha_through_set_weights(use_bias, causal):
     )
     np.testing.assert_allclose(to_numpy(output), to_numpy(expected), atol=1e-5)
     np.testing.assert_allclose(to_numpy(scores), to_numpy(expected_scores), atol=1e-6)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("window", [1, 3, 20])
+def test_sliding_window_parity_with_keras_mha_through_set_weights(causal, window):
+    query, value = normal(2, 9, 8), normal(2, 12, 6)
+    theirs = keras.layers.MultiHeadAttention(
+        num_heads=2, key_dim=4, sliding_window=window
+    )
+    expected, expected_scores = theirs(
+        query, value, use_causal_mask=causal, return_attention_scores=True
+    )
+    ours = MultiHeadAttention(num_heads=2, key_dim=4, sliding_window=window)
+    ours(query, value)
+    ours.set_weights(theirs.get_weights())
+    output, scores = ours(
+        query, value, use_causal_mask=causal, return_attention_scores=True
+    )
+    np.testing.assert_allclose(to_numpy(output), to_numpy(expected), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(scores), to_numpy(expected_scores), atol=1e-6)
+    without_scores = ours(query, value, use_causal_mask=causal)
+    np.testing.assert_allclose(to_numpy(without_scores), to_numpy(expected), atol=1e-5)
 
 
 def _padded_tokens():
@@ -234,7 +273,7 @@ BAD = [
     (
         {"num_heads": 2, "key_dim": 4, "value_dim": 0},
         ValueError,
-        r"MultiHeadAttention: `value_dim` must be a positive integer\. Received: value_dim=0",
+        r"MultiHeadAttention: `value_dim` must be None or a positive integer\. Received: value_dim=0",
     ),
     (
         {"num_heads": 2, "key_dim": 4, "dropout": 1.5},
@@ -255,6 +294,21 @@ BAD = [
         {"num_heads": 2, "key_dim": 4, "use_bias": "no"},
         TypeError,
         r"MultiHeadAttention: `use_bias` must be a bool\. Received: use_bias='no'",
+    ),
+    (
+        {"num_heads": 2, "key_dim": 4, "sliding_window": 0},
+        ValueError,
+        r"MultiHeadAttention: `sliding_window` must be None or a positive integer\. Received: sliding_window=0",
+    ),
+    (
+        {"num_heads": 2, "key_dim": 4, "sliding_window": 4.0},
+        TypeError,
+        r"MultiHeadAttention: `sliding_window` must be None or a positive integer\. Received: sliding_window=4\.0 of type float",
+    ),
+    (
+        {"num_heads": 2, "key_dim": 4, "tile_size": 0},
+        ValueError,
+        r"MultiHeadAttention: `tile_size` must be None or a positive integer\. Received: tile_size=0",
     ),
     (
         {"num_heads": 2, "key_dim": 4, "seed": "x"},

@@ -189,6 +189,49 @@ def test_dropout_only_in_training_and_reproducible_with_a_seed():
     assert not np.allclose(to_numpy(c), to_numpy(d))  # the generator advances
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_sliding_window_is_a_symmetric_band(causal):
+    # Query i sees keys j with |i - j| < w, like Keras' MHA; q_len > k_len
+    # leaves the last queries with no key at all.
+    q, k, v = normal(2, 9, 4), normal(2, 6, 4), normal(2, 6, 3)
+    rows, cols = np.arange(9)[:, None], np.arange(6)[None, :]
+    allowed = np.abs(rows - cols) < 3
+    if causal:
+        allowed &= cols <= rows
+    context, weights = scaled_dot_product_attention(
+        q, k, v, causal=causal, sliding_window=3, return_weights=True
+    )
+    expected, expected_weights = numpy_attention(q, k, v, allowed)
+    np.testing.assert_allclose(to_numpy(context), expected, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(weights), expected_weights, atol=1e-6)
+    assert np.all(to_numpy(context)[:, 8] == 0)
+
+
+def test_dropout_keeps_each_weight_independently_with_probability_one_minus_rate():
+    # Equal logits and an identity value: the context is the dropped weights.
+    length, rate = 64, 0.3
+    q = np.zeros((2, length, 4), "float32")
+    v = np.eye(length, dtype="float32")[None].repeat(2, 0)
+    context = to_numpy(
+        scaled_dot_product_attention(q, q, v, dropout=rate, seed=4, training=True)
+    )
+    scaled = context * length * (1 - rate)
+    np.testing.assert_allclose(scaled[scaled > 0.5], 1, rtol=1e-5)
+    kept = scaled > 0.5
+    assert abs(kept.mean() - (1 - rate)) < 0.02  # 8192 draws: 5 sigma
+    assert not np.array_equal(kept[0], kept[1])  # batch entries differ
+    assert not np.array_equal(kept[0, 0], kept[0, 1])  # rows differ
+    assert not np.array_equal(kept[0, :, 0], kept[0, :, 1])  # columns differ
+
+
+def test_tile_size_gives_the_same_result_on_every_backend():
+    # TensorFlow runs tiles; JAX and PyTorch the full computation.
+    q, k, v = normal(2, 13, 4), normal(2, 11, 4), normal(2, 11, 3)
+    a = scaled_dot_product_attention(q, k, v, causal=True, tile_size=4)
+    b = scaled_dot_product_attention(q, k, v, causal=True)
+    np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=1e-5)
+
+
 def test_weights_are_returned_before_dropout():
     q = normal(5, 4)
     _, weights = scaled_dot_product_attention(
@@ -307,6 +350,41 @@ BAD_CALLS = [
         ),
         TypeError,
         r"`causal` must be a bool\. Received: causal='yes'",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(3, 4), normal(3, 4), normal(3, 4), sliding_window=0
+        ),
+        ValueError,
+        r"`sliding_window` must be None or a positive integer\. Received: sliding_window=0",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(3, 4), normal(3, 4), normal(3, 4), sliding_window=2.5
+        ),
+        TypeError,
+        r"`sliding_window` must be None or a positive integer\. Received: sliding_window=2\.5 of type float",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(3, 4), normal(3, 4), normal(3, 4), sliding_window=True
+        ),
+        TypeError,
+        r"`sliding_window` must be None or a positive integer\. Received: sliding_window=True of type bool",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(3, 4), normal(3, 4), normal(3, 4), tile_size=-8
+        ),
+        ValueError,
+        r"`tile_size` must be None or a positive integer\. Received: tile_size=-8",
+    ),
+    (
+        lambda: scaled_dot_product_attention(
+            normal(3, 4), normal(3, 4), normal(3, 4), tile_size="64"
+        ),
+        TypeError,
+        r"`tile_size` must be None or a positive integer\. Received: tile_size='64' of type str",
     ),
     (
         lambda: scaled_dot_product_attention(

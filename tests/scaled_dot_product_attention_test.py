@@ -44,6 +44,18 @@ def test_cross_attention_layer_behaviours(tmp_path):
     )
 
 
+def test_sliding_window_and_tiles_layer_behaviours(tmp_path):
+    run_layer_test(
+        ScaledDotProductAttention,
+        init_kwargs={"sliding_window": 2, "tile_size": 4, "dropout": 0.2, "seed": 3},
+        input_data={"query": normal(2, 7, 4), "value": normal(2, 5, 4)},
+        expected_output_shape=(2, 7, 4),
+        expected_num_trainable_weights=0,
+        run_training=False,
+        tmp_path=tmp_path,
+    )
+
+
 def test_layer_equals_the_function():
     q, v, k = normal(2, 3, 4), normal(2, 6, 7), normal(2, 6, 4)
     allowed = RNG.random((2, 3, 6)) > 0.3
@@ -75,6 +87,18 @@ def test_bad_arguments():
         r"number\. Received: scale=-2",
     ):
         ScaledDotProductAttention(scale=-2)
+    with pytest.raises(
+        ValueError,
+        match=r"ScaledDotProductAttention: `sliding_window` must be None or a "
+        r"positive integer\. Received: sliding_window=-1",
+    ):
+        ScaledDotProductAttention(sliding_window=-1)
+    with pytest.raises(
+        TypeError,
+        match=r"ScaledDotProductAttention: `tile_size` must be None or a positive "
+        r"integer\. Received: tile_size='8' of type str",
+    ):
+        ScaledDotProductAttention(tile_size="8")
     with pytest.raises(
         ValueError,
         match=r"ScaledDotProductAttention: `query` and `key` must have the same last "

@@ -1,15 +1,17 @@
 """What `ScaledDotProductAttention` and `MultiHeadAttention` share.
 
 Both layers take the same call arguments, in Keras' `(query, value, key)`
-order, turn Keras' padding masks and the explicit `attention_mask` into one
-boolean mask, and check the input shapes once. The attention itself is left to
-the subclass, which calls `keras_attention.scaled_dot_product_attention`.
+order, turn Keras' padding masks and the explicit `attention_mask` into
+boolean masks, and check the input shapes once. The subclass prepares the
+query, key and value and calls `_attention`, which calls
+`keras_attention.scaled_dot_product_attention` with the layer's options.
 """
 
 import keras
 from keras import ops
 
 from keras_attention import _checks as checks
+from keras_attention.ops import scaled_dot_product_attention
 
 
 class AttentionLayer(keras.layers.Layer):
@@ -24,11 +26,15 @@ class AttentionLayer(keras.layers.Layer):
         causal: bool = False,
         dropout: float = 0.0,
         seed: int | None = None,
+        sliding_window: int | None = None,
+        tile_size: int | None = None,
         **kwargs,
     ):
         owner = type(self).__name__
         checks.boolean(causal, "causal", owner)
         checks.dropout(dropout, owner)
+        checks.positive_int(sliding_window, "sliding_window", owner, allow_none=True)
+        checks.positive_int(tile_size, "tile_size", owner, allow_none=True)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(
                 f"{owner}: `seed` must be None or an int. "
@@ -38,6 +44,8 @@ class AttentionLayer(keras.layers.Layer):
         self.causal = causal
         self.dropout = dropout
         self.seed = seed
+        self.sliding_window = sliding_window
+        self.tile_size = tile_size
         self.seed_generator = keras.random.SeedGenerator(seed) if dropout > 0 else None
         self.supports_masking = True
 
@@ -77,22 +85,60 @@ class AttentionLayer(keras.layers.Layer):
         if self_attention:
             value_mask = query_mask if value_mask is None else value_mask
         merged = None if attention_mask is None else ops.not_equal(attention_mask, 0)
-        # A padded query gets no context; a padded key is never attended to.
-        for padding, axis in ((query_mask, -1), (value_mask, -2), (key_mask, -2)):
-            if padding is None:
-                continue
-            padding = ops.expand_dims(ops.not_equal(padding, 0), axis)
-            merged = padding if merged is None else ops.logical_and(merged, padding)
+        # A padded key is never attended to: (batch, 1, k_len) keeps the mask
+        # linear in the length.
+        for padding in (value_mask, key_mask):
+            if padding is not None:
+                merged = _and(merged, ops.expand_dims(ops.not_equal(padding, 0), -2))
+        # A padded query gets no context. Folded into the mask only when that
+        # is (batch, q_len, k_len) anyway; otherwise its context rows are
+        # zeroed, which is the same and stays linear.
+        if query_mask is not None:
+            query_mask = ops.expand_dims(ops.not_equal(query_mask, 0), -1)
+            if attention_mask is not None or return_attention_scores:
+                merged = _and(merged, query_mask)
+                query_mask = None
 
         return self._attend(
             query,
             value,
             key,
             mask=merged,
+            query_mask=query_mask,
             causal=self.causal or use_causal_mask,
             training=bool(training),
             return_weights=return_attention_scores,
         )
+
+    def _attention(
+        self, query, key, value, mask, query_mask, causal, training, return_weights
+    ):
+        """`scaled_dot_product_attention` with the layer's options.
+
+        `query` `(..., q_len, depth)`; `mask` broadcastable to
+        `(..., q_len, k_len)`; `query_mask` None or boolean broadcastable to
+        `(..., q_len, 1)`: the rows it zeroes get a zero context.
+        """
+        result = scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            mask,
+            scale=self._scale(),
+            causal=causal,
+            sliding_window=self.sliding_window,
+            dropout=self.dropout,
+            seed=self.seed_generator,
+            training=training,
+            return_weights=return_weights,
+            tile_size=self.tile_size,
+        )
+        if query_mask is None:
+            return result
+        return ops.where(query_mask, result, ops.zeros_like(result))
+
+    def _scale(self):
+        return None
 
     def _check_inputs(
         self, query, value, key, attention_mask, mask, query_mask, value_mask, key_mask
@@ -192,5 +238,15 @@ class AttentionLayer(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(causal=self.causal, dropout=self.dropout, seed=self.seed)
+        config.update(
+            causal=self.causal,
+            dropout=self.dropout,
+            seed=self.seed,
+            sliding_window=self.sliding_window,
+            tile_size=self.tile_size,
+        )
         return config
+
+
+def _and(a, b):
+    return b if a is None else ops.logical_and(a, b)

@@ -11,7 +11,6 @@ from keras import ops
 
 from keras_attention import _checks as checks
 from keras_attention.layers._attention_layer import AttentionLayer
-from keras_attention.ops import scaled_dot_product_attention
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -54,6 +53,13 @@ class MultiHeadAttention(AttentionLayer):
         causal: if `True`, query `i` only attends to keys `j <= i` (aligned at
             the top left when `q_len != k_len`). The call argument
             `use_causal_mask=True` does the same for one call.
+        sliding_window: if set to an int `w`, query `i` only attends to keys
+            `j` with `|i - j| < w` (like `keras.layers.MultiHeadAttention`'s
+            `sliding_window`); combines with `causal` and the masks.
+        tile_size: `None` (default) lets `scaled_dot_product_attention`
+            choose: on TensorFlow, long sequences run in tiles in memory
+            linear in the length. An int forces tiles of that many positions.
+            `return_attention_scores=True` always uses the full computation.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -97,6 +103,8 @@ class MultiHeadAttention(AttentionLayer):
         bias_initializer="zeros",
         seed: int | None = None,
         causal: bool = False,
+        sliding_window: int | None = None,
+        tile_size: int | None = None,
         **kwargs,
     ):
         owner = type(self).__name__
@@ -127,7 +135,14 @@ class MultiHeadAttention(AttentionLayer):
                 ("bias_initializer", bias_initializer),
             )
         )
-        super().__init__(causal=causal, dropout=dropout, seed=seed, **kwargs)
+        super().__init__(
+            causal=causal,
+            dropout=dropout,
+            seed=seed,
+            sliding_window=sliding_window,
+            tile_size=tile_size,
+            **kwargs,
+        )
         self.num_heads = num_heads
         self.key_dim = key_dim
         self.value_dim = value_dim if value_dim is not None else key_dim
@@ -184,7 +199,9 @@ class MultiHeadAttention(AttentionLayer):
                 )
         return shapes
 
-    def _attend(self, query, value, key, mask, causal, training, return_weights):
+    def _attend(
+        self, query, value, key, mask, query_mask, causal, training, return_weights
+    ):
         # (batch, heads, t, head_dim) for the query, (batch, heads, s, ...) for
         # the key and value.
         query = self._project(
@@ -195,15 +212,16 @@ class MultiHeadAttention(AttentionLayer):
             "bsd,dnh->bnsh", value, self.value_kernel, self.value_bias
         )
         if mask is not None:
-            mask = ops.expand_dims(mask, 1)  # (batch, 1, t, s)
-        result = scaled_dot_product_attention(
+            mask = ops.expand_dims(mask, 1)  # (batch, 1, t or 1, s)
+        if query_mask is not None:
+            query_mask = ops.expand_dims(query_mask, 1)  # (batch, 1, t, 1)
+        result = self._attention(
             query,
             key,
             value,
             mask,
+            query_mask=query_mask,
             causal=causal,
-            dropout=self.dropout,
-            seed=self.seed_generator,
             training=training,
             return_weights=return_weights,
         )

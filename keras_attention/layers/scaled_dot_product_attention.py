@@ -2,7 +2,6 @@ import keras
 
 from keras_attention import _checks as checks
 from keras_attention.layers._attention_layer import AttentionLayer
-from keras_attention.ops import scaled_dot_product_attention
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -30,6 +29,13 @@ class ScaledDotProductAttention(AttentionLayer):
         scale: positive number multiplying the logits; defaults to
             `1 / sqrt(dim)`.
         seed: int seed for the dropout.
+        sliding_window: if set to an int `w`, query `i` only attends to keys
+            `j` with `|i - j| < w` (like `keras.layers.MultiHeadAttention`'s
+            `sliding_window`); combines with `causal` and the masks.
+        tile_size: `None` (default) lets `scaled_dot_product_attention`
+            choose: on TensorFlow, long sequences run in tiles in memory
+            linear in the length. An int forces tiles of that many positions.
+            `return_attention_scores=True` always uses the full computation.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -66,10 +72,19 @@ class ScaledDotProductAttention(AttentionLayer):
         dropout: float = 0.0,
         scale: float | None = None,
         seed: int | None = None,
+        sliding_window: int | None = None,
+        tile_size: int | None = None,
         **kwargs,
     ):
         checks.scale(scale, type(self).__name__)
-        super().__init__(causal=causal, dropout=dropout, seed=seed, **kwargs)
+        super().__init__(
+            causal=causal,
+            dropout=dropout,
+            seed=seed,
+            sliding_window=sliding_window,
+            tile_size=tile_size,
+            **kwargs,
+        )
         self.scale = scale
 
     def _check_shapes(self, query_shape, value_shape, key_shape):
@@ -87,19 +102,22 @@ class ScaledDotProductAttention(AttentionLayer):
             )
         return query_shape, value_shape, key_shape
 
-    def _attend(self, query, value, key, mask, causal, training, return_weights):
-        return scaled_dot_product_attention(
+    def _attend(
+        self, query, value, key, mask, query_mask, causal, training, return_weights
+    ):
+        return self._attention(
             query,
             key,
             value,
             mask,
-            scale=self.scale,
+            query_mask=query_mask,
             causal=causal,
-            dropout=self.dropout,
-            seed=self.seed_generator,
             training=training,
             return_weights=return_weights,
         )
+
+    def _scale(self):
+        return self.scale
 
     def _output_shape(self, query_shape, value_shape, key_shape):
         return query_shape[:-1] + value_shape[-1:]

@@ -1,0 +1,86 @@
+"""Which (query, key) pairs attend, and which of them dropout drops.
+
+Both the full path (`ops.py`) and the tiled TensorFlow kernel
+(`_tiled_tensorflow.py`) ask these two questions, the full path once for the
+whole `(q_len, k_len)` matrix and the kernel once per tile. Positions are
+absolute, so a tile gets the same answers as the matching block of the whole
+matrix, and the two paths cannot drift apart.
+"""
+
+import keras
+from keras import ops
+
+# Two odd 32-bit constants and the finalizer of Chris Wellons' "lowbias32"
+# integer hash, written with wrapping int32 arithmetic: the bits equal the
+# uint32 original on every backend (the shifts are masked to be logical).
+_GOLDEN = 0x9E3779B9 - (1 << 32)
+_MIX_1 = 0x7FEB352D
+_MIX_2 = 0x846CA68B - (1 << 32)
+_BITS = 24  # the uniform integer compared with the dropout rate
+
+
+def allowed(mask, causal, sliding_window, rows, cols):
+    """Boolean `(..., rows, cols)` of the pairs that may attend, or None.
+
+    Args:
+        mask: None or a boolean tensor broadcastable to `(..., rows, cols)`.
+        causal: whether query `i` may only see keys `j <= i`.
+        sliding_window: None or a positive int `w`: query `i` may only see
+            keys `j` with `|i - j| < w`.
+        rows: int32 `(rows, 1)`, the absolute query positions.
+        cols: int32 `(1, cols)`, the absolute key positions.
+    """
+    result = mask
+    if causal:
+        result = _and(result, ops.less_equal(cols, rows))
+    if sliding_window is not None:
+        result = _and(result, ops.less(ops.abs(rows - cols), sliding_window))
+    return result
+
+
+def _and(a, b):
+    return b if a is None else ops.logical_and(a, b)
+
+
+def dropout_seed(seed):
+    """An int32 scalar tensor from an int, a `SeedGenerator` or None.
+
+    An int gives the same value on every call; a generator advances.
+    """
+    return keras.random.randint((), 0, 2**31 - 1, dtype="int32", seed=seed)
+
+
+def batch_index(leading_shape):
+    """int32 `(*leading_shape, 1, 1)`: the flat index of each batch entry."""
+    count = 1
+    for size in leading_shape:
+        count = count * size
+    return ops.reshape(ops.arange(count, dtype="int32"), (*leading_shape, 1, 1))
+
+
+def dropout_keep(seed, batch, rows, cols, rate):
+    """Boolean `(..., rows, cols)`: True where dropout keeps a weight.
+
+    A counter-based hash of `(seed, batch entry, query, key)`: the decision
+    for one pair does not depend on which other pairs are computed with it,
+    so a tile of the matrix gets the same pattern as the whole matrix.
+
+    Args:
+        seed: int32 scalar tensor (see `dropout_seed`).
+        batch: int32 `(..., 1, 1)` (see `batch_index`).
+        rows: int32 `(rows, 1)`, the absolute query positions.
+        cols: int32 `(1, cols)`, the absolute key positions.
+        rate: Python float in `(0, 1)`, the probability of dropping.
+    """
+    row_key = _mix(_mix(seed + _mix(batch)) + rows)  # (..., rows, 1)
+    bits = _mix(ops.bitwise_xor(row_key, cols * _GOLDEN))  # (..., rows, cols)
+    uniform = ops.bitwise_and(bits, (1 << _BITS) - 1)
+    return ops.greater_equal(uniform, round(rate * (1 << _BITS)))
+
+
+def _mix(x):
+    x = ops.bitwise_xor(x, ops.bitwise_and(ops.right_shift(x, 16), 0xFFFF))
+    x = x * _MIX_1
+    x = ops.bitwise_xor(x, ops.bitwise_and(ops.right_shift(x, 15), 0x1FFFF))
+    x = x * _MIX_2
+    return ops.bitwise_xor(x, ops.bitwise_and(ops.right_shift(x, 16), 0xFFFF))

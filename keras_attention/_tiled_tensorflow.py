@@ -1,0 +1,342 @@
+"""Exact attention in tiles, for the TensorFlow backend: linear memory.
+
+`scaled_dot_product_attention` (ops.py) calls `attention` for long sequences.
+It computes the same `softmax(q · kᵀ) · v` as the full path, without ever
+holding a `(q_len, k_len)` matrix:
+
+- Forward: for each query tile, a loop over the key tiles it may see keeps a
+  running row maximum `m`, a running sum `l` of `exp(logit - m)` and a running
+  weighted sum of values, rescaled whenever `m` grows ("online softmax",
+  Milakov & Gimelshein 2018; FlashAttention, Dao et al. 2022). It saves the
+  output and the per-row log-sum-exp `lse = m + log(l)`.
+- Backward (`tf.custom_gradient`): for each key tile, a loop over the query
+  tiles that may see it recomputes the weights `p = exp(logit - lse)` and
+  accumulates `dv = pᵀ · do`, `dk = dsᵀ · q` and, tile by tile, `dq = ds · k`,
+  where `ds = p * (do · vᵀ - rowsum(do * o))` (FlashAttention-2, Dao 2023).
+  Only q, k, v, the output and `lse` are kept from the forward.
+
+Tiles that no pair of the causal triangle or of the sliding-window band
+reaches are never visited, so causal attention costs half and a window `w`
+costs O(len · w). Which pairs attend and which dropout drops come from
+`_attention_pattern`, the module the full path uses, on absolute positions:
+the two paths agree pair by pair. The loops are `tf.while_loop`s over
+fixed-size tiles (the sequences are zero-padded to whole tiles), so the kernel
+runs eagerly, in `tf.function` and under XLA.
+
+This is the only module of the package that imports TensorFlow.
+"""
+
+import tensorflow as tf
+
+from keras_attention import _attention_pattern as pattern
+
+
+def attention(
+    query, key, value, mask, *, causal, sliding_window, dropout, seed, tile_size
+):
+    """Tiled attention of float32 tensors; the query is already scaled.
+
+    Args:
+        query: float32 `(..., q_len, depth)`, already multiplied by the scale.
+        key: float32 `(..., k_len, depth)`.
+        value: float32 `(..., k_len, value_depth)`.
+        mask: None or a boolean tensor broadcastable to `(..., q_len, k_len)`,
+            True where a query may attend to a key.
+        causal: Python bool.
+        sliding_window: None or a positive Python int.
+        dropout: Python float, the rate (0 for none).
+        seed: int32 scalar tensor, used when `dropout > 0`.
+        tile_size: `(query_tile, key_tile)`, Python ints.
+
+    Returns:
+        float32 `(..., q_len, value_depth)`.
+    """
+    spec = _Spec(query, key, mask, causal, sliding_window, dropout, seed, tile_size)
+
+    @tf.custom_gradient
+    def tiled(query, key, value):
+        output, lse = _forward(spec, query, key, value)
+
+        def grad(d_output):
+            return _backward(spec, query, key, value, output, lse, d_output)
+
+        return output, grad
+
+    return tiled(query, key, value)
+
+
+class _Spec:
+    """Sizes and options shared by the forward and the backward pass.
+
+    Sizes are Python ints where the static shapes know them (then every
+    tensor of the kernel has a fully known static shape), tensors otherwise.
+    """
+
+    def __init__(
+        self, query, key, mask, causal, sliding_window, dropout, seed, tile_size
+    ):
+        self.rank = len(query.shape)
+        *self.leading, self.q_len, _ = _dims(query)
+        self.k_len = _dims(key)[-2]
+        self.q_tile, self.k_tile = tile_size
+        self.q_tiles = -(-self.q_len // self.q_tile)
+        self.k_tiles = -(-self.k_len // self.k_tile)
+        self.causal = causal
+        self.sliding_window = sliding_window
+        self.dropout = dropout
+        self.seed = seed
+        self.batch = pattern.batch_index(self.leading) if dropout > 0 else None
+        self.padded_keys = not (
+            isinstance(self.k_len, int) and self.k_len % self.k_tile == 0
+        )
+        self.mask = None if mask is None else _MaskTiles(self, mask)
+
+    def key_range(self, i):
+        """Key tiles `[lo, hi)` that query tile `i` may see."""
+        first_row = i * self.q_tile
+        last_row = tf.minimum(first_row + self.q_tile, self.q_len) - 1
+        lo, hi = 0, self.k_tiles
+        if self.causal:
+            hi = tf.minimum(hi, last_row // self.k_tile + 1)
+        if self.sliding_window is not None:
+            w = self.sliding_window
+            lo = tf.maximum(first_row - w + 1, 0) // self.k_tile
+            hi = tf.minimum(hi, (last_row + w - 1) // self.k_tile + 1)
+        return lo, hi
+
+    def query_range(self, j):
+        """Query tiles `[lo, hi)` that may see key tile `j`."""
+        first_col = j * self.k_tile
+        last_col = tf.minimum(first_col + self.k_tile, self.k_len) - 1
+        lo, hi = 0, self.q_tiles
+        if self.causal:
+            lo = first_col // self.q_tile
+        if self.sliding_window is not None:
+            w = self.sliding_window
+            lo = tf.maximum(lo, tf.maximum(first_col - w + 1, 0) // self.q_tile)
+            hi = tf.minimum(hi, (last_col + w - 1) // self.q_tile + 1)
+        return lo, hi
+
+    def logits(self, q_tile, k_tile, i, j, transposed=False):
+        """Logits of tile `(i, j)`, -inf where a pair may not attend.
+
+        `(..., q_tile, k_tile)`, or `(..., k_tile, q_tile)` when `transposed`.
+        Also returns the dropout keep-pattern in the same layout (None without
+        dropout), since both come from the same positions.
+        """
+        rows = i * self.q_tile + tf.range(self.q_tile)
+        cols = j * self.k_tile + tf.range(self.k_tile)
+        if transposed:
+            rows, cols = rows[None, :], cols[:, None]
+            logits = tf.matmul(k_tile, q_tile, transpose_b=True)
+        else:
+            rows, cols = rows[:, None], cols[None, :]
+            logits = tf.matmul(q_tile, k_tile, transpose_b=True)
+        mask = None if self.mask is None else self.mask.tile(i, j, transposed)
+        allowed = pattern.allowed(mask, self.causal, self.sliding_window, rows, cols)
+        if self.padded_keys:
+            real = cols < self.k_len
+            allowed = real if allowed is None else tf.logical_and(allowed, real)
+        if allowed is not None:
+            logits = tf.where(allowed, logits, float("-inf"))
+        keep = None
+        if self.dropout > 0:
+            keep = pattern.dropout_keep(self.seed, self.batch, rows, cols, self.dropout)
+        return logits, keep
+
+    def drop(self, x, keep):
+        """Dropout of `x` (weights or their gradient) with a given pattern."""
+        if keep is None:
+            return x
+        return tf.where(keep, x * (1.0 / (1.0 - self.dropout)), 0.0)
+
+
+class _MaskTiles:
+    """Cuts tiles out of a boolean mask without broadcasting it.
+
+    A mask axis of size 1 (a padding mask `(..., 1, k_len)`, say) stays of
+    size 1 in every tile; a full axis is padded to whole tiles with False.
+    """
+
+    def __init__(self, spec, mask):
+        mask = tf.convert_to_tensor(mask)
+        dims = _dims(mask)
+        dims = [1] * (spec.rank - len(dims)) + dims
+        mask = tf.reshape(mask, dims)
+        # 1 where the mask spans the whole length on that axis, 0 where it
+        # has size 1 and broadcasts.
+        self.full_rows = _is_not_one(dims[-2])
+        self.full_cols = _is_not_one(dims[-1])
+        pad_rows = (spec.q_tiles * spec.q_tile - dims[-2]) * self.full_rows
+        pad_cols = (spec.k_tiles * spec.k_tile - dims[-1]) * self.full_cols
+        paddings = [[0, 0]] * (spec.rank - 2) + [[0, pad_rows], [0, pad_cols]]
+        self.mask = tf.pad(mask, paddings, constant_values=False)
+        self.spec = spec
+
+    def tile(self, i, j, transposed):
+        spec = self.spec
+        begin = [0] * (spec.rank - 2) + [
+            i * spec.q_tile * self.full_rows,
+            j * spec.k_tile * self.full_cols,
+        ]
+        size = _dims(self.mask)[:-2] + [
+            1 + (spec.q_tile - 1) * self.full_rows,
+            1 + (spec.k_tile - 1) * self.full_cols,
+        ]
+        tile = tf.slice(self.mask, begin, size)
+        if transposed:
+            tile = tf.linalg.matrix_transpose(tile)
+        return tile
+
+
+def _loop(cond, body, loop_vars):
+    # One iteration at a time: tiles in flight multiply the memory, and each
+    # op of an iteration already uses every core.
+    return tf.while_loop(cond, body, loop_vars, parallel_iterations=PARALLEL)
+
+
+PARALLEL = 1
+
+
+def _dims(x):
+    """The shape of `x`: Python ints where static, scalar tensors elsewhere."""
+    dynamic = tf.shape(x)
+    return [dynamic[a] if n is None else n for a, n in enumerate(x.shape)]
+
+
+def _is_not_one(n):
+    return int(n != 1) if isinstance(n, int) else tf.cast(n != 1, tf.int32)
+
+
+def _to_tiles(x, tile, count):
+    """`(..., len, dim)` -> `(count, ..., tile, dim)`, zero-padded."""
+    rank = len(x.shape)
+    *leading, length, dim = _dims(x)
+    paddings = [[0, 0]] * (rank - 2) + [[0, count * tile - length], [0, 0]]
+    x = tf.reshape(tf.pad(x, paddings), [*leading, count, tile, dim])
+    # (..., count, tile, dim) -> (count, ..., tile, dim)
+    return tf.transpose(x, [rank - 2, *range(rank - 2), rank - 1, rank])
+
+
+def _from_tiles(x, length):
+    """`(count, ..., tile, dim)` -> `(..., len, dim)`, the padding removed."""
+    rank = len(x.shape) - 1
+    x = tf.transpose(x, [*range(1, rank - 1), 0, rank - 1, rank])
+    *leading, count, tile, dim = _dims(x)
+    x = tf.reshape(x, [*leading, count * tile, dim])
+    return x[..., :length, :]
+
+
+def _swap_last(x):
+    """`(count, ..., a, b)` -> `(count, ..., b, a)`."""
+    return tf.linalg.matrix_transpose(x)
+
+
+def _forward(spec, query, key, value):
+    q_tiles = _to_tiles(query, spec.q_tile, spec.q_tiles)
+    k_tiles = _to_tiles(key, spec.k_tile, spec.k_tiles)
+    v_tiles = _to_tiles(value, spec.k_tile, spec.k_tiles)
+    row_shape = [*spec.leading, spec.q_tile, 1]
+    out_shape = [*spec.leading, spec.q_tile, _dims(value)[-1]]
+
+    def query_tile(i, outputs, lses):
+        q_i = q_tiles[i]  # (..., q_tile, depth)
+
+        def key_tile(j, row_max, total, acc):
+            logits, keep = spec.logits(q_i, k_tiles[j], i, j)
+            new_max = tf.maximum(row_max, tf.reduce_max(logits, -1, keepdims=True))
+            # Rows with no allowed key so far keep a max of -inf; shift by 0.
+            shift = tf.where(new_max == float("-inf"), 0.0, new_max)
+            weights = tf.exp(logits - shift)  # (..., q_tile, k_tile)
+            rescale = tf.exp(row_max - shift)
+            total = total * rescale + tf.reduce_sum(weights, -1, keepdims=True)
+            acc = acc * rescale + tf.matmul(spec.drop(weights, keep), v_tiles[j])
+            return j + 1, new_max, total, acc
+
+        lo, hi = spec.key_range(i)
+        _, row_max, total, acc = _loop(
+            lambda j, *_: j < hi,
+            key_tile,
+            [
+                lo,
+                tf.fill(row_shape, float("-inf")),
+                tf.zeros(row_shape),
+                tf.zeros(out_shape),
+            ],
+        )
+        # A row with no allowed key has total 0 and acc 0: output 0.
+        has_keys = total > 0
+        output = acc / tf.where(has_keys, total, 1.0)
+        lse = tf.where(has_keys, row_max + tf.math.log(total), 0.0)
+        return i + 1, outputs.write(i, output), lses.write(i, lse)
+
+    _, outputs, lses = _loop(
+        lambda i, *_: i < spec.q_tiles,
+        query_tile,
+        [0, _tile_array(spec.q_tiles, out_shape), _tile_array(spec.q_tiles, row_shape)],
+    )
+    # (..., q_len, value_depth) and (q_tiles, ..., q_tile, 1)
+    return _from_tiles(outputs.stack(), spec.q_len), lses.stack()
+
+
+def _tile_array(size, element_shape):
+    static = [n if isinstance(n, int) else None for n in element_shape]
+    return tf.TensorArray(tf.float32, size=size, element_shape=static)
+
+
+def _backward(spec, query, key, value, output, lse_tiles, d_output):
+    # Each key tile meets the query tiles that see it as transposed tiles,
+    # (..., k_tile, q_tile): every product is then a plain matmul or one that
+    # transposes its small operand, which TensorFlow runs faster than one that
+    # transposes a large operand.
+    q_tiles = _to_tiles(query, spec.q_tile, spec.q_tiles)
+    k_tiles = _to_tiles(key, spec.k_tile, spec.k_tiles)
+    v_tiles = _to_tiles(value, spec.k_tile, spec.k_tiles)
+    do_tiles = _to_tiles(d_output, spec.q_tile, spec.q_tiles)
+    # rowsum(do * o) equals rowsum(p * dp), with dropout too: one per query.
+    delta = tf.reduce_sum(d_output * output, -1, keepdims=True)
+    delta_tiles = _swap_last(_to_tiles(delta, spec.q_tile, spec.q_tiles))
+    lse_tiles = _swap_last(lse_tiles)  # (q_tiles, ..., 1, q_tile)
+    # dqᵀ per query tile, (..., depth, q_tile), summed over the key tiles.
+    d_queries = tf.TensorArray(tf.float32, size=spec.q_tiles).unstack(
+        tf.zeros_like(_swap_last(q_tiles))
+    )
+
+    def key_tile(j, d_keys, d_values, d_queries):
+        k_j, v_j = k_tiles[j], v_tiles[j]
+
+        def query_tile(i, d_key, d_value, d_queries):
+            q_i, do_i = q_tiles[i], do_tiles[i]
+            logits, keep = spec.logits(q_i, k_j, i, j, transposed=True)
+            weights = tf.exp(logits - lse_tiles[i])  # (..., k_tile, q_tile)
+            d_value += tf.matmul(spec.drop(weights, keep), do_i)
+            d_weights = spec.drop(tf.matmul(v_j, do_i, transpose_b=True), keep)
+            d_logits = weights * (d_weights - delta_tiles[i])
+            d_key += tf.matmul(d_logits, q_i)
+            d_query = tf.matmul(k_j, d_logits, transpose_a=True)
+            d_queries = d_queries.write(i, d_queries.read(i) + d_query)
+            return i + 1, d_key, d_value, d_queries
+
+        lo, hi = spec.query_range(j)
+        _, d_key, d_value, d_queries = _loop(
+            lambda i, *_: i < hi,
+            query_tile,
+            [lo, tf.zeros_like(k_j), tf.zeros_like(v_j), d_queries],
+        )
+        return j + 1, d_keys.write(j, d_key), d_values.write(j, d_value), d_queries
+
+    _, d_keys, d_values, d_queries = _loop(
+        lambda j, *_: j < spec.k_tiles,
+        key_tile,
+        [
+            0,
+            _tile_array(spec.k_tiles, k_tiles.shape[1:]),
+            _tile_array(spec.k_tiles, v_tiles.shape[1:]),
+            d_queries,
+        ],
+    )
+    return (
+        _from_tiles(_swap_last(d_queries.stack()), spec.q_len),
+        _from_tiles(d_keys.stack(), spec.k_len),
+        _from_tiles(d_values.stack(), spec.k_len),
+    )

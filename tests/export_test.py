@@ -1,0 +1,63 @@
+"""Serving: SavedModel export and TensorFlow Lite (builtin ops only)."""
+
+import numpy as np
+import pytest
+
+import keras_attention
+
+pytestmark = pytest.mark.tensorflow_only  # SavedModel and TFLite are TensorFlow's
+
+SHAPES = [(1, 10), (3, 7), (5, 4), (2, 1)]
+
+
+@pytest.fixture(scope="module", params=["sinusoidal", "learned", None])
+def exported(request, tmp_path_factory):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras_attention.build_toy_model(
+        12, 10, d_model=16, num_heads=2, encoding=request.param
+    )
+    tokens, targets = keras_attention.make_reversal_data(64, 10, 12, min_length=2)
+    model.fit(tokens, targets, epochs=1, verbose=0)
+    path = str(tmp_path_factory.mktemp("export") / "saved_model")
+    model.export(path, verbose=False)
+    return model, path, tokens
+
+
+def test_saved_model_serves_the_same_predictions(exported):
+    import tensorflow as tf
+
+    model, path, tokens = exported
+    reloaded = tf.saved_model.load(path)  # keep it: it owns the variables
+    for batch, length in SHAPES:
+        x = tokens[:batch, :length]
+        np.testing.assert_allclose(
+            reloaded.serve(tf.constant(x)).numpy(),
+            model.predict(x, verbose=0),
+            atol=1e-5,
+        )
+
+
+def test_tflite_with_builtin_ops_only_matches(exported):
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    model, path, tokens = exported
+    converter = tf.lite.TFLiteConverter.from_saved_model(path)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    interpreter = Interpreter(model_content=converter.convert())
+    (inputs,) = interpreter.get_input_details()
+    (outputs,) = interpreter.get_output_details()
+    for batch, length in SHAPES:
+        x = tokens[:batch, :length].astype(inputs["dtype"])
+        interpreter.resize_tensor_input(inputs["index"], [batch, length])
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(inputs["index"], x)
+        interpreter.invoke()
+        # Every position, padding included: fully masked rows must agree too.
+        np.testing.assert_allclose(
+            interpreter.get_tensor(outputs["index"]),
+            model.predict(x, verbose=0),
+            atol=1e-4,
+        )

@@ -1,0 +1,318 @@
+"""The tiled path (TensorFlow) against the full path, pair for pair.
+
+The full path is reached with `return_weights=True`, which always uses it;
+the tiled path with a small `tile_size`, so that short sequences already span
+several tiles, lengths are not multiples of the tile, and causal and window
+tiles get skipped.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_attention import (
+    MultiHeadAttention,
+    ScaledDotProductAttention,
+    scaled_dot_product_attention,
+)
+
+RNG = np.random.default_rng(3)
+TILE = 8
+
+
+def normal(*shape, dtype="float32"):
+    return RNG.normal(size=shape).astype(dtype)
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def full(q, k, v, mask=None, **kwargs):
+    return scaled_dot_product_attention(q, k, v, mask, return_weights=True, **kwargs)[0]
+
+
+def tiled(q, k, v, mask=None, **kwargs):
+    return scaled_dot_product_attention(q, k, v, mask, tile_size=TILE, **kwargs)
+
+
+def value_and_grads(attention, q, k, v, **kwargs):
+    """The output and the gradients of `sum(output * cotangent)`."""
+    import tensorflow as tf
+
+    q, k, v = (tf.convert_to_tensor(x) for x in (q, k, v))
+    with tf.GradientTape() as tape:
+        tape.watch([q, k, v])
+        output = attention(q, k, v, **kwargs)
+        output32 = tf.cast(output, "float32")
+        count = tf.cast(tf.size(output32), "float32")
+        cotangent = tf.reshape(tf.cos(tf.range(count)), tf.shape(output32))
+        loss = tf.reduce_sum(output32 * cotangent)
+    return [output, *tape.gradient(loss, [q, k, v])]
+
+
+def assert_same(got, expected):
+    """Outputs within 1e-5, gradients within 1e-4."""
+    np.testing.assert_allclose(to_numpy(got[0]), to_numpy(expected[0]), atol=1e-5)
+    for g, e in zip(got[1:], expected[1:], strict=True):
+        np.testing.assert_allclose(to_numpy(g), to_numpy(e), atol=1e-4)
+
+
+def with_empty_rows(shape, rows):
+    mask = RNG.random(shape) > 0.3
+    mask[..., rows, :] = False
+    return mask
+
+
+CASES = {
+    "unmasked": dict(lead=(2, 3), q_len=21, k_len=21),
+    "whole tiles": dict(lead=(2,), q_len=16, k_len=24),
+    "unbatched": dict(lead=(), q_len=19, k_len=23),
+    "causal, q_len < k_len": dict(lead=(2, 3), q_len=13, k_len=29, causal=True),
+    "causal, q_len > k_len": dict(lead=(2, 3), q_len=29, k_len=13, causal=True),
+    "window": dict(lead=(2, 3), q_len=37, k_len=37, sliding_window=5),
+    "causal window": dict(lead=(2,), q_len=37, k_len=30, causal=True, sliding_window=6),
+    # Queries 20 and beyond have no key within the window: zero rows.
+    "window past the keys": dict(lead=(2,), q_len=40, k_len=17, sliding_window=4),
+    "mask with empty rows": dict(
+        lead=(2, 3), q_len=21, k_len=27, mask=with_empty_rows((2, 1, 21, 27), [0, 9])
+    ),
+    "padding mask": dict(
+        lead=(2, 3), q_len=21, k_len=27, mask=RNG.random((2, 1, 1, 27)) > 0.4
+    ),
+    "query mask": dict(
+        lead=(2, 3), q_len=21, k_len=18, mask=RNG.random((21, 1)) > 0.3, causal=True
+    ),
+    "integer mask and window": dict(
+        lead=(3,),
+        q_len=25,
+        k_len=25,
+        mask=(RNG.random((25, 25)) > 0.3).astype("int32"),
+        sliding_window=9,
+    ),
+}
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_tiled_equals_full_values_and_gradients(case):
+    case = dict(case)
+    lead, q_len, k_len = case.pop("lead"), case.pop("q_len"), case.pop("k_len")
+    q, k, v = normal(*lead, q_len, 4), normal(*lead, k_len, 4), normal(*lead, k_len, 3)
+    expected = value_and_grads(full, q, k, v, **case)
+    got = value_and_grads(tiled, q, k, v, **case)
+    assert_same(got, expected)
+
+
+@pytest.mark.tensorflow_only
+def test_rows_that_see_nothing_are_zero_with_finite_gradients():
+    q, k, v = normal(2, 21, 4), normal(2, 27, 4), normal(2, 27, 3)
+    mask = with_empty_rows((2, 21, 27), [3, 17])
+    output, *grads = value_and_grads(tiled, q, k, v, mask=mask)
+    assert np.all(to_numpy(output)[:, [3, 17]] == 0)
+    assert np.any(to_numpy(output)[:, 4] != 0)
+    for grad in grads:
+        assert np.all(np.isfinite(to_numpy(grad)))
+    assert np.all(to_numpy(grads[0])[:, [3, 17]] == 0)
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("seed", [5, "generator"])
+def test_dropout_drops_the_same_weights_on_both_paths(seed):
+    q, k, v = normal(2, 3, 21, 4), normal(2, 3, 19, 4), normal(2, 3, 19, 3)
+    mask = RNG.random((2, 1, 21, 19)) > 0.2
+    options = dict(mask=mask, causal=True, dropout=0.4, training=True)
+
+    def seeds():
+        return keras.random.SeedGenerator(7) if seed == "generator" else seed
+
+    expected = value_and_grads(full, q, k, v, seed=seeds(), **options)
+    got = value_and_grads(tiled, q, k, v, seed=seeds(), **options)
+    assert_same(got, expected)
+    undropped = to_numpy(tiled(q, k, v, mask, causal=True))
+    assert not np.allclose(to_numpy(got[0]), undropped, atol=1e-3)
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_graph_mode_and_xla_equal_the_eager_full_path(jit_compile):
+    import tensorflow as tf
+
+    q, k, v = normal(2, 2, 30, 4), normal(2, 2, 26, 4), normal(2, 2, 26, 3)
+    options = dict(
+        mask=RNG.random((2, 1, 1, 26)) > 0.2,
+        causal=True,
+        sliding_window=7,
+        dropout=0.3,
+        seed=11,
+        training=True,
+    )
+    expected = value_and_grads(full, q, k, v, **options)
+    compiled = tf.function(
+        lambda: value_and_grads(tiled, q, k, v, **options), jit_compile=jit_compile
+    )
+    assert_same(compiled(), expected)
+
+
+@pytest.mark.tensorflow_only
+def test_float16_inputs_accumulate_in_float32():
+    q, k, v = (normal(2, 21, 4, dtype="float16") for _ in range(3))
+    got = tiled(q, k, v, causal=True)
+    assert keras.backend.standardize_dtype(got.dtype) == "float16"
+    np.testing.assert_allclose(
+        to_numpy(got).astype("float32"),
+        to_numpy(full(q, k, v, causal=True)).astype("float32"),
+        atol=2e-3,
+    )
+    # Each product is ~6e4 * 6e4: infinite in float16, fine in float32.
+    big = np.full((2, 20, 4), 6e4, "float16")
+    assert np.all(np.isfinite(to_numpy(tiled(big, big, v[:, :20]))))
+
+
+@pytest.mark.tensorflow_only
+def test_neither_pass_creates_a_q_len_by_k_len_tensor():
+    import tensorflow as tf
+
+    length = 512
+    q = normal(1, 2, length, 8)
+    mask = RNG.random((1, 1, 1, length)) > 0.1  # padding: (..., 1, k_len)
+
+    def largest_tensors(attention):
+        """Outputs of every op of a forward+backward graph, nested loops too."""
+
+        @tf.function
+        def step(q):
+            with tf.GradientTape() as tape:
+                tape.watch(q)
+                output = attention(q, q, q, mask, causal=True, dropout=0.1, seed=1)
+                loss = tf.reduce_sum(output * output)
+            return tape.gradient(loss, q)
+
+        graphs = [step.get_concrete_function(tf.constant(q)).graph]
+        sizes, seen = [], set()
+        while graphs:
+            graph = graphs.pop()
+            for op in graph.get_operations():
+                # A placeholder of a loop body is a tensor made outside it;
+                # a tensor-list handle holds tiles made by other ops.
+                if op.type == "Placeholder":
+                    continue
+                for t in op.outputs:
+                    if t.dtype in (tf.variant, tf.resource):
+                        continue
+                    assert t.shape.is_fully_defined(), (op.name, t.shape)
+                    sizes.append((t.shape.num_elements(), op.name))
+            for name, function in graph._functions.items():
+                if name not in seen:
+                    seen.add(name)
+                    graphs.append(function.graph)
+        return sorted(sizes)[-3:]
+
+    def tiled_training(*args, **kwargs):
+        return tiled(*args, training=True, **kwargs)
+
+    def full_training(*args, **kwargs):
+        return full(*args, training=True, **kwargs)
+
+    largest = largest_tensors(tiled_training)
+    assert largest[-1][0] < length * length, largest
+    # The same check finds the full path's (1, 2, 512, 512) weights.
+    assert largest_tensors(full_training)[-1][0] >= length * length
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize(
+    "causal,window", [(True, None), (False, 5), (True, 5), (False, 13)]
+)
+def test_only_tiles_that_meet_the_pattern_are_visited(causal, window):
+    from keras_attention import _tiled_tensorflow
+
+    q_len, k_len, tile = 61, 53, 8
+    q, k = normal(1, q_len, 4), normal(1, k_len, 4)
+    spec = _tiled_tensorflow._Spec(q, k, None, causal, window, 0.0, None, (tile, tile))
+    rows, cols = np.arange(q_len)[:, None], np.arange(k_len)[None, :]
+    allowed = np.ones((q_len, k_len), bool)
+    if causal:
+        allowed &= cols <= rows
+    if window is not None:
+        allowed &= np.abs(rows - cols) < window
+
+    def meets(i, j):
+        return allowed[i * tile : (i + 1) * tile, j * tile : (j + 1) * tile].any()
+
+    q_tiles, k_tiles = -(-q_len // tile), -(-k_len // tile)
+    for i in range(q_tiles):
+        lo, hi = (int(x) for x in spec.key_range(i))
+        assert [j for j in range(k_tiles) if meets(i, j)] == list(range(lo, hi))
+    for j in range(k_tiles):
+        lo, hi = (int(x) for x in spec.query_range(j))
+        assert [i for i in range(q_tiles) if meets(i, j)] == list(range(lo, hi))
+
+
+@pytest.mark.tensorflow_only
+def test_long_calls_are_tiled_without_being_asked_unknown_lengths_not():
+    import tensorflow as tf
+
+    from keras_attention import ops
+
+    def loops(q_len, k_len, batch=None, tile_size=None):
+        function = tf.function(
+            lambda q, k: scaled_dot_product_attention(q, k, k, tile_size=tile_size)
+        )
+        graph = function.get_concrete_function(
+            tf.TensorSpec((batch, 1, q_len, 4)), tf.TensorSpec((batch, 1, k_len, 4))
+        ).graph
+        return any(
+            op.type in ("While", "StatelessWhile") for op in graph.get_operations()
+        )
+
+    side = int(np.sqrt(ops.TILED_FROM_LOGITS))
+    assert loops(side, side)
+    assert not loops(side, side // 2)
+    assert loops(side, side // 2, batch=2)
+    # Unknown at trace time: the full path, which exports to TFLite builtins,
+    # unless tiles are asked for.
+    assert not loops(None, 3)
+    assert loops(None, 3, tile_size=64)
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_unknown_lengths_in_graph_mode_and_xla(jit_compile):
+    import tensorflow as tf
+
+    # Traced once for any length (as Keras may trace a model), then run on
+    # lengths that give one tile and several uneven ones.
+    spec = tf.TensorSpec((None, 2, None, 4))
+    compiled = tf.function(
+        lambda q, k, v: value_and_grads(
+            scaled_dot_product_attention, q, k, v, causal=True, tile_size=256
+        ),
+        input_signature=[spec] * 3,
+        jit_compile=jit_compile,
+    )
+    for length in (5, 700):
+        q, k, v = (normal(1, 2, length, 4) for _ in range(3))
+        expected = value_and_grads(full, q, k, v, causal=True)
+        assert_same(compiled(q, k, v), expected)
+
+
+@pytest.mark.parametrize("layer_cls", [MultiHeadAttention, ScaledDotProductAttention])
+def test_layers_give_the_same_output_with_tiles(layer_cls):
+    # On JAX and PyTorch `tile_size` is accepted and the full path runs.
+    tokens = RNG.integers(1, 20, size=(2, 23))
+    tokens[0, 15:] = 0  # padding
+    embedding = keras.layers.Embedding(20, 8, mask_zero=True)
+    kwargs = {"num_heads": 2, "key_dim": 4} if layer_cls is MultiHeadAttention else {}
+    kwargs.update(causal=True, sliding_window=6)
+    plain = layer_cls(**kwargs)
+    tiles = layer_cls(**kwargs, tile_size=TILE)
+    x = embedding(tokens)
+    mask = embedding.compute_mask(tokens)
+    expected = plain(x, mask=mask)
+    tiles(x, mask=mask)
+    tiles.set_weights(plain.get_weights())
+    np.testing.assert_allclose(
+        to_numpy(tiles(x, mask=mask)), to_numpy(expected), atol=1e-5
+    )
+    assert np.all(to_numpy(expected)[0, 15:] == 0)  # padded queries, zero bias
