@@ -241,6 +241,33 @@ BAD_INPUTS = [
         "mha-key-dim-type",
     ),
     row(
+        lambda: sdpa(normal(3, 4), normal(3, 4), normal(3, 4), sliding_window=0),
+        ValueError,
+        F
+        + r"`sliding_window` must be None or a positive integer\. Received: sliding_window=0",
+        "function-sliding-window-zero",
+    ),
+    row(
+        lambda: sdpa(normal(3, 4), normal(3, 4), normal(3, 4), tile_size=-8),
+        ValueError,
+        F + r"`tile_size` must be None or a positive integer\. Received: tile_size=-8",
+        "function-tile-size-negative",
+    ),
+    row(
+        lambda: ScaledDotProductAttention(sliding_window=2.5),
+        TypeError,
+        SDPA + r"`sliding_window` must be None or a positive integer\. "
+        r"Received: sliding_window=2\.5 of type float",
+        "sdpa-layer-sliding-window-type",
+    ),
+    row(
+        lambda: mha(sliding_window=-1),
+        ValueError,
+        MHA
+        + r"`sliding_window` must be None or a positive integer\. Received: sliding_window=-1",
+        "mha-sliding-window-negative",
+    ),
+    row(
         lambda: mha(dropout=-0.1),
         ValueError,
         MHA + r"`dropout` must be a number in \[0, 1\)\. Received: dropout=-0\.1",
