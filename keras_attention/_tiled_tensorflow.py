@@ -20,8 +20,9 @@ reaches are never visited, so causal attention costs half and a window `w`
 costs O(len · w). Which pairs attend and which dropout drops come from
 `_attention_pattern`, the module the full path uses, on absolute positions:
 the two paths agree pair by pair. The loops are `tf.while_loop`s over
-fixed-size tiles (the sequences are zero-padded to whole tiles), so the kernel
-runs eagerly, in `tf.function` and under XLA.
+fixed-size tiles (the sequences are zero-padded to whole tiles), compiled by
+XLA whether or not the caller is: eagerly, in `tf.function` and inside an XLA
+function alike. A second derivative through the kernel is not supported.
 
 This is the only module of the package that imports TensorFlow.
 """
@@ -46,19 +47,27 @@ def attention(
         sliding_window: None or a positive Python int.
         dropout: Python float, the rate (0 for none).
         seed: int32 scalar tensor, used when `dropout > 0`.
-        tile_size: `(query_tile, key_tile)`, Python ints.
+        tile_size: `(query_tile, key_tile)`: Python ints, or int32 scalar
+            tensors when a length is only known at run time.
 
     Returns:
         float32 `(..., q_len, value_depth)`.
     """
-    spec = _Spec(query, key, mask, causal, sliding_window, dropout, seed, tile_size)
+    config = dict(causal=causal, sliding_window=sliding_window, dropout=dropout)
+    shared = (mask, seed, *tile_size)
 
     @tf.custom_gradient
     def tiled(query, key, value):
-        output, lse = _forward(spec, query, key, value)
+        # Hidden from any gradient tape: the custom gradient below is the
+        # only way back, and a tape watching the loops would keep (eagerly)
+        # or accumulate (in tf.function) every tile of them.
+        inputs = [tf.stop_gradient(x) for x in (query, key, value)]
+        output, lse = _compiled_forward(*inputs, *shared, **config)
 
         def grad(d_output):
-            return _backward(spec, query, key, value, output, lse, d_output)
+            return _compiled_backward(
+                *inputs, *shared, output, lse, tf.stop_gradient(d_output), **config
+            )
 
         return output, grad
 
@@ -232,7 +241,8 @@ def _swap_last(x):
     return tf.linalg.matrix_transpose(x)
 
 
-def _forward(spec, query, key, value):
+def _forward(query, key, value, mask, seed, q_tile, k_tile, **config):
+    spec = _Spec(query, key, mask, seed=seed, tile_size=(q_tile, k_tile), **config)
     q_tiles = _to_tiles(query, spec.q_tile, spec.q_tiles)
     k_tiles = _to_tiles(key, spec.k_tile, spec.k_tiles)
     v_tiles = _to_tiles(value, spec.k_tile, spec.k_tiles)
@@ -284,7 +294,10 @@ def _tile_array(size, element_shape):
     return tf.TensorArray(tf.float32, size=size, element_shape=static)
 
 
-def _backward(spec, query, key, value, output, lse_tiles, d_output):
+def _backward(
+    query, key, value, mask, seed, q_tile, k_tile, output, lse_tiles, d_output, **config
+):
+    spec = _Spec(query, key, mask, seed=seed, tile_size=(q_tile, k_tile), **config)
     # Each key tile meets the query tiles that see it as transposed tiles,
     # (..., k_tile, q_tile): every product is then a plain matmul or one that
     # transposes its small operand, which TensorFlow runs faster than one that
@@ -340,3 +353,11 @@ def _backward(spec, query, key, value, output, lse_tiles, d_output):
         _from_tiles(d_keys.stack(), spec.k_len),
         _from_tiles(d_values.stack(), spec.k_len),
     )
+
+
+# Compiled by XLA whatever the caller does: XLA fuses the elementwise work of
+# a tile into a few loops over memory where TensorFlow's executor runs one op
+# after another (measured 1.5-2x faster forward on 2 CPU cores). Each new set
+# of static shapes and options compiles once.
+_compiled_forward = tf.function(_forward, jit_compile=True)
+_compiled_backward = tf.function(_backward, jit_compile=True)

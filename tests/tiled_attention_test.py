@@ -58,6 +58,19 @@ def assert_same(got, expected):
         np.testing.assert_allclose(to_numpy(g), to_numpy(e), atol=1e-4)
 
 
+def all_ops(function, *args):
+    """Every op of the traced `function`, those of nested functions too."""
+    graphs = [function.get_concrete_function(*args).graph]
+    seen = set()
+    while graphs:
+        graph = graphs.pop()
+        yield from graph.get_operations()
+        for name, nested in graph._functions.items():
+            if name not in seen:
+                seen.add(name)
+                graphs.append(nested.graph)
+
+
 def with_empty_rows(shape, rows):
     mask = RNG.random(shape) > 0.3
     mask[..., rows, :] = False
@@ -178,7 +191,7 @@ def test_neither_pass_creates_a_q_len_by_k_len_tensor():
     mask = RNG.random((1, 1, 1, length)) > 0.1  # padding: (..., 1, k_len)
 
     def largest_tensors(attention):
-        """Outputs of every op of a forward+backward graph, nested loops too."""
+        """The three largest outputs of a forward+backward graph's ops."""
 
         @tf.function
         def step(q):
@@ -188,25 +201,18 @@ def test_neither_pass_creates_a_q_len_by_k_len_tensor():
                 loss = tf.reduce_sum(output * output)
             return tape.gradient(loss, q)
 
-        graphs = [step.get_concrete_function(tf.constant(q)).graph]
-        sizes, seen = [], set()
-        while graphs:
-            graph = graphs.pop()
-            for op in graph.get_operations():
-                # A placeholder of a loop body is a tensor made outside it;
-                # a tensor-list handle holds tiles made by other ops.
-                if op.type == "Placeholder":
-                    continue
-                for t in op.outputs:
-                    if t.dtype in (tf.variant, tf.resource):
-                        continue
+        sizes, loops = [], 0
+        for op in all_ops(step, tf.constant(q)):
+            loops += op.type in ("While", "StatelessWhile")
+            # A placeholder of a nested function is a tensor made outside
+            # it; a tensor-list handle holds tiles made by other ops.
+            if op.type == "Placeholder":
+                continue
+            for t in op.outputs:
+                if t.dtype not in (tf.variant, tf.resource):
                     assert t.shape.is_fully_defined(), (op.name, t.shape)
                     sizes.append((t.shape.num_elements(), op.name))
-            for name, function in graph._functions.items():
-                if name not in seen:
-                    seen.add(name)
-                    graphs.append(function.graph)
-        return sorted(sizes)[-3:]
+        return sorted(sizes)[-3:], loops
 
     def tiled_training(*args, **kwargs):
         return tiled(*args, training=True, **kwargs)
@@ -214,10 +220,11 @@ def test_neither_pass_creates_a_q_len_by_k_len_tensor():
     def full_training(*args, **kwargs):
         return full(*args, training=True, **kwargs)
 
-    largest = largest_tensors(tiled_training)
+    largest, loops = largest_tensors(tiled_training)
+    assert loops >= 4, "the walk must reach the forward and backward tile loops"
     assert largest[-1][0] < length * length, largest
     # The same check finds the full path's (1, 2, 512, 512) weights.
-    assert largest_tensors(full_training)[-1][0] >= length * length
+    assert largest_tensors(full_training)[0][-1][0] >= length * length
 
 
 @pytest.mark.tensorflow_only
@@ -259,11 +266,9 @@ def test_long_calls_are_tiled_without_being_asked_unknown_lengths_not():
         function = tf.function(
             lambda q, k: scaled_dot_product_attention(q, k, k, tile_size=tile_size)
         )
-        graph = function.get_concrete_function(
-            tf.TensorSpec((batch, 1, q_len, 4)), tf.TensorSpec((batch, 1, k_len, 4))
-        ).graph
+        specs = (tf.TensorSpec((batch, 1, n, 4)) for n in (q_len, k_len))
         return any(
-            op.type in ("While", "StatelessWhile") for op in graph.get_operations()
+            op.type in ("While", "StatelessWhile") for op in all_ops(function, *specs)
         )
 
     side = int(np.sqrt(ops.TILED_FROM_LOGITS))
