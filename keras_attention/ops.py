@@ -106,9 +106,11 @@ def scaled_dot_product_attention(
     grows as `len · w`. The result equals the full computation up to float
     rounding, with the same masks and dropout. A `mask` is cut into tiles
     without being broadcast, so a padding mask `(..., 1, k_len)` stays small.
-    The full `(q_len, k_len)` computation is used whatever `tile_size` says
-    when the weights are asked for (`return_weights=True`), with a `bias`,
-    and on the JAX and PyTorch backends.
+    The tile loops are compiled with XLA in every mode: the first call with
+    new shapes compiles them. The full `(q_len, k_len)` computation is used
+    whatever `tile_size` says when the weights are asked for
+    (`return_weights=True`), with a `bias`, and on the JAX and PyTorch
+    backends. Second derivatives through the tiles are not supported.
 
     Example:
 
@@ -132,7 +134,7 @@ def scaled_dot_product_attention(
     query = ops.cast(query, "float32") * scale
     key = ops.cast(key, "float32")
     value = ops.cast(value, "float32")
-    if mask is not None:
+    if mask is not None and keras.backend.standardize_dtype(mask.dtype) != "bool":
         mask = ops.not_equal(mask, 0)
     rate = float(dropout) if training else 0.0
     options = {
