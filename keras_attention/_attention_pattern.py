@@ -23,12 +23,17 @@ def allowed(mask, causal, sliding_window, rows, cols):
     """Boolean `(..., rows, cols)` of the pairs that may attend, or None.
 
     Args:
-        mask: None or a boolean tensor broadcastable to `(..., rows, cols)`.
+        mask: None or a boolean tensor broadcastable to the result.
         causal: whether query `i` may only see keys `j <= i`.
         sliding_window: None or a positive int `w`: query `i` may only see
             keys `j` with `|i - j| < w`.
         rows: int32 `(rows, 1)`, the absolute query positions.
         cols: int32 `(1, cols)`, the absolute key positions.
+
+    Everything is elementwise in `(row, col)`, so `rows` `(1, rows)` with
+    `cols` `(cols, 1)` and a transposed mask give the transposed answer
+    (the tiled backward pass works on transposed tiles). The same holds for
+    `dropout_keep`.
     """
     result = mask
     if causal:

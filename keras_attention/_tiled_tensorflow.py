@@ -161,10 +161,14 @@ class _Spec:
 
 
 class _MaskTiles:
-    """Cuts tiles out of a boolean mask without broadcasting it.
+    """Cuts tiles out of a boolean mask without copying or broadcasting it.
 
     A mask axis of size 1 (a padding mask `(..., 1, k_len)`, say) stays of
-    size 1 in every tile; a full axis is padded to whole tiles with False.
+    size 1 in every tile. On a full-length axis, the last tile, which runs
+    past the end, is read from the last whole tile's start and rolled into
+    place: the positions past the end get stale values, which do not matter
+    (those queries are dropped, those keys masked). Only an axis shorter than
+    one tile is padded.
     """
 
     def __init__(self, spec, mask):
@@ -172,27 +176,39 @@ class _MaskTiles:
         dims = _dims(mask)
         dims = [1] * (spec.rank - len(dims)) + dims
         mask = tf.reshape(mask, dims)
-        # 1 where the mask spans the whole length on that axis, 0 where it
-        # has size 1 and broadcasts.
-        self.full_rows = _is_not_one(dims[-2])
-        self.full_cols = _is_not_one(dims[-1])
-        pad_rows = (spec.q_tiles * spec.q_tile - dims[-2]) * self.full_rows
-        pad_cols = (spec.k_tiles * spec.k_tile - dims[-1]) * self.full_cols
-        paddings = [[0, 0]] * (spec.rank - 2) + [[0, pad_rows], [0, pad_cols]]
-        self.mask = tf.pad(mask, paddings, constant_values=False)
-        self.spec = spec
+        self.axes = []
+        paddings = [[0, 0]] * (spec.rank - 2)
+        for size, tile in ((dims[-2], spec.q_tile), (dims[-1], spec.k_tile)):
+            static = isinstance(size, int) and isinstance(tile, int)
+            if static:
+                # full: 1 where the mask spans the whole length on this axis,
+                # 0 where it has size 1 and broadcasts.
+                full = int(size != 1)
+                short = max(tile - size, 0) * full
+                rolls = full and size % tile != 0
+            else:
+                full = tf.cast(size != 1, tf.int32)
+                short = tf.maximum(tile - size, 0) * full
+                rolls = True
+            paddings.append([0, short])
+            self.axes.append((full, size + short, tile, rolls))
+        if any(not isinstance(n, int) or n for pair in paddings for n in pair):
+            mask = tf.pad(mask, paddings, constant_values=False)
+        self.mask = mask
+        self.leading = dims[:-2]
 
     def tile(self, i, j, transposed):
-        spec = self.spec
-        begin = [0] * (spec.rank - 2) + [
-            i * spec.q_tile * self.full_rows,
-            j * spec.k_tile * self.full_cols,
-        ]
-        size = _dims(self.mask)[:-2] + [
-            1 + (spec.q_tile - 1) * self.full_rows,
-            1 + (spec.k_tile - 1) * self.full_cols,
-        ]
-        tile = tf.slice(self.mask, begin, size)
+        begins, sizes, shifts = [], [], []
+        for index, (full, size, tile, rolls) in zip((i, j), self.axes, strict=True):
+            begin = tf.minimum(index * tile, size - tile) * full
+            begins.append(begin)
+            sizes.append(1 + (tile - 1) * full)
+            shifts.append(index * tile * full - begin if rolls else None)
+        rank = len(self.leading) + 2
+        tile = tf.slice(self.mask, [0] * (rank - 2) + begins, self.leading + sizes)
+        for axis, shift in zip((rank - 2, rank - 1), shifts, strict=True):
+            if shift is not None:
+                tile = tf.roll(tile, -shift, axis)
         if transposed:
             tile = tf.linalg.matrix_transpose(tile)
         return tile
@@ -211,10 +227,6 @@ def _dims(x):
     """The shape of `x`: Python ints where static, scalar tensors elsewhere."""
     dynamic = tf.shape(x)
     return [dynamic[a] if n is None else n for a, n in enumerate(x.shape)]
-
-
-def _is_not_one(n):
-    return int(n != 1) if isinstance(n, int) else tf.cast(n != 1, tf.int32)
 
 
 def _to_tiles(x, tile, count):

@@ -144,7 +144,7 @@ def scaled_dot_product_attention(
     query = ops.cast(query, "float32") * scale
     key = ops.cast(key, "float32")
     value = ops.cast(value, "float32")
-    if mask is not None:
+    if mask is not None and keras.backend.standardize_dtype(mask.dtype) != "bool":
         mask = ops.not_equal(mask, 0)
     rate = float(dropout) if training else 0.0
     options = {

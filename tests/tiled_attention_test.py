@@ -186,45 +186,47 @@ def test_float16_inputs_accumulate_in_float32():
 def test_neither_pass_creates_a_q_len_by_k_len_tensor():
     import tensorflow as tf
 
-    length = 512
+    length = 500  # not a multiple of the tile: the last tiles run past it
     q = normal(1, 2, length, 8)
-    mask = RNG.random((1, 1, 1, length)) > 0.1  # padding: (..., 1, k_len)
+    padding = RNG.random((1, 1, 1, length)) > 0.1  # (..., 1, k_len)
+    full_mask = RNG.random((1, 1, length, length)) > 0.1
 
-    def largest_tensors(attention):
-        """The three largest outputs of a forward+backward graph's ops."""
+    def large_outputs(attention, mask):
+        """(op type, name) of every op of a forward+backward graph, nested
+        loops included, with an output of at least q_len * k_len numbers, and
+        the number of loops seen."""
 
         @tf.function
-        def step(q):
+        def step(q, mask):
             with tf.GradientTape() as tape:
                 tape.watch(q)
-                output = attention(q, q, q, mask, causal=True, dropout=0.1, seed=1)
+                output = attention(
+                    q, q, q, mask, causal=True, dropout=0.1, seed=1, training=True
+                )
                 loss = tf.reduce_sum(output * output)
             return tape.gradient(loss, q)
 
-        sizes, loops = [], 0
-        for op in all_ops(step, tf.constant(q)):
+        large, loops = [], 0
+        for op in all_ops(step, tf.constant(q), tf.constant(mask)):
             loops += op.type in ("While", "StatelessWhile")
-            # A placeholder of a nested function is a tensor made outside
-            # it; a tensor-list handle holds tiles made by other ops.
-            if op.type == "Placeholder":
-                continue
             for t in op.outputs:
-                if t.dtype not in (tf.variant, tf.resource):
-                    assert t.shape.is_fully_defined(), (op.name, t.shape)
-                    sizes.append((t.shape.num_elements(), op.name))
-        return sorted(sizes)[-3:], loops
+                # A tensor-list handle holds tiles made by other ops.
+                if t.dtype in (tf.variant, tf.resource) or op.type == "Placeholder":
+                    continue
+                assert t.shape.is_fully_defined(), (op.name, t.shape)
+                if t.shape.num_elements() >= length * length:
+                    large.append((op.type, op.name))
+        return large, loops
 
-    def tiled_training(*args, **kwargs):
-        return tiled(*args, training=True, **kwargs)
-
-    def full_training(*args, **kwargs):
-        return full(*args, training=True, **kwargs)
-
-    largest, loops = largest_tensors(tiled_training)
+    large, loops = large_outputs(tiled, padding)
     assert loops >= 4, "the walk must reach the forward and backward tile loops"
-    assert largest[-1][0] < length * length, largest
-    # The same check finds the full path's (1, 2, 512, 512) weights.
-    assert largest_tensors(full_training)[0][-1][0] >= length * length
+    assert large == []
+    # A (q_len, k_len) mask is only passed along, never copied or broadcast.
+    large, _ = large_outputs(tiled, full_mask)
+    assert {op_type for op_type, _ in large} <= {"Reshape", "StatelessWhile"}, large
+    # The same walk finds the full path's (1, 2, q_len, k_len) weights.
+    large, _ = large_outputs(full, padding)
+    assert any(op_type == "Softmax" for op_type, _ in large), large
 
 
 @pytest.mark.tensorflow_only
