@@ -39,10 +39,10 @@ lint: $(VENV)/.installed-test
 # The TensorFlow run also executes the walkthrough notebook (nbmake): a cell
 # that raises fails the run. Naming paths replaces testpaths, hence `tests`.
 pytest-tf: $(VENV)/.installed-test
-	KERAS_BACKEND=tensorflow $(PY) -m pytest --nbmake tests notebooks/walkthrough.ipynb
+	KERAS_BACKEND=tensorflow $(PY) -m pytest --durations=15 --nbmake tests notebooks/walkthrough.ipynb
 
 pytest-jax: $(VENV)/.installed-test
-	KERAS_BACKEND=jax $(PY) -m pytest -m "not tensorflow_only and not end_to_end"
+	KERAS_BACKEND=jax $(PY) -m pytest --durations=10 -m "not tensorflow_only and not end_to_end"
 
 test: lint pytest-tf pytest-jax
 
