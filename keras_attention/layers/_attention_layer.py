@@ -84,17 +84,17 @@ class AttentionLayer(keras.layers.Layer):
             query_mask = mask
         if self_attention:
             value_mask = query_mask if value_mask is None else value_mask
-        merged = None if attention_mask is None else ops.not_equal(attention_mask, 0)
+        merged = None if attention_mask is None else _boolean(attention_mask)
         # A padded key is never attended to: (batch, 1, k_len) keeps the mask
         # linear in the length.
         for padding in (value_mask, key_mask):
             if padding is not None:
-                merged = _and(merged, ops.expand_dims(ops.not_equal(padding, 0), -2))
+                merged = _and(merged, ops.expand_dims(_boolean(padding), -2))
         # A padded query gets no context. Folded into the mask only when that
         # is (batch, q_len, k_len) anyway; otherwise its context rows are
         # zeroed, which is the same and stays linear.
         if query_mask is not None:
-            query_mask = ops.expand_dims(ops.not_equal(query_mask, 0), -1)
+            query_mask = ops.expand_dims(_boolean(query_mask), -1)
             if attention_mask is not None or return_attention_scores:
                 merged = _and(merged, query_mask)
                 query_mask = None
@@ -250,3 +250,11 @@ class AttentionLayer(keras.layers.Layer):
 
 def _and(a, b):
     return b if a is None else ops.logical_and(a, b)
+
+
+def _boolean(mask):
+    """A Keras mask as booleans: non-zero means True. A boolean one as is,
+    not copied (an `attention_mask` is `(batch, q_len, k_len)`)."""
+    if keras.backend.standardize_dtype(mask.dtype) == "bool":
+        return mask
+    return ops.not_equal(mask, 0)
