@@ -4,7 +4,8 @@ Both the full path (`ops.py`) and the tiled TensorFlow kernel
 (`_tiled_tensorflow.py`) ask these two questions, the full path once for the
 whole `(q_len, k_len)` matrix and the kernel once per tile. Positions are
 absolute, so a tile gets the same answers as the matching block of the whole
-matrix, and the two paths cannot drift apart.
+matrix, and the two paths cannot drift apart. The layers use the same
+two mask helpers (`boolean`, `combine`) to merge their padding masks.
 """
 
 import keras
@@ -17,6 +18,24 @@ _GOLDEN = 0x9E3779B9 - (1 << 32)
 _MIX_1 = 0x7FEB352D
 _MIX_2 = 0x846CA68B - (1 << 32)
 _BITS = 24  # the uniform integer compared with the dropout rate
+
+
+def boolean(mask):
+    """A boolean or integer mask as booleans (non-zero means True); None as
+    None. A boolean mask is returned as is, never copied."""
+    if mask is None or keras.backend.standardize_dtype(mask.dtype) == "bool":
+        return mask
+    return ops.not_equal(mask, 0)
+
+
+def combine(*masks):
+    """The logical AND of boolean masks that broadcast together, ignoring
+    None; None when all are None."""
+    result = None
+    for mask in masks:
+        if mask is not None:
+            result = mask if result is None else ops.logical_and(result, mask)
+    return result
 
 
 def allowed(mask, causal, sliding_window, rows, cols):
@@ -35,16 +54,13 @@ def allowed(mask, causal, sliding_window, rows, cols):
     (the tiled backward pass works on transposed tiles). The same holds for
     `dropout_keep`.
     """
-    result = mask
-    if causal:
-        result = _and(result, ops.less_equal(cols, rows))
-    if sliding_window is not None:
-        result = _and(result, ops.less(ops.abs(rows - cols), sliding_window))
-    return result
-
-
-def _and(a, b):
-    return b if a is None else ops.logical_and(a, b)
+    return combine(
+        mask,
+        ops.less_equal(cols, rows) if causal else None,
+        None
+        if sliding_window is None
+        else ops.less(ops.abs(rows - cols), sliding_window),
+    )
 
 
 def dropout_seed(seed):

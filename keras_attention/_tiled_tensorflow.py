@@ -24,7 +24,8 @@ fixed-size tiles (the sequences are zero-padded to whole tiles), compiled by
 XLA whether or not the caller is: eagerly, in `tf.function` and inside an XLA
 function alike. A second derivative through the kernel is not supported.
 
-This is the only module of the package that imports TensorFlow.
+Like every TensorFlow-only module of the package, it is imported only when
+the TensorFlow backend runs.
 """
 
 import tensorflow as tf
@@ -32,9 +33,7 @@ import tensorflow as tf
 from keras_attention import _attention_pattern as pattern
 
 
-def attention(
-    query, key, value, mask, *, causal, sliding_window, dropout, seed, tile_size
-):
+def attention(query, key, value, mask, *, causal, sliding_window, dropout, seed, tiles):
     """Tiled attention of float32 tensors; the query is already scaled.
 
     Args:
@@ -47,14 +46,14 @@ def attention(
         sliding_window: None or a positive Python int.
         dropout: Python float, the rate (0 for none).
         seed: int32 scalar tensor, used when `dropout > 0`.
-        tile_size: `(query_tile, key_tile)`: Python ints, or int32 scalar
+        tiles: `(query_tile, key_tile)`: Python ints, or int32 scalar
             tensors when a length is only known at run time.
 
     Returns:
         float32 `(..., q_len, value_depth)`.
     """
     config = dict(causal=causal, sliding_window=sliding_window, dropout=dropout)
-    shared = (mask, seed, *tile_size)
+    shared = (mask, seed, *tiles)
 
     @tf.custom_gradient
     def tiled(query, key, value):
@@ -81,13 +80,11 @@ class _Spec:
     tensor of the kernel has a fully known static shape), tensors otherwise.
     """
 
-    def __init__(
-        self, query, key, mask, causal, sliding_window, dropout, seed, tile_size
-    ):
+    def __init__(self, query, key, mask, causal, sliding_window, dropout, seed, tiles):
         self.rank = len(query.shape)
         *self.leading, self.q_len, _ = _dims(query)
         self.k_len = _dims(key)[-2]
-        self.q_tile, self.k_tile = tile_size
+        self.q_tile, self.k_tile = tiles
         self.q_tiles = -(-self.q_len // self.q_tile)
         self.k_tiles = -(-self.k_len // self.k_tile)
         self.causal = causal
@@ -144,8 +141,7 @@ class _Spec:
         mask = None if self.mask is None else self.mask.tile(i, j, transposed)
         allowed = pattern.allowed(mask, self.causal, self.sliding_window, rows, cols)
         if self.padded_keys:
-            real = cols < self.k_len
-            allowed = real if allowed is None else tf.logical_and(allowed, real)
+            allowed = pattern.combine(allowed, cols < self.k_len)
         if allowed is not None:
             logits = tf.where(allowed, logits, float("-inf"))
         keep = None
@@ -254,7 +250,7 @@ def _swap_last(x):
 
 
 def _forward(query, key, value, mask, seed, q_tile, k_tile, **config):
-    spec = _Spec(query, key, mask, seed=seed, tile_size=(q_tile, k_tile), **config)
+    spec = _Spec(query, key, mask, seed=seed, tiles=(q_tile, k_tile), **config)
     q_tiles = _to_tiles(query, spec.q_tile, spec.q_tiles)
     k_tiles = _to_tiles(key, spec.k_tile, spec.k_tiles)
     v_tiles = _to_tiles(value, spec.k_tile, spec.k_tiles)
@@ -309,7 +305,7 @@ def _tile_array(size, element_shape):
 def _backward(
     query, key, value, mask, seed, q_tile, k_tile, output, lse_tiles, d_output, **config
 ):
-    spec = _Spec(query, key, mask, seed=seed, tile_size=(q_tile, k_tile), **config)
+    spec = _Spec(query, key, mask, seed=seed, tiles=(q_tile, k_tile), **config)
     # Each key tile meets the query tiles that see it as transposed tiles,
     # (..., k_tile, q_tile): every product is then a plain matmul or one that
     # transposes its small operand, which TensorFlow runs faster than one that

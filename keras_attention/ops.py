@@ -116,7 +116,7 @@ def scaled_dot_product_attention(
     Example:
 
     >>> q = keras.random.normal((3, 10))
-    >>> context = scaled_dot_product_attention(q, q, q)
+    >>> context = keras_attention.scaled_dot_product_attention(q, q, q)
     >>> tuple(context.shape)
     (3, 10)
     """
@@ -144,8 +144,7 @@ def scaled_dot_product_attention(
     query = ops.cast(query, "float32") * scale
     key = ops.cast(key, "float32")
     value = ops.cast(value, "float32")
-    if mask is not None and keras.backend.standardize_dtype(mask.dtype) != "bool":
-        mask = ops.not_equal(mask, 0)
+    mask = pattern.boolean(mask)
     rate = float(dropout) if training else 0.0
     options = {
         "causal": causal,
@@ -209,9 +208,7 @@ def _full_or_tiled(query, key, value, mask, tile_size, options):
         tiles = tuple(_even_tiles(n, largest) for n in dynamic)
     else:
         tiles = (tile_size, tile_size)
-    return _tiled_tensorflow.attention(
-        query, key, value, mask, tile_size=tiles, **options
-    )
+    return _tiled_tensorflow.attention(query, key, value, mask, tiles=tiles, **options)
 
 
 def _even_tiles(length, largest):
@@ -232,8 +229,7 @@ def _full(query, key, value, mask, bias, *, causal, sliding_window, dropout, see
     if bias is not None:
         logits = logits + ops.cast(bias, "float32")
         # A bias of -inf drops the pair, like the mask.
-        finite = ops.greater(logits, float("-inf"))
-        allowed = finite if allowed is None else ops.logical_and(allowed, finite)
+        allowed = pattern.combine(allowed, ops.greater(logits, float("-inf")))
     # Causal alone leaves every query key 0; a window leaves query i key i.
     may_see_nothing = (
         mask is not None
@@ -263,9 +259,17 @@ def _masked_softmax(logits, allowed, may_see_nothing):
     logits become the lowest float32, not -inf, so that `ops.softmax` (one
     fused kernel) never sees a row of -inf; exp(lowest - max) is exactly 0.
     """
+    if allowed is not None:
+        logits = ops.where(allowed, logits, _LOWEST)
+    if logits.shape[-1] == 1:
+        # One key: its weight is 1 (NaN stays NaN). Keras' softmax would warn
+        # that a softmax over one entry is constant, on every first decoding
+        # step; Keras' own attention layer does not.
+        weights = ops.exp(logits - logits)
+    else:
+        weights = ops.softmax(logits, axis=-1)
     if allowed is None:
-        return ops.softmax(logits, axis=-1)
-    weights = ops.softmax(ops.where(allowed, logits, _LOWEST), axis=-1)
+        return weights
     if may_see_nothing:
         weights = ops.where(ops.any(allowed, axis=-1, keepdims=True), weights, 0.0)
     return weights

@@ -1,15 +1,17 @@
 """What `ScaledDotProductAttention` and `MultiHeadAttention` share.
 
 Both layers take the same call arguments, in Keras' `(query, value, key)`
-order, turn Keras' padding masks and the explicit `attention_mask` into
-boolean masks, and check the input shapes once. The subclass prepares the
-query, key and value and calls `_attention`, which calls
-`keras_attention.scaled_dot_product_attention` with the layer's options.
+order, merge Keras' padding masks and the explicit `attention_mask` into one
+boolean mask, and check the input shapes once. A call reads top to bottom:
+the subclass' projection (`_project`, in `(query, key, value)` order), one
+call of `keras_attention.scaled_dot_product_attention` with the layer's
+options, the subclass' output step (`_output`).
 """
 
 import keras
 from keras import ops
 
+from keras_attention import _attention_pattern as pattern
 from keras_attention import _checks as checks
 from keras_attention.ops import scaled_dot_product_attention
 
@@ -17,8 +19,9 @@ from keras_attention.ops import scaled_dot_product_attention
 class AttentionLayer(keras.layers.Layer):
     """Base of the attention layers (private; not exported).
 
-    Subclasses implement `_attend`, `_output_shape` and `_weights_shape`, and
-    may extend `_check_shapes`.
+    Subclasses may override `_project` and `_output` (identities here), must
+    implement `_output_shape` and `_weights_shape`, and may extend
+    `_check_shapes`.
     """
 
     def __init__(
@@ -77,68 +80,52 @@ class AttentionLayer(keras.layers.Layer):
         self._check_inputs(
             query, value, key, attention_mask, mask, query_mask, value_mask, key_mask
         )
-
         # Keras hands the padding mask to `mask` when the layer is called on
         # one tensor, and to `query_mask`/`value_mask`/`key_mask` otherwise.
         if query_mask is None:
             query_mask = mask
-        if self_attention:
-            value_mask = query_mask if value_mask is None else value_mask
-        merged = None if attention_mask is None else _boolean(attention_mask)
-        # A padded key is never attended to: (batch, 1, k_len) keeps the mask
-        # linear in the length.
-        for padding in (value_mask, key_mask):
-            if padding is not None:
-                merged = _and(merged, ops.expand_dims(_boolean(padding), -2))
-        # A padded query gets no context. Folded into the mask only when that
-        # is (batch, q_len, k_len) anyway; otherwise its context rows are
-        # zeroed, which is the same and stays linear.
-        if query_mask is not None:
-            query_mask = ops.expand_dims(_boolean(query_mask), -1)
-            if attention_mask is not None or return_attention_scores:
-                merged = _and(merged, query_mask)
-                query_mask = None
-
-        return self._attend(
-            query,
-            value,
-            key,
-            mask=merged,
-            query_mask=query_mask,
-            causal=self.causal or use_causal_mask,
-            training=bool(training),
-            return_weights=return_attention_scores,
+        if self_attention and value_mask is None:
+            value_mask = query_mask
+        attention_mask, query_mask = _merge_masks(
+            attention_mask, query_mask, value_mask, key_mask, return_attention_scores
         )
 
-    def _attention(
-        self, query, key, value, mask, query_mask, causal, training, return_weights
-    ):
-        """`scaled_dot_product_attention` with the layer's options.
-
-        `query` `(..., q_len, depth)`; `mask` broadcastable to
-        `(..., q_len, k_len)`; `query_mask` None or boolean broadcastable to
-        `(..., q_len, 1)`: the rows it zeroes get a zero context.
-        """
+        query, key, value = self._project(query, key, value)
+        rank = len(query.shape)
         result = scaled_dot_product_attention(
             query,
             key,
             value,
-            mask,
-            scale=self._scale(),
-            causal=causal,
+            _with_head_axes(attention_mask, rank),
+            scale=self.scale,
+            causal=self.causal or use_causal_mask,
             sliding_window=self.sliding_window,
             dropout=self.dropout,
             seed=self.seed_generator,
-            training=training,
-            return_weights=return_weights,
+            training=bool(training),
+            return_weights=return_attention_scores,
             tile_size=self.tile_size,
         )
-        if query_mask is None:
-            return result
-        return ops.where(query_mask, result, ops.zeros_like(result))
+        context, weights = result if return_attention_scores else (result, None)
+        if query_mask is not None:
+            # A padded query gets a zero context.
+            query_mask = _with_head_axes(query_mask, rank)
+            context = ops.where(query_mask, context, ops.zeros_like(context))
+        output = self._output(context)
+        return (output, weights) if return_attention_scores else output
 
-    def _scale(self):
-        return None
+    # What a subclass overrides: the projections before the attention and
+    # after it (identities here), and the shapes of the results.
+    scale = None  # the logits' scale; None means 1 / sqrt(depth)
+
+    def _project(self, query, key, value):
+        """`(query, key, value)` as the attention takes them: `(batch, ...,
+        len, depth)`, any axes (heads) between the batch and the length."""
+        return query, key, value
+
+    def _output(self, context):
+        """The layer's output from the context `(batch, ..., q_len, depth)`."""
+        return context
 
     def _check_inputs(
         self, query, value, key, attention_mask, mask, query_mask, value_mask, key_mask
@@ -248,13 +235,35 @@ class AttentionLayer(keras.layers.Layer):
         return config
 
 
-def _and(a, b):
-    return b if a is None else ops.logical_and(a, b)
+def _merge_masks(attention_mask, query_mask, value_mask, key_mask, full):
+    """One boolean mask `(batch, q_len or 1, k_len)` and the query mask.
+
+    Returns `(mask, query_mask)`; each may be None. A padded key is never
+    attended to: `(batch, 1, k_len)` keeps the mask linear in the length. A
+    padded query gets no context; it is folded into the mask only when that
+    is `(batch, q_len, k_len)` anyway (an `attention_mask`, or when the
+    weights are returned, `full`), and otherwise returned as `(batch, q_len,
+    1)` for the caller to zero the context rows, which is the same and stays
+    linear.
+    """
+    paddings = [
+        None if m is None else ops.expand_dims(pattern.boolean(m), -2)
+        for m in (value_mask, key_mask)
+    ]
+    merged = pattern.combine(pattern.boolean(attention_mask), *paddings)
+    if query_mask is not None:
+        query_mask = ops.expand_dims(pattern.boolean(query_mask), -1)
+        if attention_mask is not None or full:
+            merged = pattern.combine(merged, query_mask)
+            query_mask = None
+    return merged, query_mask
 
 
-def _boolean(mask):
-    """A Keras mask as booleans: non-zero means True. A boolean one as is,
-    not copied (an `attention_mask` is `(batch, q_len, k_len)`)."""
-    if keras.backend.standardize_dtype(mask.dtype) == "bool":
-        return mask
-    return ops.not_equal(mask, 0)
+def _with_head_axes(mask, rank):
+    """`mask` `(batch, rows, cols)` with axes of size 1 after the batch, up to
+    `rank` (the projected query's: `(batch, heads, q_len, depth)`)."""
+    if mask is None:
+        return None
+    for _ in range(rank - len(mask.shape)):
+        mask = ops.expand_dims(mask, 1)
+    return mask

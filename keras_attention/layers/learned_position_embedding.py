@@ -52,7 +52,7 @@ class LearnedPositionEmbedding(PositionLayer):
 
     >>> model = keras.Sequential([keras.Input((None,), dtype="int32")])
     >>> model.add(keras.layers.Embedding(100, 16, mask_zero=True))
-    >>> model.add(LearnedPositionEmbedding(max_length=64))
+    >>> model.add(keras_attention.LearnedPositionEmbedding(max_length=64))
     >>> tuple(model.output_shape)
     (None, None, 16)
     >>> tuple(model.layers[-1].lookup([0, 1, 2]).shape)

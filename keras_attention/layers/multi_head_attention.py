@@ -83,7 +83,8 @@ class MultiHeadAttention(AttentionLayer):
 
     >>> model = keras.Sequential([keras.Input((None,), dtype="int32")])
     >>> model.add(keras.layers.Embedding(100, 32, mask_zero=True))
-    >>> model.add(MultiHeadAttention(num_heads=4, key_dim=8, causal=True))
+    >>> layer = keras_attention.MultiHeadAttention(num_heads=4, key_dim=8, causal=True)
+    >>> model.add(layer)
     >>> tuple(model.output_shape)
     (None, None, 32)
 
@@ -194,38 +195,21 @@ class MultiHeadAttention(AttentionLayer):
         for argument, shape in zip(("query", "value", "key"), shapes, strict=True):
             if shape[-1] is None:
                 raise ValueError(
-                    f"MultiHeadAttention: the last dimension of `{argument}` "
+                    f"{type(self).__name__}: the last dimension of `{argument}` "
                     f"must be known. Received: {argument}.shape={shape}"
                 )
         return shapes
 
-    def _attend(
-        self, query, value, key, mask, query_mask, causal, training, return_weights
-    ):
-        # (batch, heads, t, head_dim) for the query, (batch, heads, s, ...) for
-        # the key and value.
-        query = self._project(
-            "btd,dnh->bnth", query, self.query_kernel, self.query_bias
+    def _project(self, query, key, value):
+        # (batch, heads, t, head_dim) for the query, (batch, heads, s, ...)
+        # for the key and value.
+        return (
+            _project("btd,dnh->bnth", query, self.query_kernel, self.query_bias),
+            _project("bsd,dnh->bnsh", key, self.key_kernel, self.key_bias),
+            _project("bsd,dnh->bnsh", value, self.value_kernel, self.value_bias),
         )
-        key = self._project("bsd,dnh->bnsh", key, self.key_kernel, self.key_bias)
-        value = self._project(
-            "bsd,dnh->bnsh", value, self.value_kernel, self.value_bias
-        )
-        if mask is not None:
-            mask = ops.expand_dims(mask, 1)  # (batch, 1, t or 1, s)
-        if query_mask is not None:
-            query_mask = ops.expand_dims(query_mask, 1)  # (batch, 1, t, 1)
-        result = self._attention(
-            query,
-            key,
-            value,
-            mask,
-            query_mask=query_mask,
-            causal=causal,
-            training=training,
-            return_weights=return_weights,
-        )
-        context, weights = result if return_weights else (result, None)
+
+    def _output(self, context):
         out = self._output_dims or (self.output_kernel.shape[-1],)
         size = math.prod(out)
         kernel = ops.reshape(self.output_kernel, (self.num_heads, self.value_dim, size))
@@ -235,13 +219,7 @@ class MultiHeadAttention(AttentionLayer):
         if len(out) > 1:
             batch, q_len = ops.shape(output)[0], ops.shape(output)[1]
             output = ops.reshape(output, (batch, q_len, *out))
-        return (output, weights) if return_weights else output
-
-    def _project(self, equation, x, kernel, bias):
-        projected = ops.einsum(equation, x, kernel)
-        if bias is not None:
-            projected = projected + ops.expand_dims(bias, 1)  # (heads, 1, dim)
-        return projected
+        return output
 
     def _output_shape(self, query_shape, value_shape, key_shape):
         return query_shape[:-1] + (self._output_dims or query_shape[-1:])
@@ -261,3 +239,10 @@ class MultiHeadAttention(AttentionLayer):
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
         )
         return config
+
+
+def _project(equation, x, kernel, bias):
+    projected = ops.einsum(equation, x, kernel)
+    if bias is not None:
+        projected = projected + ops.expand_dims(bias, 1)  # (heads, 1, dim)
+    return projected

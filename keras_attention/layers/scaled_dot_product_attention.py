@@ -58,7 +58,7 @@ class ScaledDotProductAttention(AttentionLayer):
 
     >>> model = keras.Sequential([keras.Input((None,), dtype="int32")])
     >>> model.add(keras.layers.Embedding(100, 16, mask_zero=True))
-    >>> model.add(ScaledDotProductAttention(causal=True))
+    >>> model.add(keras_attention.ScaledDotProductAttention(causal=True))
     >>> tuple(model.output_shape)
     (None, None, 16)
 
@@ -96,28 +96,11 @@ class ScaledDotProductAttention(AttentionLayer):
             and query_shape[-1] != key_shape[-1]
         ):
             raise ValueError(
-                "ScaledDotProductAttention: `query` and `key` must have the "
+                f"{type(self).__name__}: `query` and `key` must have the "
                 f"same last dimension. Received: query.shape={query_shape}, "
                 f"key.shape={key_shape}"
             )
         return query_shape, value_shape, key_shape
-
-    def _attend(
-        self, query, value, key, mask, query_mask, causal, training, return_weights
-    ):
-        return self._attention(
-            query,
-            key,
-            value,
-            mask,
-            query_mask=query_mask,
-            causal=causal,
-            training=training,
-            return_weights=return_weights,
-        )
-
-    def _scale(self):
-        return self.scale
 
     def _output_shape(self, query_shape, value_shape, key_shape):
         return query_shape[:-1] + value_shape[-1:]

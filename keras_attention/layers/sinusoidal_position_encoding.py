@@ -46,7 +46,7 @@ def sinusoidal_table(length: int, depth: int, max_wavelength: float = 10000):
 
     Example:
 
-    >>> table = sinusoidal_table(16, 10)
+    >>> table = keras_attention.sinusoidal_table(16, 10)
     >>> tuple(keras.ops.take(table, [0, 1, 2], axis=0).shape)
     (3, 10)
     """
@@ -101,7 +101,7 @@ class SinusoidalPositionEncoding(PositionLayer):
 
     >>> model = keras.Sequential([keras.Input((None,), dtype="int32")])
     >>> model.add(keras.layers.Embedding(100, 16, mask_zero=True))
-    >>> model.add(SinusoidalPositionEncoding())
+    >>> model.add(keras_attention.SinusoidalPositionEncoding())
     >>> tuple(model.output_shape)
     (None, None, 16)
 

@@ -40,7 +40,7 @@ class TransformerBlock(keras.layers.Layer):
 
     >>> model = keras.Sequential([keras.Input((None,), dtype="int32")])
     >>> model.add(keras.layers.Embedding(100, 32, mask_zero=True))
-    >>> model.add(TransformerBlock(num_heads=4, intermediate_dim=64))
+    >>> model.add(keras_attention.TransformerBlock(num_heads=4, intermediate_dim=64))
     >>> tuple(model.output_shape)
     (None, None, 32)
 

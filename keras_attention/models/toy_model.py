@@ -54,7 +54,7 @@ def build_toy_model(
 
     Example:
 
-    >>> model = build_toy_model(vocab_size=12, max_length=10)
+    >>> model = keras_attention.build_toy_model(vocab_size=12, max_length=10)
     >>> tuple(model.output_shape)
     (None, None, 12)
     """
