@@ -8,10 +8,21 @@ names the argument, says what was expected and shows what was received.
 import math
 
 import keras
+import numpy as np
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A Python or NumPy real number, not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not (
+        isinstance(value, (bool, np.bool_))
+    )
+
+
+def is_integer(value):
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(
+        value, (bool, np.bool_)
+    )
 
 
 def _number_type(value, argument, owner, expected):
@@ -23,65 +34,98 @@ def _number_type(value, argument, owner, expected):
 
 
 def positive_int(value, argument, owner, allow_none=False):
+    """Returns `value` as a Python int (NumPy integers are accepted), or None.
+
+    A value that is not a number is a `TypeError`; a number that is not a
+    positive whole number (`0`, `-2`, `1.5`) a `ValueError`, as in Keras.
+    """
     if value is None and allow_none:
-        return
+        return None
     expected = "None or a positive integer" if allow_none else "a positive integer"
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"{owner}: `{argument}` must be {expected}. "
-            f"Received: {argument}={value!r} of type {type(value).__name__}"
-        )
-    if value <= 0:
+    _number_type(value, argument, owner, expected)
+    if not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(
             f"{owner}: `{argument}` must be {expected}. Received: {argument}={value!r}"
         )
+    return int(value)
 
 
-def boolean(value, argument, owner):
-    if not isinstance(value, bool):
-        raise TypeError(
-            f"{owner}: `{argument}` must be a bool. Received: {argument}={value!r}"
-        )
+def boolean(value, argument, owner, allow_none=False):
+    """Returns `value` as a Python bool.
+
+    Accepts what Keras reads as a flag: a Python or NumPy bool, or the
+    integers 0 and 1 (and None, read as False, where `allow_none`).
+    """
+    if value is None and allow_none:
+        return False
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    expected = "a bool (or None)" if allow_none else "a bool"
+    raise TypeError(
+        f"{owner}: `{argument}` must be {expected}. Received: {argument}={value!r}"
+    )
 
 
 def dropout(value, owner):
+    """Returns `value` as a Python float."""
     expected = "a number in [0, 1)"
     _number_type(value, "dropout", owner, expected)
     if not 0 <= value < 1:
         raise ValueError(
             f"{owner}: `dropout` must be {expected}. Received: dropout={value!r}"
         )
+    return float(value)
 
 
 def scale(value, owner):
+    """Returns `value` as a Python float, or None."""
     if value is None:
-        return
+        return None
     expected = "None or a positive finite number"
     _number_type(value, "scale", owner, expected)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(
             f"{owner}: `scale` must be {expected}. Received: scale={value!r}"
         )
+    return float(value)
 
 
 def seed(value, owner):
+    """Returns `value` with a NumPy integer as a Python int."""
     if value is not None and (
-        isinstance(value, bool)
-        or not isinstance(value, (int, keras.random.SeedGenerator))
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, np.integer, keras.random.SeedGenerator))
     ):
         raise TypeError(
             f"{owner}: `seed` must be None, an int or a "
             f"keras.random.SeedGenerator. Received: seed={value!r}"
         )
+    return int(value) if isinstance(value, np.integer) else value
+
+
+def layer_seed(value, owner):
+    """A layer's `seed`: None or an int (NumPy integers as Python ints)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"{owner}: `seed` must be None or an int. "
+            f"Received: seed={value!r} of type {type(value).__name__}"
+        )
+    return int(value)
 
 
 def positive_number(value, argument, owner):
+    """Returns `value` as a Python float."""
     expected = "a positive finite number"
     _number_type(value, argument, owner, expected)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(
             f"{owner}: `{argument}` must be {expected}. Received: {argument}={value!r}"
         )
+    return float(value)
 
 
 def keras_identifier(get, value, argument, owner, kind):

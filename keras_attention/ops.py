@@ -71,7 +71,8 @@ def scaled_dot_product_attention(
             (and the rest rescaled by `1 / (1 - dropout)`) when `training`.
         seed: an int or a `keras.random.SeedGenerator` for the dropout. An int
             gives the same dropout pattern on every call.
-        training: Python bool; dropout applies only when it is `True`.
+        training: Python bool (or None, read as `False`, as Keras passes it to
+            a layer called outside `fit`); dropout applies only when `True`.
         return_weights: if `True`, also return the attention weights.
         tile_size: optional positive int. `None` (the default) chooses: on the
             TensorFlow backend, a call whose logits would hold
@@ -83,16 +84,19 @@ def scaled_dot_product_attention(
             `tile_size` keys.
 
     Returns:
-        `context` of shape `(..., q_len, value_depth)` in the dtype of `query`,
+        `context` of shape `(..., q_len, value_depth)` in the promoted dtype
+        of `query`, `key` and `value` (as `keras.ops.dot_product_attention`),
         or `(context, weights)` when `return_weights=True`, where `weights`
         has shape `(..., q_len, k_len)` and holds the softmax probabilities
         before dropout. A query that may attend to no key at all gets a zero
         context vector and all-zero weights (never NaN, never an average).
 
-    Precision: `query` and `key` are cast to float32, scaled and multiplied in
-    float32, and the softmax and the weighted sum of `value` run in float32
-    too, so float16 and bfloat16 inputs cannot overflow in the logits. The
-    results are cast back to the dtype of `query`.
+    Precision: `query` and `key` are cast to float32 (float64 inputs stay
+    float64), scaled and multiplied in that dtype, and the softmax and the
+    weighted sum of `value` run in it too, so float16 and bfloat16 inputs
+    cannot overflow in the logits. The results are cast back to the promoted
+    input dtype. Symbolic inputs (`keras.Input`, lengths unknown included)
+    give symbolic outputs of the right shape.
 
     Dropout: whether the weight of query `i` for key `j` is dropped depends
     only on the seed, the batch entry, `i` and `j` (a counter-based hash), so
@@ -123,7 +127,7 @@ def scaled_dot_product_attention(
     query_shape, key_shape, value_shape = _check_inputs(query, key, value)
     _check_mask(mask, "mask", query_shape, key_shape)
     _check_bias(bias, query_shape, key_shape)
-    _check_options(
+    options = _check_options(
         scale,
         causal,
         sliding_window,
@@ -133,19 +137,44 @@ def scaled_dot_product_attention(
         training,
         return_weights,
     )
+    if any(keras.utils.is_keras_tensor(x) for x in (query, key, value, mask, bias)):
+        # A Functional model's symbolic inputs: record one operation.
+        return _SymbolicAttention(options)(query, key, value, mask, bias)
+    return _attention(query, key, value, mask, bias, **options)
 
-    out_dtype = keras.backend.standardize_dtype(query.dtype)
+
+def _attention(
+    query,
+    key,
+    value,
+    mask,
+    bias,
+    *,
+    scale,
+    causal,
+    sliding_window,
+    dropout,
+    seed,
+    training,
+    return_weights,
+    tile_size,
+):
+    """`scaled_dot_product_attention` on checked arguments."""
+    # Like `keras.ops.dot_product_attention`: the result has the promoted
+    # dtype of the inputs; the computation runs in float32 or wider.
+    out_dtype = keras.backend.result_type(query.dtype, key.dtype, value.dtype)
+    dtype = keras.backend.result_type(out_dtype, "float32")
     if scale is None:
-        depth = query_shape[-1]
+        depth = query.shape[-1]
         if depth is None:
-            scale = ops.rsqrt(ops.cast(ops.shape(query)[-1], "float32"))
+            scale = ops.rsqrt(ops.cast(ops.shape(query)[-1], dtype))
         else:
             scale = 1.0 / math.sqrt(depth)
-    query = ops.cast(query, "float32") * scale
-    key = ops.cast(key, "float32")
-    value = ops.cast(value, "float32")
+    query = ops.cast(query, dtype) * scale
+    key = ops.cast(key, dtype)
+    value = ops.cast(value, dtype)
     mask = pattern.boolean(mask)
-    rate = float(dropout) if training else 0.0
+    rate = dropout if training else 0.0
     options = {
         "causal": causal,
         "sliding_window": sliding_window,
@@ -153,7 +182,13 @@ def scaled_dot_product_attention(
         "seed": pattern.dropout_seed(seed) if rate > 0 else None,
     }
 
-    if return_weights or bias is not None or keras.backend.backend() != "tensorflow":
+    full = (
+        return_weights
+        or bias is not None
+        or dtype != "float32"
+        or keras.backend.backend() != "tensorflow"
+    )
+    if full:
         context, weights = _full(query, key, value, mask, bias, **options)
     else:
         context = _full_or_tiled(query, key, value, mask, tile_size, options)
@@ -162,6 +197,30 @@ def scaled_dot_product_attention(
     if return_weights:
         return context, ops.cast(weights, out_dtype)
     return context
+
+
+class _SymbolicAttention(keras.Operation):
+    """`scaled_dot_product_attention` as one operation of a symbolic graph
+    (a Functional model): its output shape is known without running it."""
+
+    def __init__(self, options):
+        super().__init__(name=_NAME)
+        self.options = options
+
+    def call(self, query, key, value, mask, bias):
+        return _attention(query, key, value, mask, bias, **self.options)
+
+    def compute_output_spec(self, query, key, value, mask, bias):
+        dtype = keras.backend.result_type(query.dtype, key.dtype, value.dtype)
+        context = keras.KerasTensor(
+            tuple(query.shape[:-1]) + tuple(value.shape[-1:]), dtype=dtype
+        )
+        if not self.options["return_weights"]:
+            return context
+        weights = keras.KerasTensor(
+            tuple(query.shape[:-1]) + tuple(key.shape[-2:-1]), dtype=dtype
+        )
+        return context, weights
 
 
 # `tile_size=None` runs the attention in tiles from this many logits per call
@@ -367,11 +426,18 @@ def _check_bias(bias, query_shape, key_shape):
 def _check_options(
     scale, causal, sliding_window, dropout, seed, tile_size, training, return_weights
 ):
-    checks.scale(scale, _NAME)
-    checks.boolean(causal, "causal", _NAME)
-    checks.boolean(training, "training", _NAME)
-    checks.boolean(return_weights, "return_weights", _NAME)
-    checks.positive_int(sliding_window, "sliding_window", _NAME, allow_none=True)
-    checks.positive_int(tile_size, "tile_size", _NAME, allow_none=True)
-    checks.dropout(dropout, _NAME)
-    checks.seed(seed, _NAME)
+    """The options, checked, as Python values (NumPy scalars converted)."""
+    return {
+        "scale": checks.scale(scale, _NAME),
+        "causal": checks.boolean(causal, "causal", _NAME),
+        "training": checks.boolean(training, "training", _NAME, allow_none=True),
+        "return_weights": checks.boolean(return_weights, "return_weights", _NAME),
+        "sliding_window": checks.positive_int(
+            sliding_window, "sliding_window", _NAME, allow_none=True
+        ),
+        "tile_size": checks.positive_int(
+            tile_size, "tile_size", _NAME, allow_none=True
+        ),
+        "dropout": checks.dropout(dropout, _NAME),
+        "seed": checks.seed(seed, _NAME),
+    }

@@ -34,15 +34,13 @@ class AttentionLayer(keras.layers.Layer):
         **kwargs,
     ):
         owner = type(self).__name__
-        checks.boolean(causal, "causal", owner)
-        checks.dropout(dropout, owner)
-        checks.positive_int(sliding_window, "sliding_window", owner, allow_none=True)
-        checks.positive_int(tile_size, "tile_size", owner, allow_none=True)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(
-                f"{owner}: `seed` must be None or an int. "
-                f"Received: seed={seed!r} of type {type(seed).__name__}"
-            )
+        causal = checks.boolean(causal, "causal", owner)
+        dropout = checks.dropout(dropout, owner)
+        sliding_window = checks.positive_int(
+            sliding_window, "sliding_window", owner, allow_none=True
+        )
+        tile_size = checks.positive_int(tile_size, "tile_size", owner, allow_none=True)
+        seed = checks.layer_seed(seed, owner)
         super().__init__(**kwargs)
         self.causal = causal
         self.dropout = dropout
@@ -62,18 +60,26 @@ class AttentionLayer(keras.layers.Layer):
         query,
         value=None,
         key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
         attention_mask=None,
         return_attention_scores=False,
         training=None,
         use_causal_mask=False,
         mask=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
     ):
         owner = type(self).__name__
-        checks.boolean(return_attention_scores, "return_attention_scores", owner)
-        checks.boolean(use_causal_mask, "use_causal_mask", owner)
+        return_attention_scores = checks.boolean(
+            return_attention_scores, "return_attention_scores", owner
+        )
+        use_causal_mask = checks.boolean(use_causal_mask, "use_causal_mask", owner)
+        if self.flash_attention and return_attention_scores:
+            raise ValueError(
+                f"{owner}: `return_attention_scores=True` is not supported with "
+                "`flash_attention=True`, as in Keras. Received: "
+                "return_attention_scores=True"
+            )
         self_attention = value is None
         value = query if value is None else value
         key = value if key is None else key
@@ -90,13 +96,10 @@ class AttentionLayer(keras.layers.Layer):
             attention_mask, query_mask, value_mask, key_mask, return_attention_scores
         )
 
-        query, key, value = self._project(query, key, value)
-        rank = len(query.shape)
+        projected = self._project(query, key, value)
         result = scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            _with_head_axes(attention_mask, rank),
+            *projected,
+            self._layout_mask(attention_mask, query, key),
             scale=self.scale,
             causal=self.causal or use_causal_mask,
             sliding_window=self.sliding_window,
@@ -109,23 +112,41 @@ class AttentionLayer(keras.layers.Layer):
         context, weights = result if return_attention_scores else (result, None)
         if query_mask is not None:
             # A padded query gets a zero context.
-            query_mask = _with_head_axes(query_mask, rank)
+            query_mask = self._layout_mask(query_mask, query, key)
             context = ops.where(query_mask, context, ops.zeros_like(context))
-        output = self._output(context)
-        return (output, weights) if return_attention_scores else output
+        output = self._output(context, query)
+        if not return_attention_scores:
+            return output
+        return output, self._scores(weights, query, key)
 
     # What a subclass overrides: the projections before the attention and
     # after it (identities here), and the shapes of the results.
     scale = None  # the logits' scale; None means 1 / sqrt(depth)
+    flash_attention = None  # True refuses return_attention_scores, as Keras
 
     def _project(self, query, key, value):
         """`(query, key, value)` as the attention takes them: `(batch, ...,
         len, depth)`, any axes (heads) between the batch and the length."""
         return query, key, value
 
-    def _output(self, context):
+    def _layout_mask(self, mask, query, key):
+        """A merged mask (`(batch, [heads,] q_len or 1, k_len or 1)`) laid out
+        for the projected tensors: axes of size 1 after the batch up to their
+        rank (one more for the heads of `(batch, heads, q_len, depth)`)."""
+        if mask is None:
+            return None
+        return _with_axes(mask, len(self._project_shape(query.shape)))
+
+    def _project_shape(self, query_shape):
+        return tuple(query_shape)
+
+    def _output(self, context, query):
         """The layer's output from the context `(batch, ..., q_len, depth)`."""
         return context
+
+    def _scores(self, weights, query, key):
+        """The attention scores returned to the user, from the weights."""
+        return weights
 
     def _check_inputs(
         self, query, value, key, attention_mask, mask, query_mask, value_mask, key_mask
@@ -137,14 +158,7 @@ class AttentionLayer(keras.layers.Layer):
             checks.floating(x, argument, owner)
         shapes = self._check_shapes(query.shape, value.shape, key.shape)
         query_shape, value_shape, key_shape = shapes
-        checks.mask(
-            attention_mask,
-            "attention_mask",
-            owner,
-            "(batch, q_len, k_len)",
-            (query_shape[0], query_shape[1], key_shape[1]),
-            "non-zero where a query may attend to a key",
-        )
+        self._check_attention_mask(attention_mask, query_shape, key_shape)
         padding = "non-zero at real positions and zero at padding"
         for argument, padding_mask, axes, shape in (
             ("mask", mask, "(batch, q_len)", query_shape),
@@ -154,6 +168,22 @@ class AttentionLayer(keras.layers.Layer):
         ):
             checks.mask(padding_mask, argument, owner, axes, shape[:2], padding)
         return shapes
+
+    def _check_attention_mask(self, attention_mask, query_shape, key_shape):
+        """`(q_len, k_len)` or `(batch, q_len, k_len)`, like Keras."""
+        if attention_mask is not None and len(attention_mask.shape) == 2:
+            axes, expected = "(q_len, k_len)", (query_shape[1], key_shape[1])
+        else:
+            axes = "(batch, q_len, k_len)"
+            expected = (query_shape[0], query_shape[1], key_shape[1])
+        checks.mask(
+            attention_mask,
+            "attention_mask",
+            type(self).__name__,
+            axes,
+            expected,
+            "non-zero where a query may attend to a key",
+        )
 
     def _check_shapes(self, query_shape, value_shape, key_shape):
         """Raises unless the shapes fit together. Returns them as tuples."""
@@ -199,14 +229,14 @@ class AttentionLayer(keras.layers.Layer):
         query,
         value=None,
         key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
         attention_mask=None,
         return_attention_scores=False,
         training=None,
         use_causal_mask=False,
         mask=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
     ):
         value = query if value is None else value
         key = value if key is None else key
@@ -236,34 +266,40 @@ class AttentionLayer(keras.layers.Layer):
 
 
 def _merge_masks(attention_mask, query_mask, value_mask, key_mask, full):
-    """One boolean mask `(batch, q_len or 1, k_len)` and the query mask.
+    """One boolean mask `(batch, [heads,] q_len or 1, k_len)` and the query's.
 
-    Returns `(mask, query_mask)`; each may be None. A padded key is never
+    Returns `(mask, query_mask)`; each may be None. A `(q_len, k_len)`
+    `attention_mask` gets a batch axis; a per-head one `(batch, heads, q_len,
+    k_len)` makes the padding masks get a heads axis. A padded key is never
     attended to: `(batch, 1, k_len)` keeps the mask linear in the length. A
     padded query gets no context; it is folded into the mask only when that
-    is `(batch, q_len, k_len)` anyway (an `attention_mask`, or when the
-    weights are returned, `full`), and otherwise returned as `(batch, q_len,
-    1)` for the caller to zero the context rows, which is the same and stays
+    is `(..., q_len, k_len)` anyway (an `attention_mask`, or when the weights
+    are returned, `full`), and otherwise returned as `(batch, [1,] q_len, 1)`
+    for the caller to zero the context rows, which is the same and stays
     linear.
     """
+    attention_mask = pattern.boolean(attention_mask)
+    rank = 3
+    if attention_mask is not None:
+        if len(attention_mask.shape) == 2:
+            attention_mask = ops.expand_dims(attention_mask, 0)
+        rank = len(attention_mask.shape)
     paddings = [
-        None if m is None else ops.expand_dims(pattern.boolean(m), -2)
+        None if m is None else _with_axes(ops.expand_dims(pattern.boolean(m), -2), rank)
         for m in (value_mask, key_mask)
     ]
-    merged = pattern.combine(pattern.boolean(attention_mask), *paddings)
+    merged = pattern.combine(attention_mask, *paddings)
     if query_mask is not None:
-        query_mask = ops.expand_dims(pattern.boolean(query_mask), -1)
+        query_mask = _with_axes(ops.expand_dims(pattern.boolean(query_mask), -1), rank)
         if attention_mask is not None or full:
             merged = pattern.combine(merged, query_mask)
             query_mask = None
     return merged, query_mask
 
 
-def _with_head_axes(mask, rank):
-    """`mask` `(batch, rows, cols)` with axes of size 1 after the batch, up to
-    `rank` (the projected query's: `(batch, heads, q_len, depth)`)."""
-    if mask is None:
-        return None
+def _with_axes(mask, rank):
+    """`mask` `(batch, ..., rows, cols)` with axes of size 1 after the batch,
+    up to `rank`."""
     for _ in range(rank - len(mask.shape)):
         mask = ops.expand_dims(mask, 1)
     return mask

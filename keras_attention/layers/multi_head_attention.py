@@ -1,10 +1,17 @@
-"""Multi-head attention with the weights of `keras.layers.MultiHeadAttention`.
+"""Multi-head attention with the sublayers and weights of Keras' layer.
 
-Einsum letters: b batch, t query position, s key position, d input dim,
-n head, h per-head dim, o output dim (flattened `output_shape`).
+The four projections are `keras.layers.EinsumDense` sublayers named, built and
+shaped as in `keras.layers.MultiHeadAttention` (`query`, `key`, `value`,
+`attention_output`, and `gate` with `use_gate`), reachable as `query_dense`,
+`key_dense`, `value_dense` and `output_dense`: weight files, LoRA
+(`enable_lora`), int8 quantization and dtype-policy maps work on them as on
+Keras' layer. Between the projections, the attention runs on
+`(batch, heads, ..., len, head_dim)` tensors, the attention axes flattened
+into one sequence axis.
 """
 
 import math
+import string
 
 import keras
 from keras import ops
@@ -19,11 +26,13 @@ class MultiHeadAttention(AttentionLayer):
 
     Projects `query`, `key` and `value` to `num_heads` heads, runs scaled
     dot-product attention in each (`keras_attention.scaled_dot_product_attention`)
-    and projects the concatenated heads back. The constructor arguments it
-    shares with `keras.layers.MultiHeadAttention` mean the same, and the eight
-    weights (four without biases) have the same shapes in the same order, so
-    `ours.set_weights(keras_layer.get_weights())` moves a trained Keras layer
-    over with the same outputs.
+    and projects the concatenated heads back. The constructor and call
+    arguments it shares with `keras.layers.MultiHeadAttention` come in the
+    same order and mean the same, its sublayers have the same names and
+    weights, so a Keras layer's config (`from_config`), weights
+    (`set_weights`) and weight files (`load_weights`) move over with the same
+    outputs, and `layer.query_dense.enable_lora(rank)` and
+    `model.quantize("int8")` work as with Keras' layer.
 
     Unlike Keras' layer it can be called on a single tensor (self-attention),
     so `model.add(MultiHeadAttention(...))` works in a `keras.Sequential`, and
@@ -35,8 +44,17 @@ class MultiHeadAttention(AttentionLayer):
     Masks: Keras' padding masks (from `Embedding(mask_zero=True)` or
     `Masking`) are honoured without any argument: a padded key gets no weight,
     and the query's mask is passed on to the next layer. `attention_mask` is a
-    boolean or integer tensor `(batch, q_len, k_len)`, non-zero where a query
-    may attend to a key; it combines with the padding masks and with `causal`.
+    boolean or integer tensor `(batch, q_len, k_len)`, `(q_len, k_len)` or,
+    per head, `(batch, num_heads, q_len, k_len)`, non-zero where a query may
+    attend to a key; it combines with the padding masks and with `causal`.
+
+    Inputs of rank > 3: `(batch, d_1, ..., d_n, dim)`, attention over
+    `attention_axes` (default: all of `d_1 .. d_n`), as in Keras' layer. The
+    attention axes are flattened, in order, into one sequence axis, so
+    `causal` and `sliding_window` apply to that flattened order; the other
+    axes are batch axes, each with its own dropout. Padding masks need rank-3
+    inputs; an `attention_mask` broadcasts to `(batch, <other axes>,
+    <query attention axes>, <key attention axes>)`.
 
     Args:
         num_heads: number of attention heads.
@@ -44,40 +62,57 @@ class MultiHeadAttention(AttentionLayer):
         value_dim: size of each head for value; defaults to `key_dim`.
         dropout: rate in `[0, 1)` at which attention weights are dropped
             during training.
-        use_bias: whether the four projections have biases.
+        use_bias: whether the projections have biases.
         output_shape: int or tuple of ints, the output's trailing shape;
             defaults to the query's last dimension.
-        kernel_initializer: initializer of the four kernels.
-        bias_initializer: initializer of the four biases.
+        attention_axes: int or tuple of ints, the input axes attention runs
+            over; defaults to every axis but the batch and the features.
+        sliding_window: if set to an int `w`, query `i` only attends to keys
+            `j` with `|i - j| < w` (like `keras.layers.MultiHeadAttention`'s
+            `sliding_window`); combines with `causal` and the masks.
+        flash_attention: accepted for compatibility with Keras' layer. It
+            selects nothing here: the attention always runs this package's
+            own kernel (on CPU Keras' flash attention is unavailable too). As
+            in Keras, `True` refuses `dropout > 0` and
+            `return_attention_scores=True`.
+        kernel_initializer, bias_initializer: initializers of the
+            projections' kernels and biases.
+        kernel_regularizer, bias_regularizer, activity_regularizer: regularizers
+            of the projections (the activity regularizer applies to each
+            projection's output, as in Keras).
+        kernel_constraint, bias_constraint: constraints of the projections.
+        use_gate: if `True`, the attention output of each head is multiplied
+            by `sigmoid(gate(query))` before the output projection (an extra
+            `gate` projection, as in Keras' layer; Qiu et al., 2025).
         seed: int seed for the dropout.
         causal: if `True`, query `i` only attends to keys `j <= i` (aligned at
             the top left when `q_len != k_len`). The call argument
             `use_causal_mask=True` does the same for one call.
-        sliding_window: if set to an int `w`, query `i` only attends to keys
-            `j` with `|i - j| < w` (like `keras.layers.MultiHeadAttention`'s
-            `sliding_window`); combines with `causal` and the masks.
         tile_size: `None` (default) lets `scaled_dot_product_attention`
             choose: on TensorFlow, long sequences run in tiles in memory
             linear in the length. An int forces tiles of that many positions.
             `return_attention_scores=True` always uses the full computation.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
-    Call arguments:
+    Call arguments (in Keras' order):
         query: `(batch, q_len, query_dim)`.
         value: `(batch, k_len, value_dim)`; defaults to `query`
             (self-attention).
         key: `(batch, k_len, key_dim)`; defaults to `value`.
-        attention_mask: optional boolean or integer `(batch, q_len, k_len)`.
+        query_mask, value_mask, key_mask: Keras' padding masks
+            `(batch, seq_len)`; Keras fills them in, you need not.
+        attention_mask: optional boolean or integer mask (see above).
         return_attention_scores: if `True`, also return the weights.
         training: whether dropout applies.
         use_causal_mask: apply a causal mask for this call.
-        mask, query_mask, value_mask, key_mask: Keras' padding masks
-            `(batch, seq_len)`; Keras fills them in, you need not.
+        mask: the padding mask of a one-tensor call; Keras fills it in.
 
     Returns:
         `(batch, q_len, *output_shape)`, and with
         `return_attention_scores=True` also the weights
-        `(batch, num_heads, q_len, k_len)`.
+        `(batch, num_heads, q_len, k_len)` (for rank > 3 inputs,
+        `(batch, <other axes>, num_heads, <query attention axes>,
+        <key attention axes>)`, as Keras).
 
     Example:
 
@@ -87,9 +122,12 @@ class MultiHeadAttention(AttentionLayer):
     >>> model.add(layer)
     >>> tuple(model.output_shape)
     (None, None, 32)
+    >>> layer.query_dense.kernel.shape
+    (32, 4, 8)
 
     References:
         Vaswani et al., "Attention Is All You Need", 2017.
+        Qiu et al., "Gated Attention for Large Language Models", 2025.
     """
 
     def __init__(
@@ -100,42 +138,58 @@ class MultiHeadAttention(AttentionLayer):
         dropout: float = 0.0,
         use_bias: bool = True,
         output_shape=None,
+        attention_axes=None,
+        sliding_window: int | None = None,
+        flash_attention: bool | None = None,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        use_gate: bool = False,
         seed: int | None = None,
         causal: bool = False,
-        sliding_window: int | None = None,
         tile_size: int | None = None,
         **kwargs,
     ):
         owner = type(self).__name__
-        checks.positive_int(num_heads, "num_heads", owner)
-        checks.positive_int(key_dim, "key_dim", owner)
-        checks.positive_int(value_dim, "value_dim", owner, allow_none=True)
-        checks.boolean(use_bias, "use_bias", owner)
-        trailing = (output_shape,) if isinstance(output_shape, int) else output_shape
-        if trailing is not None and (
-            not isinstance(trailing, (tuple, list))
-            or not trailing
-            or any(
-                isinstance(n, bool) or not isinstance(n, int) or n <= 0
-                for n in trailing
-            )
-        ):
-            raise ValueError(
-                f"{owner}: `output_shape` must be None, a positive integer or a "
-                f"non-empty tuple of positive integers. "
-                f"Received: output_shape={output_shape!r}"
-            )
-        kernel_initializer, bias_initializer = (
-            checks.keras_identifier(
-                keras.initializers.get, value, argument, owner, "initializer"
-            )
-            for argument, value in (
-                ("kernel_initializer", kernel_initializer),
-                ("bias_initializer", bias_initializer),
-            )
+        num_heads = checks.positive_int(num_heads, "num_heads", owner)
+        key_dim = checks.positive_int(key_dim, "key_dim", owner)
+        value_dim = checks.positive_int(value_dim, "value_dim", owner, allow_none=True)
+        use_bias = checks.boolean(use_bias, "use_bias", owner)
+        use_gate = checks.boolean(use_gate, "use_gate", owner)
+        flash_attention = checks.boolean(
+            flash_attention, "flash_attention", owner, allow_none=True
         )
+        output_shape = _int_tuple(output_shape, "output_shape", owner, positive=True)
+        attention_axes = _int_tuple(attention_axes, "attention_axes", owner)
+        identifiers = {
+            "kernel_initializer": (
+                kernel_initializer,
+                keras.initializers,
+                "initializer",
+            ),
+            "bias_initializer": (bias_initializer, keras.initializers, "initializer"),
+            "kernel_regularizer": (
+                kernel_regularizer,
+                keras.regularizers,
+                "regularizer",
+            ),
+            "bias_regularizer": (bias_regularizer, keras.regularizers, "regularizer"),
+            "activity_regularizer": (
+                activity_regularizer,
+                keras.regularizers,
+                "regularizer",
+            ),
+            "kernel_constraint": (kernel_constraint, keras.constraints, "constraint"),
+            "bias_constraint": (bias_constraint, keras.constraints, "constraint"),
+        }
+        resolved = {
+            argument: checks.keras_identifier(module.get, value, argument, owner, kind)
+            for argument, (value, module, kind) in identifiers.items()
+        }
         super().__init__(
             causal=causal,
             dropout=dropout,
@@ -144,13 +198,42 @@ class MultiHeadAttention(AttentionLayer):
             tile_size=tile_size,
             **kwargs,
         )
+        if flash_attention and self.dropout > 0:
+            raise ValueError(
+                f"{owner}: `dropout` must be 0 with `flash_attention=True`, as in "
+                f"Keras. Received: dropout={dropout}"
+            )
         self.num_heads = num_heads
         self.key_dim = key_dim
         self.value_dim = value_dim if value_dim is not None else key_dim
         self.use_bias = use_bias
-        self._output_dims = None if trailing is None else tuple(trailing)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
+        self.use_gate = use_gate
+        self.flash_attention = flash_attention
+        self._output_dims = output_shape
+        self.attention_axes = attention_axes
+        # Not `self.activity_regularizer`: the base layer would apply that to
+        # the output. As in Keras, it applies to each projection's output.
+        self._activity_regularizer = resolved.pop("activity_regularizer")
+        for argument, value in resolved.items():
+            setattr(self, argument, value)
+
+    # Public names first: Keras' weight files address the sublayers as
+    # `query_dense`, `key_dense`, ... (its own layer has these properties).
+    @property
+    def query_dense(self):
+        return self._query_dense
+
+    @property
+    def key_dense(self):
+        return self._key_dense
+
+    @property
+    def value_dense(self):
+        return self._value_dense
+
+    @property
+    def output_dense(self):
+        return self._output_dense
 
     def build(self, query_shape, value_shape=None, key_shape=None):
         value_shape = query_shape if value_shape is None else value_shape
@@ -158,91 +241,371 @@ class MultiHeadAttention(AttentionLayer):
         query_shape, value_shape, key_shape = self._check_shapes(
             query_shape, value_shape, key_shape
         )
-        heads = self.num_heads
-        # Keras' order and shapes: query, key, value, output; kernel then bias.
-        for name, dim, head_dim in (
-            ("query", query_shape[-1], self.key_dim),
-            ("key", key_shape[-1], self.key_dim),
-            ("value", value_shape[-1], self.value_dim),
-        ):
-            self._add_projection(name, (dim, heads, head_dim), (heads, head_dim))
-        out = self._output_dims or query_shape[-1:]
-        self._add_projection("output", (heads, self.value_dim, *out), out)
-
-    def _add_projection(self, name, kernel_shape, bias_shape):
-        kernel = self.add_weight(
-            name=f"{name}_kernel",
-            shape=kernel_shape,
-            initializer=self._clone(self.kernel_initializer),
-        )
-        bias = None
-        if self.use_bias:
-            bias = self.add_weight(
-                name=f"{name}_bias",
-                shape=bias_shape,
-                initializer=self._clone(self.bias_initializer),
+        heads = (self.num_heads,)
+        # Keras' order: query, key, gate, value, output.
+        self._query_dense = self._dense("query", query_shape, heads + (self.key_dim,))
+        self._key_dense = self._dense("key", key_shape, heads + (self.key_dim,))
+        if self.use_gate:
+            self._gate_dense = self._dense(
+                "gate", query_shape, heads + (self.value_dim,), activation="sigmoid"
             )
-        setattr(self, f"{name}_kernel", kernel)
-        setattr(self, f"{name}_bias", bias)
+        self._value_dense = self._dense("value", value_shape, heads + (self.value_dim,))
+        out = self._output_dims or query_shape[-1:]
+        heads_shape = query_shape[:-1] + heads + (self.value_dim,)
+        self._output_dense = self._dense(
+            "attention_output", heads_shape, out, contracted=2
+        )
 
-    @staticmethod
-    def _clone(initializer):
-        # A seeded initializer instance would give every kernel the same values.
-        return initializer.__class__.from_config(initializer.get_config())
+    def _dense(self, name, input_shape, output_dims, contracted=1, activation=None):
+        """An `EinsumDense` from `(batch, *free, *contracted)` to
+        `(batch, *free, *output_dims)`, built, with Keras' equation."""
+        letters = string.ascii_lowercase
+        free = letters[: len(input_shape) - contracted]
+        summed = letters[len(free) : len(input_shape)]
+        outs = letters[len(input_shape) : len(input_shape) + len(output_dims)]
+        dense = keras.layers.EinsumDense(
+            f"{free}{summed},{summed}{outs}->{free}{outs}",
+            output_shape=(None,) * (len(free) - 1) + tuple(output_dims),
+            bias_axes=outs if self.use_bias else None,
+            activation=activation,
+            name=name,
+            kernel_initializer=_clone(self.kernel_initializer),
+            bias_initializer=_clone(self.bias_initializer),
+            kernel_regularizer=self.kernel_regularizer,
+            bias_regularizer=self.bias_regularizer,
+            activity_regularizer=self._activity_regularizer,
+            kernel_constraint=self.kernel_constraint,
+            bias_constraint=self.bias_constraint,
+            dtype=self.dtype_policy,
+        )
+        # The inputs may carry the padding mask; the projections keep the
+        # positions, so passing it through is right (and Keras stays silent).
+        dense.supports_masking = True
+        dense.build(tuple(input_shape))
+        return dense
 
-    def _check_shapes(self, query_shape, value_shape, key_shape):
-        shapes = super()._check_shapes(query_shape, value_shape, key_shape)
-        for argument, shape in zip(("query", "value", "key"), shapes, strict=True):
-            if shape[-1] is None:
-                raise ValueError(
-                    f"{type(self).__name__}: the last dimension of `{argument}` "
-                    f"must be known. Received: {argument}.shape={shape}"
-                )
-        return shapes
+    def _denses(self):
+        names = ["_query_dense", "_key_dense", "_gate_dense", "_value_dense"]
+        found = [getattr(self, name, None) for name in names + ["_output_dense"]]
+        return [dense for dense in found if dense is not None]
+
+    # The attention layout: (batch, heads, *other axes, flattened attention
+    # axes, head_dim), from Keras' projected (batch, *axes, heads, head_dim).
+
+    def _axes(self, rank):
+        """`(other, attention)`: the input axes (batch excluded, features
+        excluded) that are batch-like, and those attended over."""
+        free = range(1, rank - 1)
+        if self.attention_axes is None:
+            attention = tuple(free)
+        else:
+            attention = tuple(sorted({a % rank for a in self.attention_axes}))
+        return tuple(a for a in free if a not in attention), attention
 
     def _project(self, query, key, value):
-        # (batch, heads, t, head_dim) for the query, (batch, heads, s, ...)
-        # for the key and value.
         return (
-            _project("btd,dnh->bnth", query, self.query_kernel, self.query_bias),
-            _project("bsd,dnh->bnsh", key, self.key_kernel, self.key_bias),
-            _project("bsd,dnh->bnsh", value, self.value_kernel, self.value_bias),
+            self._to_heads(self._query_dense(query)),
+            self._to_heads(self._key_dense(key)),
+            self._to_heads(self._value_dense(value)),
         )
 
-    def _output(self, context):
-        out = self._output_dims or (self.output_kernel.shape[-1],)
-        size = math.prod(out)
-        kernel = ops.reshape(self.output_kernel, (self.num_heads, self.value_dim, size))
-        output = ops.einsum("bnth,nho->bto", context, kernel)  # (batch, t, size)
-        if self.use_bias:
-            output = output + ops.reshape(self.output_bias, (size,))
-        if len(out) > 1:
-            batch, q_len = ops.shape(output)[0], ops.shape(output)[1]
-            output = ops.reshape(output, (batch, q_len, *out))
-        return output
+    def _to_heads(self, x):
+        rank = len(x.shape) - 1  # the input's rank
+        other, attention = self._axes(rank)
+        # (batch, heads, *other, *attention, head_dim)
+        x = ops.transpose(x, (0, rank - 1, *other, *attention, rank))
+        if len(attention) == 1:
+            return x
+        shape = ops.shape(x)
+        return ops.reshape(x, (*shape[: 2 + len(other)], -1, shape[-1]))
+
+    def _output(self, context, query):
+        rank = len(query.shape)
+        other, attention = self._axes(rank)
+        if len(attention) > 1:
+            shape, sizes = ops.shape(context), ops.shape(query)
+            lead = shape[: 2 + len(other)]
+            context = ops.reshape(
+                context, (*lead, *(sizes[a] for a in attention), shape[-1])
+            )
+        # Back to (batch, *axes, heads, head_dim): the inverse permutation.
+        order = (0, rank - 1, *other, *attention, rank)
+        context = ops.transpose(context, tuple(order.index(a) for a in range(rank + 1)))
+        if self.use_gate:
+            context = context * self._gate_dense(query)
+        return self._output_dense(context)
+
+    def _scores(self, weights, query, key):
+        rank = len(query.shape)
+        other, attention = self._axes(rank)
+        if rank == 3:
+            return weights  # (batch, heads, q_len, k_len), as Keras
+        if len(attention) > 1:
+            lead = ops.shape(weights)[: 2 + len(other)]
+            q_sizes, k_sizes = ops.shape(query), ops.shape(key)
+            weights = ops.reshape(
+                weights,
+                (
+                    *lead,
+                    *(q_sizes[a] for a in attention),
+                    *(k_sizes[a] for a in attention),
+                ),
+            )
+        # (batch, *other, heads, *query attention axes, *key attention axes)
+        n = len(other)
+        order = (0, *range(2, 2 + n), 1, *range(2 + n, len(weights.shape)))
+        return ops.transpose(weights, order)
+
+    def _layout_mask(self, mask, query, key):
+        if mask is None:
+            return None
+        rank = len(query.shape)
+        other, attention = self._axes(rank)
+        n = len(attention)
+        # Keras' rule: axes of size 1 go in before the query attention axes
+        # until the mask has the rank of its scores, (batch, *other, heads,
+        # *query attention axes, *key attention axes).
+        while len(mask.shape) < 2 + len(other) + 2 * n:
+            mask = ops.expand_dims(mask, -2 * n - 1)
+        heads = 1 + len(other)
+        order = (0, heads, *range(1, heads), *range(heads + 1, len(mask.shape)))
+        mask = ops.transpose(mask, order)  # (batch, heads, *other, ...)
+        if n == 1:
+            return mask
+        lead = ops.shape(mask)[: 2 + len(other)]
+        q_sizes, k_sizes = ops.shape(query), ops.shape(key)
+        sizes = (*(q_sizes[a] for a in attention), *(k_sizes[a] for a in attention))
+        mask = ops.broadcast_to(mask, (*lead, *sizes))
+        return ops.reshape(mask, (*lead, math.prod(sizes[:n]), math.prod(sizes[n:])))
+
+    def _check_attention_mask(self, attention_mask, query_shape, key_shape):
+        if len(query_shape) == 3:
+            if attention_mask is not None and len(attention_mask.shape) == 4:
+                checks.mask(
+                    attention_mask,
+                    "attention_mask",
+                    type(self).__name__,
+                    "(batch, num_heads, q_len, k_len)",
+                    (query_shape[0], self.num_heads, query_shape[1], key_shape[1]),
+                    "non-zero where a query may attend to a key",
+                )
+                return
+            super()._check_attention_mask(attention_mask, query_shape, key_shape)
+            return
+        if attention_mask is None:
+            return
+        other, attention = self._axes(len(query_shape))
+        scores_rank = 2 + len(other) + 2 * len(attention)
+        if not 2 <= len(attention_mask.shape) <= scores_rank:
+            raise ValueError(
+                f"{type(self).__name__}: `attention_mask` must broadcast to "
+                "(batch, <other axes>, <query attention axes>, <key attention "
+                f"axes>). Received: attention_mask.shape={attention_mask.shape}"
+            )
+        checks.mask(
+            attention_mask,
+            "attention_mask",
+            type(self).__name__,
+            "(..)",
+            tuple(attention_mask.shape),
+            "non-zero where a query may attend to a key",
+        )
+
+    def _check_inputs(
+        self, query, value, key, attention_mask, mask, query_mask, value_mask, key_mask
+    ):
+        if len(query.shape) > 3:
+            for argument, padding in (
+                ("mask", mask),
+                ("query_mask", query_mask),
+                ("value_mask", value_mask),
+                ("key_mask", key_mask),
+            ):
+                if padding is not None:
+                    raise ValueError(
+                        f"{type(self).__name__}: padding masks need inputs of "
+                        f"rank 3; use `attention_mask` for rank "
+                        f"{len(query.shape)}. Received: {argument} with "
+                        f"query.shape={tuple(query.shape)}"
+                    )
+        return super()._check_inputs(
+            query, value, key, attention_mask, mask, query_mask, value_mask, key_mask
+        )
+
+    def _check_shapes(self, query_shape, value_shape, key_shape):
+        owner = type(self).__name__
+        shapes = {
+            "query": tuple(query_shape),
+            "value": tuple(value_shape),
+            "key": tuple(key_shape),
+        }
+        for argument, shape in shapes.items():
+            if len(shape) < 3 or shape[-1] is None:
+                raise ValueError(
+                    f"{owner}: `{argument}` must have rank >= 3, (batch, ..., "
+                    f"seq_len, dim), with a known last dimension. "
+                    f"Received: {argument}.shape={shape}"
+                )
+        query_shape, value_shape, key_shape = shapes.values()
+        if not len(query_shape) == len(value_shape) == len(key_shape):
+            raise ValueError(
+                f"{owner}: `query`, `value` and `key` must have the same rank. "
+                f"Received: query.shape={query_shape}, value.shape={value_shape}, "
+                f"key.shape={key_shape}"
+            )
+        rank = len(query_shape)
+        if self.attention_axes is not None:
+            for axis in self.attention_axes:
+                if not 1 <= axis % rank <= rank - 2 or not -rank <= axis < rank:
+                    raise ValueError(
+                        f"{owner}: `attention_axes` must name axes between the "
+                        f"batch and the features of inputs of rank {rank}. "
+                        f"Received: attention_axes={self.attention_axes}"
+                    )
+        if rank == 3:
+            super()._check_shapes(query_shape, value_shape, key_shape)
+        else:
+            other, _ = self._axes(rank)
+            for a in (0, *other):
+                sizes = {query_shape[a], value_shape[a], key_shape[a]} - {None}
+                if len(sizes) > 1:
+                    raise ValueError(
+                        f"{owner}: the batch and non-attention axes of `query`, "
+                        f"`value` and `key` must be equal. Received: "
+                        f"query.shape={query_shape}, value.shape={value_shape}, "
+                        f"key.shape={key_shape}"
+                    )
+            if not all(
+                v is None or k is None or v == k
+                for v, k in zip(value_shape[1:-1], key_shape[1:-1], strict=True)
+            ):
+                raise ValueError(
+                    f"{owner}: all dimensions of `value` and `key` but the last "
+                    f"must be equal. Received: value.shape={value_shape}, "
+                    f"key.shape={key_shape}"
+                )
+        if self.built:
+            for argument, shape, dense in (
+                ("query", query_shape, self._query_dense),
+                ("value", value_shape, self._value_dense),
+                ("key", key_shape, self._key_dense),
+            ):
+                built = dense.kernel.shape[0]
+                if shape[-1] != built:
+                    raise ValueError(
+                        f"{owner}: the layer was built for `{argument}` of last "
+                        f"dimension {built}. Received: {argument}.shape={shape}"
+                    )
+        return query_shape, value_shape, key_shape
 
     def _output_shape(self, query_shape, value_shape, key_shape):
         return query_shape[:-1] + (self._output_dims or query_shape[-1:])
 
     def _weights_shape(self, query_shape, value_shape, key_shape):
-        return (query_shape[0], self.num_heads, query_shape[1], key_shape[1])
+        other, attention = self._axes(len(query_shape))
+        if len(query_shape) == 3:
+            return (query_shape[0], self.num_heads, query_shape[1], key_shape[1])
+        return (
+            query_shape[0],
+            *(query_shape[a] for a in other),
+            self.num_heads,
+            *(query_shape[a] for a in attention),
+            *(key_shape[a] for a in attention),
+        )
+
+    def load_own_variables(self, store):
+        """Loads nothing (the weights live in the sublayers), except from a
+        file saved by keras_attention 0.1.0, which kept the eight weights (four
+        without biases) on the layer itself in Keras' order: those go to the
+        sublayers, which then accept their empty stores."""
+        if not len(store.keys()):
+            return
+        variables = [
+            v
+            for dense in self._denses()
+            for v in (dense.kernel, dense.bias)
+            if v is not None
+        ]
+        if len(store.keys()) != len(variables):
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': expected {len(variables)} "
+                f"variables in the saved file, found {len(store.keys())}."
+            )
+        for index, variable in enumerate(variables):
+            variable.assign(store[str(index)])
+        for dense in self._denses():
+            _skip_next_load(dense)
 
     def get_config(self):
         config = super().get_config()
+        serialize = keras.saving.serialize_keras_object
         config.update(
             num_heads=self.num_heads,
             key_dim=self.key_dim,
             value_dim=self.value_dim,
             use_bias=self.use_bias,
+            use_gate=self.use_gate,
             output_shape=self._output_dims,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+            attention_axes=self.attention_axes,
+            kernel_initializer=serialize(self.kernel_initializer),
+            bias_initializer=serialize(self.bias_initializer),
+            kernel_regularizer=serialize(self.kernel_regularizer),
+            bias_regularizer=serialize(self.bias_regularizer),
+            activity_regularizer=serialize(self._activity_regularizer),
+            kernel_constraint=serialize(self.kernel_constraint),
+            bias_constraint=serialize(self.bias_constraint),
         )
+        if self.flash_attention is not None:
+            config["flash_attention"] = self.flash_attention
+        # Quantized (or otherwise mixed) sublayers: their policies by path, so
+        # that the reloaded layer builds them the same way. Keras' own layer
+        # does not save these, and its quantized models fail to load.
+        policy = self.dtype_policy
+        if isinstance(policy, keras.dtype_policies.DTypePolicyMap):
+            policy = policy.default_policy
+        if self.built:
+            policies = {
+                dense.path: dense.dtype_policy
+                for dense in self._denses()
+                if dense.dtype_policy.quantization_mode is not None
+            }
+            if policies:
+                config["dtype"] = keras.dtype_policies.serialize(
+                    keras.dtype_policies.DTypePolicyMap(policy, policies)
+                )
         return config
 
 
-def _project(equation, x, kernel, bias):
-    projected = ops.einsum(equation, x, kernel)
-    if bias is not None:
-        projected = projected + ops.expand_dims(bias, 1)  # (heads, 1, dim)
-    return projected
+def _skip_next_load(layer):
+    """Makes `layer` accept its next (empty) store once. An instance attribute
+    rather than a subclass: Keras quantizes only exact `EinsumDense`s."""
+
+    def load_own_variables(store):
+        del layer.load_own_variables  # back to the class' method
+        if len(store.keys()):
+            layer.load_own_variables(store)
+
+    layer.load_own_variables = load_own_variables
+
+
+def _clone(initializer):
+    # A seeded initializer instance would give every kernel the same values.
+    return initializer.__class__.from_config(initializer.get_config())
+
+
+def _int_tuple(value, argument, owner, positive=False):
+    """None, or an int or a sequence of ints (NumPy ones too) as a tuple."""
+    if value is None:
+        return None
+    items = (value,) if checks.is_integer(value) else value
+    if (
+        not isinstance(items, (tuple, list))
+        or not items
+        or not all(checks.is_integer(n) and (n > 0 or not positive) for n in items)
+    ):
+        kind = "positive integer" if positive else "integer"
+        raise ValueError(
+            f"{owner}: `{argument}` must be None, a {kind} or a non-empty tuple "
+            f"of {kind}s. Received: {argument}={value!r}"
+        )
+    return tuple(int(n) for n in items)

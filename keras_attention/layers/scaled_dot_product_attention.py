@@ -76,7 +76,7 @@ class ScaledDotProductAttention(AttentionLayer):
         tile_size: int | None = None,
         **kwargs,
     ):
-        checks.scale(scale, type(self).__name__)
+        scale = checks.scale(scale, type(self).__name__)
         super().__init__(
             causal=causal,
             dropout=dropout,
