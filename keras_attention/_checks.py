@@ -25,6 +25,14 @@ def is_integer(value):
     )
 
 
+def _is_scalar_bool_tensor(value):
+    return (
+        hasattr(value, "dtype")
+        and tuple(getattr(value, "shape", (None,))) == ()
+        and keras.backend.standardize_dtype(value.dtype) == "bool"
+    )
+
+
 def _number_type(value, argument, owner, expected):
     if not _is_number(value):
         raise TypeError(
@@ -62,6 +70,13 @@ def boolean(value, argument, owner, allow_none=False):
         return bool(value)
     if isinstance(value, (int, np.integer)) and value in (0, 1):
         return bool(value)
+    if _is_scalar_bool_tensor(value):
+        # Keras turns a NumPy bool call argument into a tensor; its value is
+        # known eagerly (in a traced function it is not, and is refused).
+        try:
+            return bool(value)
+        except Exception:
+            pass
     expected = "a bool (or None)" if allow_none else "a bool"
     raise TypeError(
         f"{owner}: `{argument}` must be {expected}. Received: {argument}={value!r}"
