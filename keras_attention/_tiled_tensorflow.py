@@ -244,6 +244,17 @@ def _from_tiles(x, length):
     return x[..., :length, :]
 
 
+def _sum_to(x, like):
+    """`x` summed over the axes where `like` has size 1 and `x` does not:
+    the gradient of a key or value shared by a group of query heads."""
+    axes = [
+        a
+        for a, (n, m) in enumerate(zip(x.shape, like.shape, strict=True))
+        if m == 1 and n != 1
+    ]
+    return tf.reduce_sum(x, axes, keepdims=True) if axes else x
+
+
 def _swap_last(x):
     """`(count, ..., a, b)` -> `(count, ..., b, a)`."""
     return tf.linalg.matrix_transpose(x)
@@ -330,10 +341,10 @@ def _backward(
             q_i, do_i = q_tiles[i], do_tiles[i]
             logits, keep = spec.logits(q_i, k_j, i, j, transposed=True)
             weights = tf.exp(logits - lse_tiles[i])  # (..., k_tile, q_tile)
-            d_value += tf.matmul(spec.drop(weights, keep), do_i)
+            d_value += _sum_to(tf.matmul(spec.drop(weights, keep), do_i), d_value)
             d_weights = spec.drop(tf.matmul(v_j, do_i, transpose_b=True), keep)
             d_logits = weights * (d_weights - delta_tiles[i])
-            d_key += tf.matmul(d_logits, q_i)
+            d_key += _sum_to(tf.matmul(d_logits, q_i), d_key)
             d_query = tf.matmul(k_j, d_logits, transpose_a=True)
             d_queries = d_queries.write(i, d_queries.read(i) + d_query)
             return i + 1, d_key, d_value, d_queries

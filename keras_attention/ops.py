@@ -47,7 +47,12 @@ def scaled_dot_product_attention(
             dimensions, including none: a `(3, 10)` query is 3 positions of
             depth 10.
         key: float tensor `(..., k_len, depth)`; `q_len` may differ from
-            `k_len`.
+            `k_len`. With rank >= 3, axis -3 is the heads axis: `key` and
+            `value` may have fewer heads than `query` when their number
+            divides the query's (grouped-query attention, multi-query with
+            one): query head `h` then attends with key and value head
+            `h // (query heads / key heads)`, as with keys and values
+            repeated per group, and they are never copied.
         value: float tensor `(..., k_len, value_depth)`.
         mask: optional boolean or integer tensor broadcastable to
             `(..., q_len, k_len)`. Non-zero (`True`) means the query may attend
@@ -174,6 +179,15 @@ def _attention(
     key = ops.cast(key, dtype)
     value = ops.cast(value, dtype)
     mask = pattern.boolean(mask)
+    groups = _groups(query, key)
+    if groups > 1:
+        # Grouped-query attention: the query heads of a group share a key and
+        # value head. The query is grouped, (..., kv_heads, groups, len,
+        # depth), the key and value get an axis of size 1: they are never
+        # copied per group. The flat batch index of (kv_head, group) is the
+        # query head's, so dropout drops what it would with repeated keys.
+        query, mask, bias = (_split_heads(x, groups) for x in (query, mask, bias))
+        key, value = ops.expand_dims(key, -3), ops.expand_dims(value, -3)
     rate = dropout if training else 0.0
     options = {
         "causal": causal,
@@ -193,10 +207,39 @@ def _attention(
     else:
         context = _full_or_tiled(query, key, value, mask, tile_size, options)
         weights = None
+    if groups > 1:
+        context, weights = (_merge_heads(x) for x in (context, weights))
     context = ops.cast(context, out_dtype)
     if return_weights:
         return context, ops.cast(weights, out_dtype)
     return context
+
+
+def _groups(query, key):
+    """How many query heads share a key head (axis -3): 1 unless both counts
+    are known and differ."""
+    if len(query.shape) < 3 or None in (query.shape[-3], key.shape[-3]):
+        return 1
+    return query.shape[-3] // key.shape[-3]
+
+
+def _split_heads(x, groups):
+    """`(..., heads, a, b)` -> `(..., heads // groups, groups, a, b)`; an axis
+    of size 1 (or a tensor of rank < 3, or None) broadcasts as it is."""
+    if x is None or len(x.shape) < 3:
+        return x
+    if x.shape[-3] == 1:
+        return ops.expand_dims(x, -3)
+    shape = ops.shape(x)
+    return ops.reshape(x, (*shape[:-3], -1, groups, *shape[-2:]))
+
+
+def _merge_heads(x):
+    """The inverse of `_split_heads`."""
+    if x is None:
+        return None
+    shape = ops.shape(x)
+    return ops.reshape(x, (*shape[:-4], -1, *shape[-2:]))
 
 
 class _SymbolicAttention(keras.Operation):
@@ -280,7 +323,7 @@ def _even_tiles(length, largest):
 
 def _full(query, key, value, mask, bias, *, causal, sliding_window, dropout, seed):
     """The whole `(..., q_len, k_len)` computation: (context, weights)."""
-    logits = ops.einsum("...qd,...kd->...qk", query, key)
+    logits = _grouped_matmul("...qd,...kd->...qk", query, key)
     q_len, k_len = ops.shape(query)[-2], ops.shape(key)[-2]
     rows = ops.expand_dims(ops.arange(q_len, dtype="int32"), -1)  # (q_len, 1)
     cols = ops.expand_dims(ops.arange(k_len, dtype="int32"), 0)  # (1, k_len)
@@ -303,8 +346,22 @@ def _full(query, key, value, mask, bias, *, causal, sliding_window, dropout, see
         keep = pattern.dropout_keep(seed, batch, rows, cols, dropout)
         attended = ops.where(keep, weights * (1.0 / (1.0 - dropout)), 0.0)
     # (..., q_len, value_depth)
-    context = ops.einsum("...qk,...kv->...qv", attended, value)
+    context = _grouped_matmul("...qk,...kv->...qv", attended, value)
     return context, weights
+
+
+def _grouped_matmul(equation, a, b):
+    """`einsum(equation, a, b)` where `b` may be shared by a group of `a`'s
+    heads (`a` `(..., groups, rows, n)`, `b` `(..., 1, n, m)` or transposed,
+    see `_split_heads`): the group is folded into the rows, so neither the
+    product nor its gradient holds a copy of `b` per group."""
+    groups = a.shape[-3] if len(a.shape) > 3 else 1
+    if groups == 1 or b.shape[-3] != 1:
+        return ops.einsum(equation, a, b)
+    shape = ops.shape(a)
+    folded = ops.reshape(a, (*shape[:-3], -1, shape[-1]))  # (..., groups·rows, n)
+    product = ops.einsum(equation, folded, ops.squeeze(b, -3))
+    return ops.reshape(product, (*shape[:-1], -1))
 
 
 def _at_most(a, b):
@@ -374,7 +431,15 @@ def _check_inputs(query, key, value):
             f"(axis -2). Received: key.shape={key_shape}, "
             f"value.shape={value_shape}"
         )
-    for a, b, c in zip(query_shape[:-2], key_shape[:-2], value_shape[:-2], strict=True):
+    heads = [shape[-3] if len(shape) > 2 else 1 for shape in shapes.values()]
+    if not (_same(heads[1], heads[2]) and _divides(heads[1], heads[0])):
+        raise ValueError(
+            f"{_NAME}: `key` and `value` must have the same number of heads "
+            "(axis -3), and it must divide the query's (grouped-query "
+            f"attention). Received: query.shape={query_shape}, "
+            f"key.shape={key_shape}, value.shape={value_shape}"
+        )
+    for a, b, c in zip(query_shape[:-3], key_shape[:-3], value_shape[:-3], strict=True):
         if not (_same(a, b) and _same(b, c) and _same(a, c)):
             raise ValueError(
                 f"{_NAME}: the batch dimensions of `query`, `key` and "
@@ -386,6 +451,10 @@ def _check_inputs(query, key, value):
 
 def _same(a, b):
     return a is None or b is None or a == b
+
+
+def _divides(a, b):
+    return a is None or b is None or b % a == 0
 
 
 def _check_broadcastable(shape, argument, query_shape, key_shape):

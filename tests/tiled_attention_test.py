@@ -320,3 +320,35 @@ def test_layers_give_the_same_output_with_tiles(layer_cls):
         to_numpy(tiles(x, mask=mask)), to_numpy(expected), atol=1e-5
     )
     assert np.all(to_numpy(expected)[0, 15:] == 0)  # padded queries, zero bias
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("path", [full, tiled], ids=["full", "tiled"])
+def test_grouped_keys_and_values_are_never_copied_per_group(path):
+    import tensorflow as tf
+
+    # 8 query heads share 2 key/value heads; lengths and depths all differ,
+    # so a copy of the values per group has a shape nothing else has.
+    q, k, v = normal(1, 8, 20, 4), normal(1, 2, 21, 4), normal(1, 2, 21, 3)
+    padding = RNG.random((1, 1, 1, 21)) > 0.2
+    options = dict(causal=True, dropout=0.2, seed=4, training=True)
+    repeated = [np.repeat(x, 4, axis=1) for x in (k, v)]
+    expected = value_and_grads(path, q, *repeated, mask=padding, **options)
+    # A shared key's gradient is the sum of its copies' gradients.
+    expected[2:] = [to_numpy(g).reshape(1, 2, 4, 21, -1).sum(2) for g in expected[2:]]
+    assert_same(value_and_grads(path, q, k, v, mask=padding, **options), expected)
+
+    @tf.function
+    def step(q, k, v):
+        with tf.GradientTape() as tape:
+            tape.watch([q, k, v])
+            loss = tf.reduce_sum(path(q, k, v, padding, **options) ** 2)
+        return tape.gradient(loss, [q, k, v])
+
+    copies = {(8, 21, 4), (8, 21, 3), (4, 21, 4), (4, 21, 3)}
+    for op in all_ops(step, *(tf.constant(x) for x in (q, k, v))):
+        for t in op.outputs:
+            if t.dtype in (tf.variant, tf.resource) or t.shape.rank is None:
+                continue
+            dims = [n for n in t.shape.as_list() if n != 1]
+            assert tuple(dims[-3:]) not in copies, (op.type, op.name, t.shape)

@@ -92,6 +92,14 @@ class MultiHeadAttention(AttentionLayer):
             choose: on TensorFlow, long sequences run in tiles in memory
             linear in the length. An int forces tiles of that many positions.
             `return_attention_scores=True` always uses the full computation.
+        num_key_value_heads: grouped-query attention: the number of key and
+            value heads, dividing `num_heads` (1: multi-query attention);
+            query head `h` shares key and value head
+            `h // (num_heads // num_key_value_heads)`. `None` means
+            `num_heads`. The weights are those of
+            `keras.layers.GroupQueryAttention(head_dim=key_dim,
+            num_query_heads=num_heads, num_key_value_heads=...)`, and the keys
+            and values are never copied per group.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments (in Keras' order):
@@ -152,10 +160,20 @@ class MultiHeadAttention(AttentionLayer):
         seed: int | None = None,
         causal: bool = False,
         tile_size: int | None = None,
+        num_key_value_heads: int | None = None,
         **kwargs,
     ):
         owner = type(self).__name__
         num_heads = checks.positive_int(num_heads, "num_heads", owner)
+        num_key_value_heads = checks.positive_int(
+            num_key_value_heads, "num_key_value_heads", owner, allow_none=True
+        )
+        if num_key_value_heads is not None and num_heads % num_key_value_heads:
+            raise ValueError(
+                f"{owner}: `num_key_value_heads` must divide `num_heads`. "
+                f"Received: num_key_value_heads={num_key_value_heads}, "
+                f"num_heads={num_heads}"
+            )
         key_dim = checks.positive_int(key_dim, "key_dim", owner)
         value_dim = checks.positive_int(value_dim, "value_dim", owner, allow_none=True)
         use_bias = checks.boolean(use_bias, "use_bias", owner)
@@ -204,6 +222,7 @@ class MultiHeadAttention(AttentionLayer):
                 f"Keras. Received: dropout={dropout}"
             )
         self.num_heads = num_heads
+        self.num_key_value_heads = num_key_value_heads or num_heads
         self.key_dim = key_dim
         self.value_dim = value_dim if value_dim is not None else key_dim
         self.use_bias = use_bias
@@ -241,15 +260,17 @@ class MultiHeadAttention(AttentionLayer):
         query_shape, value_shape, key_shape = self._check_shapes(
             query_shape, value_shape, key_shape
         )
-        heads = (self.num_heads,)
+        heads, shared = (self.num_heads,), (self.num_key_value_heads,)
         # Keras' order: query, key, gate, value, output.
         self._query_dense = self._dense("query", query_shape, heads + (self.key_dim,))
-        self._key_dense = self._dense("key", key_shape, heads + (self.key_dim,))
+        self._key_dense = self._dense("key", key_shape, shared + (self.key_dim,))
         if self.use_gate:
             self._gate_dense = self._dense(
                 "gate", query_shape, heads + (self.value_dim,), activation="sigmoid"
             )
-        self._value_dense = self._dense("value", value_shape, heads + (self.value_dim,))
+        self._value_dense = self._dense(
+            "value", value_shape, shared + (self.value_dim,)
+        )
         out = self._output_dims or query_shape[-1:]
         heads_shape = query_shape[:-1] + heads + (self.value_dim,)
         self._output_dense = self._dense(
@@ -541,6 +562,7 @@ class MultiHeadAttention(AttentionLayer):
         serialize = keras.saving.serialize_keras_object
         config.update(
             num_heads=self.num_heads,
+            num_key_value_heads=self.num_key_value_heads,
             key_dim=self.key_dim,
             value_dim=self.value_dim,
             use_bias=self.use_bias,
