@@ -33,7 +33,19 @@ import tensorflow as tf
 from keras_attention import _attention_pattern as pattern
 
 
-def attention(query, key, value, mask, *, causal, sliding_window, dropout, seed, tiles):
+def attention(
+    query,
+    key,
+    value,
+    mask,
+    *,
+    causal,
+    sliding_window,
+    bottom_right,
+    dropout,
+    seed,
+    tiles,
+):
     """Tiled attention of float32 tensors; the query is already scaled.
 
     Args:
@@ -44,6 +56,8 @@ def attention(query, key, value, mask, *, causal, sliding_window, dropout, seed,
             True where a query may attend to a key.
         causal: Python bool.
         sliding_window: None or a positive Python int.
+        bottom_right: Python bool: query `i` sits at key position
+            `k_len - q_len + i` (else at `i`) for `causal` and the window.
         dropout: Python float, the rate (0 for none).
         seed: int32 scalar tensor, used when `dropout > 0`.
         tiles: `(query_tile, key_tile)`: Python ints, or int32 scalar
@@ -52,7 +66,12 @@ def attention(query, key, value, mask, *, causal, sliding_window, dropout, seed,
     Returns:
         float32 `(..., q_len, value_depth)`.
     """
-    config = dict(causal=causal, sliding_window=sliding_window, dropout=dropout)
+    config = dict(
+        causal=causal,
+        sliding_window=sliding_window,
+        bottom_right=bottom_right,
+        dropout=dropout,
+    )
     shared = (mask, seed, *tiles)
 
     @tf.custom_gradient
@@ -80,10 +99,23 @@ class _Spec:
     tensor of the kernel has a fully known static shape), tensors otherwise.
     """
 
-    def __init__(self, query, key, mask, causal, sliding_window, dropout, seed, tiles):
+    def __init__(
+        self,
+        query,
+        key,
+        mask,
+        causal,
+        sliding_window,
+        bottom_right,
+        dropout,
+        seed,
+        tiles,
+    ):
         self.rank = len(query.shape)
         *self.leading, self.q_len, _ = _dims(query)
         self.k_len = _dims(key)[-2]
+        # The position of query 0 among the keys.
+        self.first = self.k_len - self.q_len if bottom_right else 0
         self.q_tile, self.k_tile = tiles
         self.q_tiles = -(-self.q_len // self.q_tile)
         self.k_tiles = -(-self.k_len // self.k_tile)
@@ -99,28 +131,31 @@ class _Spec:
 
     def key_range(self, i):
         """Key tiles `[lo, hi)` that query tile `i` may see."""
-        first_row = i * self.q_tile
-        last_row = tf.minimum(first_row + self.q_tile, self.q_len) - 1
+        first_row = i * self.q_tile + self.first
+        last_row = tf.minimum(i * self.q_tile + self.q_tile, self.q_len) - 1
+        last_row += self.first
         lo, hi = 0, self.k_tiles
         if self.causal:
-            hi = tf.minimum(hi, last_row // self.k_tile + 1)
+            hi = tf.minimum(hi, tf.maximum(last_row, -1) // self.k_tile + 1)
         if self.sliding_window is not None:
             w = self.sliding_window
             lo = tf.maximum(first_row - w + 1, 0) // self.k_tile
-            hi = tf.minimum(hi, (last_row + w - 1) // self.k_tile + 1)
+            hi = tf.minimum(hi, tf.maximum(last_row + w - 1, -1) // self.k_tile + 1)
         return lo, hi
 
     def query_range(self, j):
         """Query tiles `[lo, hi)` that may see key tile `j`."""
-        first_col = j * self.k_tile
-        last_col = tf.minimum(first_col + self.k_tile, self.k_len) - 1
+        # Key positions, shifted to query indices.
+        first_col = j * self.k_tile - self.first
+        last_col = tf.minimum(j * self.k_tile + self.k_tile, self.k_len) - 1
+        last_col -= self.first
         lo, hi = 0, self.q_tiles
         if self.causal:
-            lo = first_col // self.q_tile
+            lo = tf.maximum(first_col, 0) // self.q_tile
         if self.sliding_window is not None:
             w = self.sliding_window
             lo = tf.maximum(lo, tf.maximum(first_col - w + 1, 0) // self.q_tile)
-            hi = tf.minimum(hi, (last_col + w - 1) // self.q_tile + 1)
+            hi = tf.minimum(hi, tf.maximum(last_col + w - 1, -1) // self.q_tile + 1)
         return lo, hi
 
     def logits(self, q_tile, k_tile, i, j, transposed=False):
@@ -130,7 +165,7 @@ class _Spec:
         Also returns the dropout keep-pattern in the same layout (None without
         dropout), since both come from the same positions.
         """
-        rows = i * self.q_tile + tf.range(self.q_tile)
+        rows = i * self.q_tile + tf.range(self.q_tile) + self.first
         cols = j * self.k_tile + tf.range(self.k_tile)
         if transposed:
             rows, cols = rows[None, :], cols[:, None]

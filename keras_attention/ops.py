@@ -29,6 +29,7 @@ def scaled_dot_product_attention(
     scale=None,
     causal=False,
     sliding_window=None,
+    alignment="top_left",
     dropout=0.0,
     seed=None,
     training=False,
@@ -72,6 +73,14 @@ def scaled_dot_product_attention(
             to keys `j` with `|i - j| < w`, a band of `w - 1` positions on
             either side, like `keras.layers.MultiHeadAttention(sliding_window=w)`.
             Combines with `causal` (then keys `i - w < j <= i`) and `mask`.
+        alignment: where the queries sit among the keys when `q_len !=
+            k_len`, for `causal` and `sliding_window` (and for which weights
+            dropout drops). `"top_left"` (the default, like Keras): query `i`
+            is at position `i`. `"bottom_right"` (FlashAttention's
+            convention): query `i` is at position `k_len - q_len + i`, so the
+            last query is at the last key, as when new queries attend to a
+            cache of earlier keys: with `causal`, query `i` sees keys
+            `j <= k_len - q_len + i`.
         dropout: rate in `[0, 1)` at which attention weights are dropped
             (and the rest rescaled by `1 / (1 - dropout)`) when `training`.
         seed: an int or a `keras.random.SeedGenerator` for the dropout. An int
@@ -136,6 +145,7 @@ def scaled_dot_product_attention(
         scale,
         causal,
         sliding_window,
+        alignment,
         dropout,
         seed,
         tile_size,
@@ -158,6 +168,7 @@ def _attention(
     scale,
     causal,
     sliding_window,
+    alignment,
     dropout,
     seed,
     training,
@@ -192,6 +203,7 @@ def _attention(
     options = {
         "causal": causal,
         "sliding_window": sliding_window,
+        "bottom_right": alignment == "bottom_right",
         "dropout": rate,
         "seed": pattern.dropout_seed(seed) if rate > 0 else None,
     }
@@ -321,22 +333,38 @@ def _even_tiles(length, largest):
     return (length + count - 1) // count
 
 
-def _full(query, key, value, mask, bias, *, causal, sliding_window, dropout, seed):
+def _full(
+    query,
+    key,
+    value,
+    mask,
+    bias,
+    *,
+    causal,
+    sliding_window,
+    bottom_right,
+    dropout,
+    seed,
+):
     """The whole `(..., q_len, k_len)` computation: (context, weights)."""
     logits = _grouped_matmul("...qd,...kd->...qk", query, key)
     q_len, k_len = ops.shape(query)[-2], ops.shape(key)[-2]
-    rows = ops.expand_dims(ops.arange(q_len, dtype="int32"), -1)  # (q_len, 1)
+    first = k_len - q_len if bottom_right else 0  # the first query's position
+    rows = ops.expand_dims(ops.arange(q_len, dtype="int32") + first, -1)  # (q, 1)
     cols = ops.expand_dims(ops.arange(k_len, dtype="int32"), 0)  # (1, k_len)
     allowed = pattern.allowed(mask, causal, sliding_window, rows, cols)
     if bias is not None:
-        logits = logits + ops.cast(bias, "float32")
+        logits = logits + ops.cast(bias, logits.dtype)
         # A bias of -inf drops the pair, like the mask.
         allowed = pattern.combine(allowed, ops.greater(logits, float("-inf")))
-    # Causal alone leaves every query key 0; a window leaves query i key i.
+    # Top-left causal leaves every query key 0, a window query i key i, unless
+    # there are more queries than keys (or the queries sit before the keys).
+    more_queries = not _at_most(query.shape[-2], key.shape[-2])
     may_see_nothing = (
         mask is not None
         or bias is not None
-        or (sliding_window is not None and not _at_most(query.shape[-2], key.shape[-2]))
+        or (sliding_window is not None and more_queries)
+        or (causal and bottom_right and more_queries)
     )
     weights = _masked_softmax(logits, allowed, may_see_nothing)
 
@@ -492,11 +520,32 @@ def _check_bias(bias, query_shape, key_shape):
     _check_broadcastable(shape, "bias", query_shape, key_shape)
 
 
+ALIGNMENTS = ("top_left", "bottom_right")
+
+
+def check_alignment(alignment, owner):
+    if alignment not in ALIGNMENTS:
+        raise ValueError(
+            f"{owner}: `alignment` must be one of {ALIGNMENTS}. "
+            f"Received: alignment={alignment!r}"
+        )
+    return alignment
+
+
 def _check_options(
-    scale, causal, sliding_window, dropout, seed, tile_size, training, return_weights
+    scale,
+    causal,
+    sliding_window,
+    alignment,
+    dropout,
+    seed,
+    tile_size,
+    training,
+    return_weights,
 ):
     """The options, checked, as Python values (NumPy scalars converted)."""
     return {
+        "alignment": check_alignment(alignment, _NAME),
         "scale": checks.scale(scale, _NAME),
         "causal": checks.boolean(causal, "causal", _NAME),
         "training": checks.boolean(training, "training", _NAME, allow_none=True),

@@ -352,3 +352,22 @@ def test_grouped_keys_and_values_are_never_copied_per_group(path):
                 continue
             dims = [n for n in t.shape.as_list() if n != 1]
             assert tuple(dims[-3:]) not in copies, (op.type, op.name, t.shape)
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("q_len,k_len", [(13, 30), (30, 13)], ids=["fewer", "more"])
+@pytest.mark.parametrize("window", [None, 5])
+def test_bottom_right_tiles_equal_full(q_len, k_len, window):
+    q, k, v = normal(2, q_len, 4), normal(2, k_len, 4), normal(2, k_len, 3)
+    options = dict(
+        causal=True,
+        sliding_window=window,
+        alignment="bottom_right",
+        dropout=0.3,
+        seed=2,
+        training=True,
+    )
+    assert_same(
+        value_and_grads(tiled, q, k, v, **options),
+        value_and_grads(full, q, k, v, **options),
+    )

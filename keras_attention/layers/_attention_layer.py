@@ -13,7 +13,7 @@ from keras import ops
 
 from keras_attention import _attention_pattern as pattern
 from keras_attention import _checks as checks
-from keras_attention.ops import scaled_dot_product_attention
+from keras_attention.ops import check_alignment, scaled_dot_product_attention
 
 
 class AttentionLayer(keras.layers.Layer):
@@ -31,9 +31,11 @@ class AttentionLayer(keras.layers.Layer):
         seed: int | None = None,
         sliding_window: int | None = None,
         tile_size: int | None = None,
+        alignment: str = "top_left",
         **kwargs,
     ):
         owner = type(self).__name__
+        alignment = check_alignment(alignment, owner)
         causal = checks.boolean(causal, "causal", owner)
         dropout = checks.dropout(dropout, owner)
         sliding_window = checks.positive_int(
@@ -47,6 +49,7 @@ class AttentionLayer(keras.layers.Layer):
         self.seed = seed
         self.sliding_window = sliding_window
         self.tile_size = tile_size
+        self.alignment = alignment
         self.seed_generator = keras.random.SeedGenerator(seed) if dropout > 0 else None
         self.supports_masking = True
 
@@ -66,14 +69,19 @@ class AttentionLayer(keras.layers.Layer):
         attention_mask=None,
         return_attention_scores=False,
         training=None,
-        use_causal_mask=False,
+        use_causal_mask=None,
         mask=None,
     ):
         owner = type(self).__name__
         return_attention_scores = checks.boolean(
             return_attention_scores, "return_attention_scores", owner
         )
-        use_causal_mask = checks.boolean(use_causal_mask, "use_causal_mask", owner)
+        # None: the constructor's `causal`; True or False overrides it.
+        causal = (
+            self.causal
+            if use_causal_mask is None
+            else checks.boolean(use_causal_mask, "use_causal_mask", owner)
+        )
         if self.flash_attention and return_attention_scores:
             raise ValueError(
                 f"{owner}: `return_attention_scores=True` is not supported with "
@@ -101,8 +109,9 @@ class AttentionLayer(keras.layers.Layer):
             *projected,
             self._layout_mask(attention_mask, query, key),
             scale=self.scale,
-            causal=self.causal or use_causal_mask,
+            causal=causal,
             sliding_window=self.sliding_window,
+            alignment=self.alignment,
             dropout=self.dropout,
             seed=self.seed_generator,
             training=bool(training),
@@ -235,7 +244,7 @@ class AttentionLayer(keras.layers.Layer):
         attention_mask=None,
         return_attention_scores=False,
         training=None,
-        use_causal_mask=False,
+        use_causal_mask=None,
         mask=None,
     ):
         value = query if value is None else value
@@ -261,6 +270,7 @@ class AttentionLayer(keras.layers.Layer):
             seed=self.seed,
             sliding_window=self.sliding_window,
             tile_size=self.tile_size,
+            alignment=self.alignment,
         )
         return config
 

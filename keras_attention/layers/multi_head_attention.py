@@ -85,9 +85,9 @@ class MultiHeadAttention(AttentionLayer):
             by `sigmoid(gate(query))` before the output projection (an extra
             `gate` projection, as in Keras' layer; Qiu et al., 2025).
         seed: int seed for the dropout.
-        causal: if `True`, query `i` only attends to keys `j <= i` (aligned at
-            the top left when `q_len != k_len`). The call argument
-            `use_causal_mask=True` does the same for one call.
+        causal: if `True`, query `i` only attends to keys `j <= i` (see
+            `alignment` when `q_len != k_len`). The call argument
+            `use_causal_mask` overrides it for one call.
         tile_size: `None` (default) lets `scaled_dot_product_attention`
             choose: on TensorFlow, long sequences run in tiles in memory
             linear in the length. An int forces tiles of that many positions.
@@ -100,6 +100,12 @@ class MultiHeadAttention(AttentionLayer):
             `keras.layers.GroupQueryAttention(head_dim=key_dim,
             num_query_heads=num_heads, num_key_value_heads=...)`, and the keys
             and values are never copied per group.
+        alignment: `"top_left"` (default, like Keras) or `"bottom_right"`:
+            where the queries sit among the keys when `q_len != k_len`, for
+            `causal` and `sliding_window` (see
+            `keras_attention.scaled_dot_product_attention`). With
+            `"bottom_right"` the last query sits at the last key, as when new
+            queries attend to earlier keys and themselves.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments (in Keras' order):
@@ -112,7 +118,9 @@ class MultiHeadAttention(AttentionLayer):
         attention_mask: optional boolean or integer mask (see above).
         return_attention_scores: if `True`, also return the weights.
         training: whether dropout applies.
-        use_causal_mask: apply a causal mask for this call.
+        use_causal_mask: `None` (the default) follows the constructor's
+            `causal`; `True` or `False` turns the causal mask on or off for
+            this call.
         mask: the padding mask of a one-tensor call; Keras fills it in.
 
     Returns:
@@ -161,6 +169,7 @@ class MultiHeadAttention(AttentionLayer):
         causal: bool = False,
         tile_size: int | None = None,
         num_key_value_heads: int | None = None,
+        alignment: str = "top_left",
         **kwargs,
     ):
         owner = type(self).__name__
@@ -214,6 +223,7 @@ class MultiHeadAttention(AttentionLayer):
             seed=seed,
             sliding_window=sliding_window,
             tile_size=tile_size,
+            alignment=alignment,
             **kwargs,
         )
         if flash_attention and self.dropout > 0:

@@ -21,9 +21,9 @@ class ScaledDotProductAttention(AttentionLayer):
     combines with the padding masks and with `causal`.
 
     Args:
-        causal: if `True`, query `i` only attends to keys `j <= i` (aligned at
-            the top left when `q_len != k_len`). The call argument
-            `use_causal_mask=True` does the same for one call.
+        causal: if `True`, query `i` only attends to keys `j <= i` (see
+            `alignment` when `q_len != k_len`). The call argument
+            `use_causal_mask` overrides it for one call.
         dropout: rate in `[0, 1)` at which attention weights are dropped
             during training.
         scale: positive number multiplying the logits; defaults to
@@ -36,6 +36,12 @@ class ScaledDotProductAttention(AttentionLayer):
             choose: on TensorFlow, long sequences run in tiles in memory
             linear in the length. An int forces tiles of that many positions.
             `return_attention_scores=True` always uses the full computation.
+        alignment: `"top_left"` (default, like Keras) or `"bottom_right"`:
+            where the queries sit among the keys when `q_len != k_len`, for
+            `causal` and `sliding_window` (see
+            `keras_attention.scaled_dot_product_attention`). With
+            `"bottom_right"` the last query sits at the last key, as when new
+            queries attend to earlier keys and themselves.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -46,7 +52,9 @@ class ScaledDotProductAttention(AttentionLayer):
         attention_mask: optional boolean or integer `(batch, q_len, k_len)`.
         return_attention_scores: if `True`, also return the weights.
         training: whether dropout applies.
-        use_causal_mask: apply a causal mask for this call.
+        use_causal_mask: `None` (the default) follows the constructor's
+            `causal`; `True` or `False` turns the causal mask on or off for
+            this call.
         mask, query_mask, value_mask, key_mask: Keras' padding masks
             `(batch, seq_len)`; Keras fills them in, you need not.
 
@@ -74,6 +82,7 @@ class ScaledDotProductAttention(AttentionLayer):
         seed: int | None = None,
         sliding_window: int | None = None,
         tile_size: int | None = None,
+        alignment: str = "top_left",
         **kwargs,
     ):
         scale = checks.scale(scale, type(self).__name__)
@@ -83,6 +92,7 @@ class ScaledDotProductAttention(AttentionLayer):
             seed=seed,
             sliding_window=sliding_window,
             tile_size=tile_size,
+            alignment=alignment,
             **kwargs,
         )
         self.scale = scale
