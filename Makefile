@@ -44,7 +44,9 @@ pytest-tf: $(VENV)/.installed-test
 pytest-jax: $(VENV)/.installed-test
 	KERAS_BACKEND=jax $(PY) -m pytest --durations=10 -m "not tensorflow_only and not end_to_end"
 
-test: lint pytest-tf pytest-jax
+# README's test command, and all CI runs (.ci/run): lint, TensorFlow, JAX,
+# PyTorch and the declared oldest versions, each venv installed when missing.
+test: lint pytest-tf pytest-jax test-torch test-oldest
 
 # The layer tests on PyTorch, in their own venv. `torch==2.13.0` is the CPU
 # build; a bare `pip install torch` would download a multi-GB CUDA build.
@@ -61,13 +63,16 @@ test-torch: $(TORCH_VENV)/.installed
 	KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -m pytest \
 	  -m "not tensorflow_only and not end_to_end"
 
-# The layer tests with the declared minimum versions (setup.cfg) pinned.
+# The layer tests with the declared minimum versions (setup.cfg) pinned, and
+# every other package of that venv pinned in constraints-oldest.txt.
 OLDEST_VENV := .venv-oldest
-$(OLDEST_VENV)/.installed: setup.cfg pyproject.toml
+OLDEST_CONSTRAINTS := constraints-oldest.txt
+$(OLDEST_VENV)/.installed: setup.cfg pyproject.toml $(OLDEST_CONSTRAINTS)
 	@$(CHECK_VENV)
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install \
-	  "keras==3.9.0" "tensorflow==2.16.1" pytest hypothesis matplotlib
+	  -c $(OLDEST_CONSTRAINTS) "keras==3.9.0" "tensorflow==2.16.1" \
+	  numpy pytest hypothesis matplotlib
 	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e .
 	touch $@
 

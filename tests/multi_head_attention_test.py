@@ -1,3 +1,5 @@
+import inspect
+
 import keras
 import numpy as np
 import pytest
@@ -111,6 +113,13 @@ def test_parity_with_keras_mha_through_set_weights(use_bias, causal):
     np.testing.assert_allclose(to_numpy(scores), to_numpy(expected_scores), atol=1e-6)
 
 
+@pytest.mark.skipif(
+    "sliding_window"
+    not in inspect.signature(keras.layers.MultiHeadAttention).parameters,
+    reason=f"Keras {keras.version()}: keras.layers.MultiHeadAttention has no "
+    "`sliding_window` to compare with (the band is checked against NumPy in "
+    "tests/ops_test.py)",
+)
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("window", [1, 3, 20])
 def test_sliding_window_parity_with_keras_mha_through_set_weights(causal, window):

@@ -1,14 +1,27 @@
-"""Writes the compatibility fixture in `tests/data/`. Run only on purpose.
+"""Writes a compatibility fixture into `tests/data/`. Run only on purpose.
 
-    KERAS_BACKEND=tensorflow python -m tests.data.make_saved_models
+    KERAS_BACKEND=tensorflow python -m tests.data.make_saved_models [DIRECTORY]
 
-(from the repository root). It writes, next to this file:
+(from the repository root). It writes, into DIRECTORY (default: next to this
+file):
 
 - `toy_model.keras`: a tiny `build_toy_model` after one training step, so
   the optimizer's state is saved too (as in a user's trained model);
 - `all_layers.keras`: a `keras.Sequential` holding every public layer, each
   with non-default constructor arguments, so that a renamed config key shows;
 - `outputs.npz`: fixed padded `tokens` and each model's outputs for them.
+
+Two sets are committed, each written by this package under one Keras (its
+version is in each file's `metadata.json`): `tests/data/` under the pinned
+Keras 3.15.1 (`constraints.txt`), and `tests/data/keras_3.9.0/` under the
+oldest declared Keras, in the venv of `make test-oldest`:
+
+    KERAS_BACKEND=tensorflow .venv-oldest/bin/python \
+        -m tests.data.make_saved_models tests/data/keras_3.9.0
+
+A `.keras` file loads under the Keras that wrote it and later ones, not
+always under an older one (Keras 3.9 rejects the `quantization_config` that
+Keras 3.15 writes into `Embedding`'s config), hence the second set.
 
 `tests/saved_files_test.py` checks that the committed files still load in
 safe mode and predict the recorded outputs. They stand for the `.keras` files
@@ -17,6 +30,7 @@ breaking change (a new major version, with a CHANGELOG entry), never to make
 a failing compatibility test pass.
 """
 
+import argparse
 import pathlib
 
 import keras
@@ -62,7 +76,11 @@ def all_layers():
     return model
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Writes a compatibility fixture.")
+    parser.add_argument("directory", nargs="?", type=pathlib.Path, default=HERE)
+    directory = parser.parse_args(argv).directory
+    directory.mkdir(exist_ok=True)
     keras.utils.set_random_seed(7)
     rng = np.random.default_rng(7)
     outputs = {"tokens": TOKENS}
@@ -75,14 +93,14 @@ def main():
         if model.compiled:
             targets = np.where(TOKENS > 0, TOKENS[:, ::-1], 0)
             model.fit(TOKENS, targets, epochs=1, verbose=0)
-        model.save(HERE / f"{name}.keras")
+        model.save(directory / f"{name}.keras")
         outputs[name] = model.predict(TOKENS, verbose=0)
-    np.savez(HERE / "outputs.npz", **outputs)
+    np.savez(directory / "outputs.npz", **outputs)
     versions = (
         f"keras_attention {keras_attention.__version__}, keras {keras.__version__}, "
         f"backend {keras.backend.backend()}"
     )
-    print(f"wrote {', '.join(MODELS)} and outputs.npz to {HERE} ({versions})")
+    print(f"wrote {', '.join(MODELS)} and outputs.npz to {directory} ({versions})")
 
 
 if __name__ == "__main__":
