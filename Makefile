@@ -55,8 +55,9 @@ $(TORCH_VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
 	@$(CHECK_VENV)
 	$(PYTHON) -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/python -m pip --disable-pip-version-check -q install torch==2.13.0
+	# Only what the torch run uses: not jax, LiteRT, nbmake, ruff or build.
 	$(TORCH_VENV)/bin/python -m pip --disable-pip-version-check -q install \
-	  -c $(CONSTRAINTS) -e ".[test,plot]"
+	  -c $(CONSTRAINTS) -e ".[plot]" pytest hypothesis
 	touch $@
 
 test-torch: $(TORCH_VENV)/.installed
