@@ -178,8 +178,8 @@ def _attention(
     """`scaled_dot_product_attention` on checked arguments."""
     # Like `keras.ops.dot_product_attention`: the result has the promoted
     # dtype of the inputs; the computation runs in float32 or wider.
-    out_dtype = keras.backend.result_type(query.dtype, key.dtype, value.dtype)
-    dtype = keras.backend.result_type(out_dtype, "float32")
+    out_dtype = _promoted(query, key, value)
+    dtype = "float64" if out_dtype == "float64" else "float32"
     if scale is None:
         depth = query.shape[-1]
         if depth is None:
@@ -227,6 +227,17 @@ def _attention(
     return context
 
 
+def _promoted(*tensors):
+    """The promoted float dtype, as `keras.ops.dot_product_attention` gives
+    it: the common dtype, else float64 if any, else float32 (float16 with
+    bfloat16 included). Not `keras.backend.result_type`, which gives float32
+    for float64 on PyTorch."""
+    names = {keras.backend.standardize_dtype(x.dtype) for x in tensors}
+    if len(names) == 1:
+        return names.pop()
+    return "float64" if "float64" in names else "float32"
+
+
 def _groups(query, key):
     """How many query heads share a key head (axis -3): 1 unless both counts
     are known and differ."""
@@ -266,7 +277,7 @@ class _SymbolicAttention(keras.Operation):
         return _attention(query, key, value, mask, bias, **self.options)
 
     def compute_output_spec(self, query, key, value, mask, bias):
-        dtype = keras.backend.result_type(query.dtype, key.dtype, value.dtype)
+        dtype = _promoted(query, key, value)
         context = keras.KerasTensor(
             tuple(query.shape[:-1]) + tuple(value.shape[-1:]), dtype=dtype
         )
