@@ -17,8 +17,9 @@ LPE = "LearnedPositionEmbedding: "
 def does_not_fit(start, length, max_length=10):
     """The message for positions past `max_length`, known when called."""
     return (
-        f"{LPE}the sequence (length {length}, start_index {start}) is longer "
-        f"than `max_length`={max_length}."
+        f"{LPE}the positions do not fit: `start_index` + length = {start + length} "
+        f"exceeds `max_length` = {max_length}. Received: start_index={start}, "
+        f"length={length}"
     )
 
 
@@ -118,7 +119,7 @@ def test_too_long_raises_in_predict_with_a_run_time_length():
         import tensorflow as tf
 
         error = tf.errors.InvalidArgumentError
-        message = f"[{LPE}the sequence (length ] [11] [, start_index 0) is longer than `max_length`=10.]"
+        message = f"[{LPE}the positions do not fit: `start_index` + length] [11] [exceeds `max_length` = 10. Received: start_index=0, length] [11]"
     else:  # JAX traces with the data's static length.
         error, message = ValueError, does_not_fit(0, 11)
     assert_raises_with(
@@ -142,7 +143,7 @@ def test_too_long_raises_in_a_tf_function():
     assert_raises_with(
         lambda: encode(x, 8),
         fails,
-        f"[{LPE}the sequence (length ] [3] [, start_index ] [8] [) is longer than `max_length`=10.]",
+        f"[{LPE}the positions do not fit: `start_index` + length] [11] [exceeds `max_length` = 10. Received: start_index] [8] [length] [3]",
     )
     # Static length, run-time start_index.
     static = tf.function(
@@ -152,7 +153,7 @@ def test_too_long_raises_in_a_tf_function():
     assert_raises_with(
         lambda: static(9),
         fails,
-        f"[{LPE}the sequence (length 3, start_index ] [9] [) is longer than `max_length`=10.]",
+        f"[{LPE}the positions do not fit: `start_index` + length] [12] [exceeds `max_length` = 10. Received: start_index] [9] [length=3]",
     )
     # Run-time length, Python-int start_index.
     dynamic = tf.function(
@@ -162,7 +163,7 @@ def test_too_long_raises_in_a_tf_function():
     assert_raises_with(
         lambda: dynamic(normal(1, 9, 6)),
         fails,
-        f"[{LPE}the sequence (length ] [9] [, start_index 2) is longer than `max_length`=10.]",
+        f"[{LPE}the positions do not fit: `start_index` + length] [11] [exceeds `max_length` = 10. Received: start_index=2, length] [9]",
     )
     lookup = tf.function(
         layer.lookup, input_signature=[tf.TensorSpec([None], tf.int32)]
@@ -171,7 +172,7 @@ def test_too_long_raises_in_a_tf_function():
     assert_raises_with(
         lambda: lookup([2, 10]),
         fails,
-        f"[{LPE}`positions` must be in [0, `max_length`=10). Received: positions from ] [2] [ to ] [10]",
+        f"[{LPE}`positions` must be in [0, `max_length`=10). Received: positions from] [2] [to] [10]",
     )
 
 

@@ -172,7 +172,7 @@ def test_tensor_start_index_in_a_tf_function_is_checked_when_it_runs(layer_cls):
     assert_raises_with(
         lambda: in_a_tf_function(layer, x, -1),
         tf.errors.InvalidArgumentError,
-        f"[{layer_cls.__name__}: `start_index` must be >= 0. Received: start_index=] [-1]",
+        f"[{layer_cls.__name__}: `start_index` must be >= 0. Received: start_index] [-1]",
     )
 
 
@@ -268,6 +268,12 @@ BAD_START_INDEX = [
         lambda: keras.ops.convert_to_tensor(-2, "int32"),
         ValueError,
         "`start_index` must be >= 0. Received: start_index=-2",
+    ),
+    (
+        "start-past-int32",
+        lambda: 2**31,
+        ValueError,
+        "`start_index` must be < 2**31 = 2147483648 (positions are int32). Received: start_index=2147483648",
     ),
     ("float-start", lambda: 1.0, TypeError, NOT_AN_INT + "=1.0 of type float"),
     ("bool-start", lambda: True, TypeError, NOT_AN_INT + "=True of type bool"),

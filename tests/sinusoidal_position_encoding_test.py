@@ -7,6 +7,7 @@ import pytest
 from keras_attention import SinusoidalPositionEncoding, sinusoidal_table
 from tests.layer_test_case import (
     assert_raises_with,
+    jax_only,
     normal,
     run_layer_test,
     to_numpy,
@@ -133,6 +134,11 @@ BAD_WAVELENGTHS = [
     (True, TypeError, "True of type bool", "bool"),
     ("1e4", TypeError, "'1e4' of type str", "str"),
 ]
+PAST_INT32 = (
+    SPE
+    + "the positions do not fit: `start_index` + length = 2147483649 exceeds 2**31 = 2147483648 (positions are int32). Received: start_index=2147483646, length=3"
+)
+
 BAD_INPUTS = [
     *(
         pytest.param(
@@ -184,9 +190,54 @@ BAD_INPUTS = [
         + "`depth` must be a positive integer. Received: depth=None of type NoneType",
         id="table-depth-none",
     ),
+    pytest.param(
+        lambda: SinusoidalPositionEncoding()(normal(1, 3, 4), start_index=2**31 - 2),
+        ValueError,
+        PAST_INT32,
+        id="positions-past-int32",
+    ),
+    pytest.param(
+        lambda: SinusoidalPositionEncoding()(
+            keras.Input((3, 4)), start_index=2**31 - 2
+        ),
+        ValueError,
+        PAST_INT32,
+        id="positions-past-int32-symbolic",
+    ),
 ]
 
 
 @pytest.mark.parametrize("call,error,message", BAD_INPUTS)
 def test_bad_input_raises_a_clear_error(call, error, message):
     assert_raises_with(call, error, message)
+
+
+@pytest.mark.tensorflow_only
+def test_positions_past_int32_in_a_tf_function_are_checked_when_it_runs():
+    import tensorflow as tf
+
+    layer = SinusoidalPositionEncoding()
+    encode = tf.function(
+        lambda x, start: layer(x, start_index=start),
+        input_signature=[tf.TensorSpec([None, None, 4]), tf.TensorSpec([], tf.int64)],
+    )
+    assert_raises_with(
+        lambda: encode(normal(1, 3, 4), 2**31 - 2),
+        tf.errors.InvalidArgumentError,
+        f"[{SPE}the positions do not fit: `start_index` + length] [2147483649] [exceeds 2**31 = 2147483648 (positions are int32). Received: start_index] [2147483646] [length] [3]",
+    )
+
+
+@jax_only
+def test_traced_positions_past_int32_under_jax_jit_give_nan_rows():
+    import jax
+
+    layer = SinusoidalPositionEncoding()
+    output = np.asarray(
+        jax.jit(lambda x, start: layer(x, start_index=start))(
+            normal(2, 3, 4), 2**31 - 2
+        )
+    )
+    np.testing.assert_array_equal(
+        np.isnan(output).all(axis=(0, 2)), [False, False, True]
+    )

@@ -140,7 +140,7 @@ BAD_INPUTS = [
             np.ones((1, 6), "int32")
         ),
         ValueError,
-        "LearnedPositionEmbedding: the sequence (length 6, start_index 0) is longer than `max_length`=5.",
+        "LearnedPositionEmbedding: the positions do not fit: `start_index` + length = 6 exceeds `max_length` = 5. Received: start_index=0, length=6",
         id="learned-too-long",
     ),
     pytest.param(
@@ -148,7 +148,7 @@ BAD_INPUTS = [
             max_length=4, d_model=8, num_heads=2, num_layers=1, encoding="learned"
         )(symbolic(None, 6, dtype="int32")),
         ValueError,
-        "LearnedPositionEmbedding: the sequence (length 6, start_index 0) is longer than `max_length`=4.",
+        "LearnedPositionEmbedding: the positions do not fit: `start_index` + length = 6 exceeds `max_length` = 4. Received: start_index=0, length=6",
         id="learned-too-long-symbolic",
     ),
 ]
