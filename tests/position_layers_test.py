@@ -245,6 +245,12 @@ SHARED_BAD_INPUTS = [
         TypeError,
         INPUTS + "int32",
     ),
+    (
+        "string-inputs",
+        lambda layer: layer(np.array([[["a"]]])),
+        TypeError,
+        INPUTS + "str32",
+    ),
 ]
 
 # Rows `(id, start_index(), error type, message after "Owner: ")`, each run

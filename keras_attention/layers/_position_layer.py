@@ -23,8 +23,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_attention import _checks as checks
+
 # The positions are int32: `start_index + seq_len` may not exceed this.
 INT32_POSITIONS = 2**31
+INPUTS_EXPECTED = "a floating-point tensor (vectors, such as the output of `Embedding`)"
 
 
 class PositionLayer(keras.layers.Layer):
@@ -42,6 +45,14 @@ class PositionLayer(keras.layers.Layer):
     def _max_length(self):
         """The number of positions the layer can encode, or None."""
         return None
+
+    def __call__(self, *args, **kwargs):
+        # Keras converts NumPy inputs to tensors before `call` and fails on
+        # strings with a backend's error ("could not convert string to
+        # float" on JAX): check them first.
+        inputs = args[0] if args else kwargs.get("inputs")
+        checks.not_strings(inputs, "inputs", type(self).__name__, INPUTS_EXPECTED)
+        return super().__call__(*args, **kwargs)
 
     def call(self, inputs, start_index=0):
         shape = self._check_inputs(inputs)
@@ -88,9 +99,8 @@ class PositionLayer(keras.layers.Layer):
         dtype = keras.backend.standardize_dtype(inputs.dtype)
         if "float" not in dtype:
             raise TypeError(
-                f"{owner}: `inputs` must be a floating-point tensor (vectors, "
-                f"such as the output of `Embedding`). Received: inputs with "
-                f"dtype {dtype}"
+                f"{owner}: `inputs` must be {INPUTS_EXPECTED}. "
+                f"Received: inputs with dtype {dtype}"
             )
         return self._check_input_shape(inputs.shape)
 
