@@ -171,6 +171,23 @@ def tensor(value, argument, owner):
     return tuple(value.shape)
 
 
+def not_strings(value, argument, owner, expected="a floating-point tensor"):
+    """Raises a TypeError for a NumPy array of strings or bytes.
+
+    Keras' `Layer.__call__` converts NumPy inputs to tensors before a
+    layer's `call` runs, and on strings fails with a backend's own error
+    ("could not convert string to float" on JAX). A layer's `__call__` runs
+    this check on its tensor arguments before `super().__call__`. `expected`
+    ends "`{argument}` must be ..." as in the layer's dtype check in `call`.
+    """
+    dtype = getattr(value, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind in "US":
+        raise TypeError(
+            f"{owner}: `{argument}` must be {expected}. "
+            f"Received: {argument} with dtype {dtype.name}"
+        )
+
+
 def floating(value, argument, owner):
     """Raises unless `value` is a floating-point tensor; returns its shape."""
     shape = tensor(value, argument, owner)

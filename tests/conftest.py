@@ -5,6 +5,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
+from tests.layer_test_case import restart_rng  # noqa: E402
+
 
 def pytest_collection_modifyitems(config, items):
     if keras.backend.backend() == "tensorflow":
@@ -18,5 +20,6 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
     keras.utils.set_random_seed(0)
+    restart_rng()
     yield
     keras.config.set_dtype_policy("float32")

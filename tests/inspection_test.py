@@ -9,6 +9,7 @@ from keras_attention import (
     build_toy_model,
     make_reversal_data,
 )
+from tests.layer_test_case import assert_raises_with, normal
 
 
 def test_one_array_per_block_in_model_order_and_model_unchanged():
@@ -51,20 +52,49 @@ def test_weights_are_those_the_layer_computes():
     np.testing.assert_allclose(second, keras.ops.convert_to_numpy(expected), rtol=1e-6)
 
 
-def test_other_models_get_a_clear_error():
+def functional_model():
     inputs = keras.Input((4, 8))
-    functional = keras.Model(inputs, MultiHeadAttention(2, 4)(inputs))
-    with pytest.raises(
+    return keras.Model(inputs, MultiHeadAttention(2, 4)(inputs))
+
+
+NO_ATTENTION = "attention_weights: `model` has no keras_attention attention layer (MultiHeadAttention, ScaledDotProductAttention or TransformerBlock). Received: layers "
+
+BAD_INPUTS = [
+    pytest.param(
+        lambda: attention_weights(functional_model(), np.zeros((1, 4, 8))),
         TypeError,
-        match=r"attention_weights: `model` must be a keras\.Sequential whose attention "
-        r"layers are keras_attention's .* Received: model of type Functional",
-    ):
-        attention_weights(functional, np.zeros((1, 4, 8)))
-    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    with pytest.raises(
+        "attention_weights: `model` must be a keras.Sequential whose attention layers are keras_attention's MultiHeadAttention, ScaledDotProductAttention or TransformerBlock. Received: model of type Functional",
+        id="functional-model",
+    ),
+    pytest.param(
+        lambda: attention_weights(
+            keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]),
+            np.zeros((1, 4)),
+        ),
         ValueError,
-        match=r"attention_weights: `model` has no keras_attention attention layer "
-        r"\(MultiHeadAttention, ScaledDotProductAttention or TransformerBlock\)\. "
-        r"Received: layers \['Dense'\]",
-    ):
-        attention_weights(plain, np.zeros((1, 4)))
+        NO_ATTENTION + "['Dense']",
+        id="no-attention-layer",
+    ),
+    pytest.param(
+        lambda: attention_weights(
+            keras.Sequential([keras.Input((3,))]), np.ones((2, 3, 4), "int32")
+        ),
+        ValueError,
+        NO_ATTENTION + "[]",
+        id="no-layer",
+    ),
+    pytest.param(
+        lambda: attention_weights(
+            keras.Sequential([keras.Input((None, 8)), ScaledDotProductAttention()]),
+            normal(2, 3),
+        ),
+        ValueError,
+        "attention_weights: `inputs` must have the model's input shape (None, None, 8). Received: inputs.shape=(2, 3)",
+        id="inputs-rank",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,error,message", BAD_INPUTS)
+def test_bad_input_raises_a_clear_error(call, error, message):
+    assert_raises_with(call, error, message)

@@ -1,4 +1,4 @@
-"""The shared layer test: every layer test in this suite goes through it.
+"""What the test files share: the layer test, bad-input checks, random data.
 
 `run_layer_test` checks, in order: the config round trip, `build` with the
 exact number of weights, the symbolic call (shape equal to the expected one
@@ -6,12 +6,76 @@ and to `compute_output_shape`), the eager call (shape and dtype), one `fit`
 step, mixed precision (`mixed_float16`, `mixed_bfloat16`: outputs in the
 compute dtype, weights in float32, values close to float32), and `.keras`
 save -> load with `safe_mode=True` giving equal outputs.
+
+`assert_raises_with` checks one bad input: each test file holds the bad
+inputs of its module in a table `BAD_INPUTS` of named rows
+`pytest.param(call, error_type, message, id=...)`.
+
+`RNG`, `normal`, `symbolic` and `to_numpy` make and read test data. `conftest.py`
+restarts `RNG` before every test, so a test draws the same numbers alone or
+in the whole suite.
 """
+
+import re
 
 import keras
 import numpy as np
+import pytest
 
 MIXED_TOLERANCE = {"mixed_float16": 2e-2, "mixed_bfloat16": 1e-1}
+RNG = np.random.default_rng(0)
+jax_only = pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="needs the JAX backend"
+)
+
+
+def restart_rng(seed=0):
+    """Restarts `RNG` in place (the modules that imported it keep it)."""
+    RNG.bit_generator.state = np.random.default_rng(seed).bit_generator.state
+
+
+def normal(*shape, dtype="float32"):
+    return RNG.normal(size=shape).astype(dtype)
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def symbolic(*shape, dtype="float32"):
+    """A `keras.Input` with the full shape, batch size included."""
+    return keras.Input(batch_shape=shape, dtype=dtype)
+
+
+def raised_message(error):
+    """The message a bad input's check wrote, without what wraps it.
+
+    Keras wraps an error raised inside a layer's `call` ("Exception
+    encountered when calling ..."): the message is the part it prints in
+    bold. A TensorFlow run-time assertion (`InvalidArgumentError`) adds the
+    function and node names: the message is what follows
+    `assertion failed: ` on its line, each piece in brackets.
+    """
+    text = str(error)
+    wrapped = re.search(
+        r"Exception encountered when calling .*?\x1b\[1m(.*?)\x1b\[0m", text, re.S
+    )
+    if wrapped:
+        return wrapped.group(1)
+    assertion = re.search(r"assertion failed: (.*)", text)
+    return assertion.group(1) if assertion else text
+
+
+def assert_raises_with(call, error_type, message):
+    """Checks that `call()` raises exactly `error_type` (not a subclass, not a
+    backend's error) with exactly `message` (see `raised_message`)."""
+    with pytest.raises(Exception) as caught:
+        call()
+    raised = caught.value
+    assert type(raised) is error_type, (
+        f"{type(raised).__module__}.{type(raised).__name__}: {raised}"
+    )
+    assert raised_message(raised) == message
 
 
 def run_layer_test(

@@ -6,17 +6,14 @@ import pytest
 
 import keras_attention
 from keras_attention import MultiHeadAttention
-from tests.layer_test_case import run_layer_test
-
-RNG = np.random.default_rng(1)
-
-
-def normal(*shape):
-    return RNG.normal(size=shape).astype("float32")
-
-
-def to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
+from tests.layer_test_case import (
+    RNG,
+    assert_raises_with,
+    normal,
+    run_layer_test,
+    symbolic,
+    to_numpy,
+)
 
 
 def test_self_attention_layer_behaviours(tmp_path):
@@ -263,127 +260,220 @@ def test_sequential_save_and_load_without_custom_objects(tmp_path):
     np.testing.assert_allclose(to_numpy(loaded(tokens)), to_numpy(model(tokens)))
 
 
-BAD = [
-    (
-        {"num_heads": 0, "key_dim": 4},
+def mha(**kwargs):
+    return MultiHeadAttention(**{"num_heads": 2, "key_dim": 4, **kwargs})
+
+
+MHA = "MultiHeadAttention: "
+
+BAD_INPUTS = [
+    pytest.param(
+        lambda: mha(num_heads=0),
         ValueError,
-        r"MultiHeadAttention: `num_heads` must be a positive integer\. Received: num_heads=0",
+        MHA + "`num_heads` must be a positive integer. Received: num_heads=0",
+        id="num-heads-zero",
     ),
-    (
-        {"num_heads": 2.0, "key_dim": 4},
+    pytest.param(
+        lambda: mha(num_heads=2.0),
         TypeError,
-        r"MultiHeadAttention: `num_heads` must be a positive integer\. Received: num_heads=2\.0 of type float",
+        MHA
+        + "`num_heads` must be a positive integer. Received: num_heads=2.0 of type float",
+        id="num-heads-float",
     ),
-    (
-        {"num_heads": 2, "key_dim": -1},
+    pytest.param(
+        lambda: mha(key_dim=-1),
         ValueError,
-        r"MultiHeadAttention: `key_dim` must be a positive integer\. Received: key_dim=-1",
+        MHA + "`key_dim` must be a positive integer. Received: key_dim=-1",
+        id="key-dim-negative",
     ),
-    (
-        {"num_heads": 2, "key_dim": 4, "value_dim": 0},
-        ValueError,
-        r"MultiHeadAttention: `value_dim` must be None or a positive integer\. Received: value_dim=0",
-    ),
-    (
-        {"num_heads": 2, "key_dim": 4, "dropout": 1.5},
-        ValueError,
-        r"MultiHeadAttention: `dropout` must be a number in \[0, 1\)\. Received: dropout=1\.5",
-    ),
-    (
-        {"num_heads": 2, "key_dim": 4, "output_shape": (3, 0)},
-        ValueError,
-        r"MultiHeadAttention: `output_shape` must be None, a positive integer or a non-empty tuple of positive integers\. Received: output_shape=\(3, 0\)",
-    ),
-    (
-        {"num_heads": 2, "key_dim": 4, "causal": 1},
+    pytest.param(
+        lambda: mha(key_dim="4"),
         TypeError,
-        r"MultiHeadAttention: `causal` must be a bool\. Received: causal=1",
+        MHA + "`key_dim` must be a positive integer. Received: key_dim='4' of type str",
+        id="key-dim-type",
     ),
-    (
-        {"num_heads": 2, "key_dim": 4, "use_bias": "no"},
-        TypeError,
-        r"MultiHeadAttention: `use_bias` must be a bool\. Received: use_bias='no'",
-    ),
-    (
-        {"num_heads": 2, "key_dim": 4, "sliding_window": 0},
+    pytest.param(
+        lambda: mha(value_dim=0),
         ValueError,
-        r"MultiHeadAttention: `sliding_window` must be None or a positive integer\. Received: sliding_window=0",
+        MHA + "`value_dim` must be None or a positive integer. Received: value_dim=0",
+        id="value-dim-zero",
     ),
-    (
-        {"num_heads": 2, "key_dim": 4, "sliding_window": 4.0},
-        TypeError,
-        r"MultiHeadAttention: `sliding_window` must be None or a positive integer\. Received: sliding_window=4\.0 of type float",
-    ),
-    (
-        {"num_heads": 2, "key_dim": 4, "tile_size": 0},
+    pytest.param(
+        lambda: mha(dropout=1.5),
         ValueError,
-        r"MultiHeadAttention: `tile_size` must be None or a positive integer\. Received: tile_size=0",
+        MHA + "`dropout` must be a number in [0, 1). Received: dropout=1.5",
+        id="dropout-above-one",
     ),
-    (
-        {"num_heads": 2, "key_dim": 4, "seed": "x"},
+    pytest.param(
+        lambda: mha(dropout=-0.1),
+        ValueError,
+        MHA + "`dropout` must be a number in [0, 1). Received: dropout=-0.1",
+        id="dropout-negative",
+    ),
+    pytest.param(
+        lambda: mha(dropout="0.1"),
         TypeError,
-        r"MultiHeadAttention: `seed` must be None or an int\. Received: seed='x' of type str",
+        MHA
+        + "`dropout` must be a number in [0, 1). Received: dropout='0.1' of type str",
+        id="dropout-type",
+    ),
+    pytest.param(
+        lambda: mha(output_shape=(3, 0)),
+        ValueError,
+        MHA
+        + "`output_shape` must be None, a positive integer or a non-empty tuple of positive integers. Received: output_shape=(3, 0)",
+        id="output-shape",
+    ),
+    pytest.param(
+        lambda: mha(causal=1),
+        TypeError,
+        MHA + "`causal` must be a bool. Received: causal=1",
+        id="causal-type",
+    ),
+    pytest.param(
+        lambda: mha(use_bias="no"),
+        TypeError,
+        MHA + "`use_bias` must be a bool. Received: use_bias='no'",
+        id="use-bias-type",
+    ),
+    pytest.param(
+        lambda: mha(sliding_window=0),
+        ValueError,
+        MHA
+        + "`sliding_window` must be None or a positive integer. Received: sliding_window=0",
+        id="sliding-window-zero",
+    ),
+    pytest.param(
+        lambda: mha(sliding_window=-1),
+        ValueError,
+        MHA
+        + "`sliding_window` must be None or a positive integer. Received: sliding_window=-1",
+        id="sliding-window-negative",
+    ),
+    pytest.param(
+        lambda: mha(sliding_window=4.0),
+        TypeError,
+        MHA
+        + "`sliding_window` must be None or a positive integer. Received: sliding_window=4.0 of type float",
+        id="sliding-window-float",
+    ),
+    pytest.param(
+        lambda: mha(tile_size=0),
+        ValueError,
+        MHA + "`tile_size` must be None or a positive integer. Received: tile_size=0",
+        id="tile-size-zero",
+    ),
+    pytest.param(
+        lambda: mha(seed="x"),
+        TypeError,
+        MHA + "`seed` must be None or an int. Received: seed='x' of type str",
+        id="seed-type",
+    ),
+    pytest.param(
+        lambda: mha(kernel_initializer="no_such_initializer"),
+        ValueError,
+        MHA
+        + "`kernel_initializer` must be the name, config or instance of a Keras initializer. Received: kernel_initializer='no_such_initializer'",
+        id="unknown-initializer",
+    ),
+    pytest.param(
+        lambda: mha()(normal(2, 8)),
+        ValueError,
+        MHA
+        + "`query` must have rank 3, (batch, seq_len, dim). Received: query.shape=(2, 8)",
+        id="rank-2",
+    ),
+    pytest.param(
+        lambda: mha()(normal(2, 3, 4, 8)),
+        ValueError,
+        MHA
+        + "`query` must have rank 3, (batch, seq_len, dim). Received: query.shape=(2, 3, 4, 8)",
+        id="rank-4",
+    ),
+    pytest.param(
+        lambda: mha().build((None, 3, None)),
+        ValueError,
+        MHA
+        + "the last dimension of `query` must be known. Received: query.shape=(None, 3, None)",
+        id="unknown-last-dimension",
+    ),
+    pytest.param(
+        lambda: mha()(normal(2, 3, 8), normal(3, 4, 8)),
+        ValueError,
+        MHA
+        + "`query`, `value` and `key` must have the same batch size. Received: query.shape=(2, 3, 8), value.shape=(3, 4, 8), key.shape=(3, 4, 8)",
+        id="batch",
+    ),
+    pytest.param(
+        lambda: mha()(normal(2, 3, 8), normal(2, 4, 8), normal(2, 5, 8)),
+        ValueError,
+        MHA
+        + "`key` and `value` must have the same sequence length. Received: value.shape=(2, 4, 8), key.shape=(2, 5, 8)",
+        id="key-value-length",
+    ),
+    pytest.param(
+        lambda: mha()(symbolic(None, 3, 8), symbolic(None, 4, 8), symbolic(None, 5, 8)),
+        ValueError,
+        MHA
+        + "`key` and `value` must have the same sequence length. Received: value.shape=(None, 4, 8), key.shape=(None, 5, 8)",
+        id="key-value-length-symbolic",
+    ),
+    pytest.param(
+        lambda: mha()(symbolic(None, 3, 8, dtype="int32")),
+        TypeError,
+        MHA
+        + "`query` must be a floating-point tensor. Received: query with dtype int32",
+        id="int-query-symbolic",
+    ),
+    pytest.param(
+        lambda: mha()(normal(2, 3, 8), attention_mask=np.ones((2, 3, 4), bool)),
+        ValueError,
+        MHA
+        + "`attention_mask` must have shape (batch, q_len, k_len)=(2, 3, 3) or broadcast to it. Received: attention_mask.shape=(2, 3, 4)",
+        id="attention-mask-shape",
+    ),
+    pytest.param(
+        lambda: mha()(
+            symbolic(None, 3, 8), attention_mask=symbolic(None, 3, 4, dtype="bool")
+        ),
+        ValueError,
+        MHA
+        + "`attention_mask` must have shape (batch, q_len, k_len)=(None, 3, 3) or broadcast to it. Received: attention_mask.shape=(None, 3, 4)",
+        id="attention-mask-shape-symbolic",
+    ),
+    pytest.param(
+        lambda: mha()(normal(2, 3, 8), attention_mask=np.ones((2, 3, 3), "float32")),
+        TypeError,
+        MHA
+        + "`attention_mask` must be boolean or integer, non-zero where a query may attend to a key (Keras' convention). Received: attention_mask with dtype float32",
+        id="float-attention-mask",
+    ),
+    pytest.param(
+        lambda: mha()(normal(2, 3, 8), attention_mask=[[[True] * 3] * 3] * 2),
+        TypeError,
+        MHA
+        + "`attention_mask` must be a tensor or array. Received: attention_mask of type list",
+        id="list-attention-mask",
+    ),
+    pytest.param(
+        lambda: mha()(normal(2, 3, 8), mask=np.ones((2, 4), bool)),
+        ValueError,
+        MHA
+        + "`mask` must have shape (batch, q_len)=(2, 3) or broadcast to it. Received: mask.shape=(2, 4)",
+        id="padding-mask-shape",
+    ),
+    pytest.param(
+        lambda: mha()(
+            normal(2, 3, 8), normal(2, 5, 8), value_mask=np.ones((2, 5), "float32")
+        ),
+        TypeError,
+        MHA
+        + "`value_mask` must be boolean or integer, non-zero at real positions and zero at padding (Keras' convention). Received: value_mask with dtype float32",
+        id="float-padding-mask",
     ),
 ]
 
 
-@pytest.mark.parametrize("kwargs,error,message", BAD)
-def test_bad_constructor_arguments(kwargs, error, message):
-    with pytest.raises(error, match=message):
-        MultiHeadAttention(**kwargs)
-
-
-@pytest.mark.parametrize(
-    "query,value,key,message",
-    [
-        (
-            normal(2, 8),
-            None,
-            None,
-            r"`query` must have rank 3, \(batch, seq_len, dim\)\. Received: query\.shape=\(2, 8\)",
-        ),
-        (
-            normal(2, 3, 8),
-            normal(3, 4, 8),
-            None,
-            r"`query`, `value` and `key` must have the same batch size\. Received: query\.shape=\(2, 3, 8\), value\.shape=\(3, 4, 8\)",
-        ),
-        (
-            normal(2, 3, 8),
-            normal(2, 4, 8),
-            normal(2, 5, 8),
-            r"`key` and `value` must have the same sequence length\. Received: value\.shape=\(2, 4, 8\), key\.shape=\(2, 5, 8\)",
-        ),
-    ],
-)
-def test_bad_shapes(query, value, key, message):
-    layer = MultiHeadAttention(num_heads=2, key_dim=4)
-    with pytest.raises(ValueError, match=r"MultiHeadAttention: " + message):
-        layer(query, value, key)
-
-
-def test_bad_attention_mask():
-    layer = MultiHeadAttention(num_heads=2, key_dim=4)
-    x = normal(2, 3, 8)
-    with pytest.raises(
-        ValueError,
-        match=r"`attention_mask` must have shape \(batch, q_len, k_len\)=\(2, 3, 3\) "
-        r"or broadcast to it\. Received: attention_mask\.shape=\(2, 3, 4\)",
-    ):
-        layer(x, attention_mask=np.ones((2, 3, 4), bool))
-    with pytest.raises(
-        TypeError,
-        match=r"`attention_mask` must be boolean or integer, non-zero where a query "
-        r"may attend to a key \(Keras' convention\)\. Received: attention_mask with "
-        r"dtype float32",
-    ):
-        layer(x, attention_mask=np.ones((2, 3, 3), "float32"))
-
-
-def test_unknown_last_dimension_is_rejected_at_build():
-    layer = MultiHeadAttention(num_heads=2, key_dim=4)
-    with pytest.raises(
-        ValueError,
-        match=r"the last dimension of `query` must be known\. Received: query\.shape=\(None, 3, None\)",
-    ):
-        layer.build((None, 3, None))
+@pytest.mark.parametrize("call,error,message", BAD_INPUTS)
+def test_bad_input_raises_a_clear_error(call, error, message):
+    assert_raises_with(call, error, message)

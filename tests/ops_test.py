@@ -7,12 +7,7 @@ from keras import ops
 
 from keras_attention import scaled_dot_product_attention
 from tests.gradients import value_and_gradient
-
-RNG = np.random.default_rng(0)
-
-
-def normal(*shape, dtype="float32"):
-    return RNG.normal(size=shape).astype(dtype)
+from tests.layer_test_case import RNG, assert_raises_with, normal, symbolic, to_numpy
 
 
 def numpy_attention(q, k, v, allowed=None, scale=None):
@@ -27,10 +22,6 @@ def numpy_attention(q, k, v, allowed=None, scale=None):
     total = e.sum(-1, keepdims=True)
     w = e / np.where(total > 0, total, 1)
     return w @ v, w
-
-
-def to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 def test_hand_computed_weights():
@@ -63,17 +54,6 @@ def test_tutorial_example_unbatched():
     expected, _ = numpy_attention(q, k, v)
     assert tuple(context.shape) == (3, 10)
     np.testing.assert_allclose(to_numpy(context), expected, atol=1e-5)
-
-
-def test_tutorial_float_mask_is_rejected_with_the_convention():
-    q = normal(3, 10)
-    with pytest.raises(
-        TypeError,
-        match=r"`mask` must be boolean or integer, non-zero where a query may "
-        r"attend to a key and zero where it may not \(Keras' convention\)\. "
-        r"For an additive mask .* use `bias`\. Received: mask with dtype float32",
-    ):
-        scaled_dot_product_attention(q, q, q, np.zeros((3, 3), "float32"))
 
 
 @pytest.mark.parametrize("leading", [(), (2,), (2, 3)])
@@ -253,150 +233,217 @@ def test_gradients_are_finite_for_fully_masked_rows():
     assert np.any(grad != 0)
 
 
-BAD_CALLS = [
-    (
+def attend(*args, query_shape=(3, 4), **kwargs):
+    """The function on `normal` query, key and value of `query_shape`, with
+    `args` after them."""
+    q, k, v = (normal(*query_shape) for _ in range(3))
+    return scaled_dot_product_attention(q, k, v, *args, **kwargs)
+
+
+F = "scaled_dot_product_attention: "
+FLOAT_MASK = (
+    F
+    + "`mask` must be boolean or integer, non-zero where a query may attend to a key and zero where it may not (Keras' convention). For an additive mask (0 to keep, -inf to drop) use `bias`. Received: mask with dtype float32"
+)
+
+BAD_INPUTS = [
+    pytest.param(
         lambda: scaled_dot_product_attention(normal(4), normal(4), normal(4)),
         ValueError,
-        r"`query` must have rank >= 2, \(\.\.\., seq_len, depth\)\. Received: query\.shape=\(4,\)",
+        F
+        + "`query` must have rank >= 2, (..., seq_len, depth). Received: query.shape=(4,)",
+        id="rank",
     ),
-    (
+    pytest.param(
         lambda: scaled_dot_product_attention(
             normal(2, 3, 4), normal(3, 4), normal(3, 4)
         ),
         ValueError,
-        r"`query`, `key` and `value` must have the same rank\. Received: query\.shape=\(2, 3, 4\)",
+        F
+        + "`query`, `key` and `value` must have the same rank. Received: query.shape=(2, 3, 4), key.shape=(3, 4), value.shape=(3, 4)",
+        id="rank-mismatch",
     ),
-    (
+    pytest.param(
         lambda: scaled_dot_product_attention(normal(3, 4), normal(3, 5), normal(3, 4)),
         ValueError,
-        r"the last dimension of `query` and `key` must be equal\. Received: query\.shape=\(3, 4\), key\.shape=\(3, 5\)",
+        F
+        + "the last dimension of `query` and `key` must be equal. Received: query.shape=(3, 4), key.shape=(3, 5)",
+        id="depth-mismatch",
     ),
-    (
+    pytest.param(
+        lambda: scaled_dot_product_attention(
+            symbolic(None, 3, 4), symbolic(None, 5, 6), symbolic(None, 5, 4)
+        ),
+        ValueError,
+        F
+        + "the last dimension of `query` and `key` must be equal. Received: query.shape=(None, 3, 4), key.shape=(None, 5, 6)",
+        id="depth-mismatch-symbolic",
+    ),
+    pytest.param(
         lambda: scaled_dot_product_attention(normal(3, 4), normal(3, 4), normal(2, 4)),
         ValueError,
-        r"`key` and `value` must have the same sequence length \(axis -2\)\. Received: key\.shape=\(3, 4\), value\.shape=\(2, 4\)",
+        F
+        + "`key` and `value` must have the same sequence length (axis -2). Received: key.shape=(3, 4), value.shape=(2, 4)",
+        id="key-value-length",
     ),
-    (
+    pytest.param(
+        lambda: scaled_dot_product_attention(normal(3, 4), normal(5, 4), normal(6, 4)),
+        ValueError,
+        F
+        + "`key` and `value` must have the same sequence length (axis -2). Received: key.shape=(5, 4), value.shape=(6, 4)",
+        id="key-value-length-longer-value",
+    ),
+    pytest.param(
         lambda: scaled_dot_product_attention(
             normal(2, 3, 4), normal(3, 3, 4), normal(3, 3, 4)
         ),
         ValueError,
-        r"the batch dimensions of `query`, `key` and `value` must be equal\. Received: query\.shape=\(2, 3, 4\)",
+        F
+        + "the batch dimensions of `query`, `key` and `value` must be equal. Received: query.shape=(2, 3, 4), key.shape=(3, 3, 4), value.shape=(3, 3, 4)",
+        id="batch",
     ),
-    (
+    pytest.param(
         lambda: scaled_dot_product_attention(
             normal(3, 4), normal(5, 4), normal(5, 4), np.ones((3, 4), bool)
         ),
         ValueError,
-        r"`mask` must be broadcastable to the logits' shape \(\.\.\., q_len, k_len\)=\(3, 5\)\. Received: mask\.shape=\(3, 4\)",
+        F
+        + "`mask` must be broadcastable to the logits' shape (..., q_len, k_len)=(3, 5). Received: mask.shape=(3, 4)",
+        id="mask-shape",
     ),
-    (
+    pytest.param(
+        lambda: attend(np.zeros((3, 3), "float32"), query_shape=(3, 10)),
+        TypeError,
+        FLOAT_MASK,
+        id="float-mask",
+    ),
+    pytest.param(
+        lambda: scaled_dot_product_attention(
+            symbolic(2, 3, 4),
+            symbolic(2, 3, 4),
+            symbolic(2, 3, 4),
+            symbolic(2, 3, 3, dtype="float32"),
+        ),
+        TypeError,
+        FLOAT_MASK,
+        id="float-mask-symbolic",
+    ),
+    pytest.param(
         lambda: scaled_dot_product_attention(
             normal(3, 4), normal(5, 4), normal(5, 4), bias=normal(2, 3, 5)
         ),
         ValueError,
-        r"`bias` must be broadcastable to the logits' shape \(\.\.\., q_len, k_len\)=\(3, 5\)\. Received: bias\.shape=\(2, 3, 5\)",
+        F
+        + "`bias` must be broadcastable to the logits' shape (..., q_len, k_len)=(3, 5). Received: bias.shape=(2, 3, 5)",
+        id="bias-shape",
     ),
-    (
-        lambda: scaled_dot_product_attention(
-            normal(3, 4), normal(3, 4), normal(3, 4), bias=np.zeros((3, 3), bool)
-        ),
+    pytest.param(
+        lambda: attend(bias=np.zeros((3, 3), bool)),
         TypeError,
-        r"`bias` must be a floating-point tensor\. Received: bias with dtype bool",
+        F + "`bias` must be a floating-point tensor. Received: bias with dtype bool",
+        id="bool-bias",
     ),
-    (
+    pytest.param(
         lambda: scaled_dot_product_attention(
             np.ones((3, 4), "int32"), normal(3, 4), normal(3, 4)
         ),
         TypeError,
-        r"`query` must be a floating-point tensor\. Received: query with dtype int32",
+        F + "`query` must be a floating-point tensor. Received: query with dtype int32",
+        id="int-query",
     ),
-    (
+    pytest.param(
         lambda: scaled_dot_product_attention([[1.0]], normal(3, 4), normal(3, 4)),
         TypeError,
-        r"`query` must be a tensor or array\. Received: query of type list",
+        F + "`query` must be a tensor or array. Received: query of type list",
+        id="list-query",
     ),
-    (
-        lambda: scaled_dot_product_attention(
-            normal(3, 4), normal(3, 4), normal(3, 4), scale=0.0
-        ),
+    pytest.param(
+        lambda: attend(scale=0.0),
         ValueError,
-        r"`scale` must be None or a positive finite number\. Received: scale=0\.0",
+        F + "`scale` must be None or a positive finite number. Received: scale=0.0",
+        id="scale-zero",
     ),
-    (
-        lambda: scaled_dot_product_attention(
-            normal(3, 4), normal(3, 4), normal(3, 4), scale=-1
-        ),
+    pytest.param(
+        lambda: attend(scale=-1),
         ValueError,
-        r"`scale` must be None or a positive finite number\. Received: scale=-1",
+        F + "`scale` must be None or a positive finite number. Received: scale=-1",
+        id="scale-negative",
     ),
-    (
-        lambda: scaled_dot_product_attention(
-            normal(3, 4), normal(3, 4), normal(3, 4), dropout=1.0
-        ),
-        ValueError,
-        r"`dropout` must be a number in \[0, 1\)\. Received: dropout=1\.0",
-    ),
-    (
-        lambda: scaled_dot_product_attention(
-            normal(3, 4), normal(3, 4), normal(3, 4), dropout=-0.1
-        ),
-        ValueError,
-        r"`dropout` must be a number in \[0, 1\)\. Received: dropout=-0\.1",
-    ),
-    (
-        lambda: scaled_dot_product_attention(
-            normal(3, 4), normal(3, 4), normal(3, 4), causal="yes"
-        ),
+    pytest.param(
+        lambda: attend(scale="1"),
         TypeError,
-        r"`causal` must be a bool\. Received: causal='yes'",
+        F
+        + "`scale` must be None or a positive finite number. Received: scale='1' of type str",
+        id="scale-type",
     ),
-    (
-        lambda: scaled_dot_product_attention(
-            normal(3, 4), normal(3, 4), normal(3, 4), sliding_window=0
-        ),
+    pytest.param(
+        lambda: attend(dropout=1.0),
         ValueError,
-        r"`sliding_window` must be None or a positive integer\. Received: sliding_window=0",
+        F + "`dropout` must be a number in [0, 1). Received: dropout=1.0",
+        id="dropout-one",
     ),
-    (
-        lambda: scaled_dot_product_attention(
-            normal(3, 4), normal(3, 4), normal(3, 4), sliding_window=2.5
-        ),
-        TypeError,
-        r"`sliding_window` must be None or a positive integer\. Received: sliding_window=2\.5 of type float",
-    ),
-    (
-        lambda: scaled_dot_product_attention(
-            normal(3, 4), normal(3, 4), normal(3, 4), sliding_window=True
-        ),
-        TypeError,
-        r"`sliding_window` must be None or a positive integer\. Received: sliding_window=True of type bool",
-    ),
-    (
-        lambda: scaled_dot_product_attention(
-            normal(3, 4), normal(3, 4), normal(3, 4), tile_size=-8
-        ),
+    pytest.param(
+        lambda: attend(dropout=-0.1),
         ValueError,
-        r"`tile_size` must be None or a positive integer\. Received: tile_size=-8",
+        F + "`dropout` must be a number in [0, 1). Received: dropout=-0.1",
+        id="dropout-negative",
     ),
-    (
-        lambda: scaled_dot_product_attention(
-            normal(3, 4), normal(3, 4), normal(3, 4), tile_size="64"
-        ),
+    pytest.param(
+        lambda: attend(training=1),
         TypeError,
-        r"`tile_size` must be None or a positive integer\. Received: tile_size='64' of type str",
+        F + "`training` must be a bool. Received: training=1",
+        id="training-type",
     ),
-    (
-        lambda: scaled_dot_product_attention(
-            normal(3, 4), normal(3, 4), normal(3, 4), seed="1"
-        ),
+    pytest.param(
+        lambda: attend(causal="yes"),
         TypeError,
-        r"`seed` must be None, an int or a keras\.random\.SeedGenerator\. Received: seed='1'",
+        F + "`causal` must be a bool. Received: causal='yes'",
+        id="causal-type",
+    ),
+    pytest.param(
+        lambda: attend(sliding_window=0),
+        ValueError,
+        F
+        + "`sliding_window` must be None or a positive integer. Received: sliding_window=0",
+        id="sliding-window-zero",
+    ),
+    pytest.param(
+        lambda: attend(sliding_window=2.5),
+        TypeError,
+        F
+        + "`sliding_window` must be None or a positive integer. Received: sliding_window=2.5 of type float",
+        id="sliding-window-float",
+    ),
+    pytest.param(
+        lambda: attend(sliding_window=True),
+        TypeError,
+        F
+        + "`sliding_window` must be None or a positive integer. Received: sliding_window=True of type bool",
+        id="sliding-window-bool",
+    ),
+    pytest.param(
+        lambda: attend(tile_size=-8),
+        ValueError,
+        F + "`tile_size` must be None or a positive integer. Received: tile_size=-8",
+        id="tile-size-negative",
+    ),
+    pytest.param(
+        lambda: attend(tile_size="64"),
+        TypeError,
+        F
+        + "`tile_size` must be None or a positive integer. Received: tile_size='64' of type str",
+        id="tile-size-type",
+    ),
+    pytest.param(
+        lambda: attend(seed="1"),
+        TypeError,
+        F
+        + "`seed` must be None, an int or a keras.random.SeedGenerator. Received: seed='1'",
+        id="seed-type",
     ),
 ]
 
 
-@pytest.mark.parametrize("call,error,message", BAD_CALLS)
+@pytest.mark.parametrize("call,error,message", BAD_INPUTS)
 def test_bad_input_raises_a_clear_error(call, error, message):
-    with pytest.raises(error, match=r"scaled_dot_product_attention: " + message):
-        call()
+    assert_raises_with(call, error, message)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from keras_attention import plot_attention, plot_position_encoding, sinusoidal_table
+from tests.layer_test_case import assert_raises_with
 
 
 def test_position_encoding_picture_shows_the_table():
@@ -27,25 +28,37 @@ def test_attention_picture_one_panel_per_head_with_labels(tmp_path):
     assert (tmp_path / "a.png").stat().st_size > 1000
 
 
-def test_bad_pictures():
-    with pytest.raises(
+BAD_INPUTS = [
+    pytest.param(
+        lambda: plot_attention(np.ones(4)),
         ValueError,
-        match=r"plot_attention: `weights` must have shape \(q_len, k_len\) or "
-        r"\(num_maps, q_len, k_len\)\. Received: weights\.shape=\(4,\)",
-    ):
-        plot_attention(np.ones(4))
-    with pytest.raises(
+        "plot_attention: `weights` must have shape (q_len, k_len) or (num_maps, q_len, k_len). Received: weights.shape=(4,)",
+        id="attention-rank-1",
+    ),
+    pytest.param(
+        lambda: plot_attention(np.ones((2, 2, 3, 3))),
         ValueError,
-        match=r"plot_attention: `key_tokens` must have one label per position \(3\)\. "
-        r"Received: 2 labels",
-    ):
-        plot_attention(np.ones((2, 3)), key_tokens=["a", "b"])
-    with pytest.raises(
+        "plot_attention: `weights` must have shape (q_len, k_len) or (num_maps, q_len, k_len). Received: weights.shape=(2, 2, 3, 3)",
+        id="attention-rank-4",
+    ),
+    pytest.param(
+        lambda: plot_attention(np.ones((2, 3)), key_tokens=["a", "b"]),
         ValueError,
-        match=r"plot_position_encoding: `table` must have shape \(length, depth\)\. "
-        r"Received: table\.shape=\(3,\)",
-    ):
-        plot_position_encoding(table=np.ones(3))
+        "plot_attention: `key_tokens` must have one label per position (3). Received: 2 labels",
+        id="attention-key-labels",
+    ),
+    pytest.param(
+        lambda: plot_position_encoding(table=np.ones(3)),
+        ValueError,
+        "plot_position_encoding: `table` must have shape (length, depth). Received: table.shape=(3,)",
+        id="encoding-rank",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,error,message", BAD_INPUTS)
+def test_bad_input_raises_a_clear_error(call, error, message):
+    assert_raises_with(call, error, message)
 
 
 def test_missing_matplotlib_names_the_extra(monkeypatch):
@@ -53,9 +66,8 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
         if name == "matplotlib" or name.startswith("matplotlib."):
             monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(
+    assert_raises_with(
+        lambda: plot_attention(np.ones((2, 2))),
         ImportError,
-        match=r"keras_attention's plotting functions need matplotlib, the optional "
-        r"`plot` extra: pip install 'keras-attention-layers\[plot\]'",
-    ):
-        plot_attention(np.ones((2, 2)))
+        "keras_attention's plotting functions need matplotlib, the optional `plot` extra: pip install 'keras-attention-layers[plot]'",
+    )

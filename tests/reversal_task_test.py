@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from keras_attention import make_reversal_data, real_token_accuracy
+from tests.layer_test_case import assert_raises_with
 
 
 def test_targets_reverse_each_sequence_within_its_own_length():
@@ -35,32 +36,36 @@ def test_accuracy_counts_real_tokens_only():
     assert real_token_accuracy(logits, inputs, targets) == 0.5
 
 
-@pytest.mark.parametrize(
-    "kwargs,message",
-    [
-        (
-            {"num_sequences": 0, "max_length": 4, "vocab_size": 5},
-            r"make_reversal_data: `num_sequences` must be a positive integer\. Received: num_sequences=0",
-        ),
-        (
-            {"num_sequences": 3, "max_length": 4, "vocab_size": 1},
-            r"make_reversal_data: `vocab_size` must be at least 2 \(token 0 is padding\)\. Received: vocab_size=1",
-        ),
-        (
-            {"num_sequences": 3, "max_length": 4, "vocab_size": 5, "min_length": 6},
-            r"make_reversal_data: `min_length` must not exceed `max_length`\. Received: min_length=6, max_length=4",
-        ),
-    ],
-)
-def test_bad_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        make_reversal_data(**kwargs)
-
-
-def test_accuracy_needs_a_real_token():
-    with pytest.raises(
+BAD_INPUTS = [
+    pytest.param(
+        lambda: make_reversal_data(0, max_length=4, vocab_size=5),
         ValueError,
-        match=r"real_token_accuracy: `inputs` holds no real \(non-zero\) token\. "
-        r"Received: inputs\.shape=\(1, 2\)",
-    ):
-        real_token_accuracy(np.zeros((1, 2, 3)), np.zeros((1, 2)), np.zeros((1, 2)))
+        "make_reversal_data: `num_sequences` must be a positive integer. Received: num_sequences=0",
+        id="num-sequences-zero",
+    ),
+    pytest.param(
+        lambda: make_reversal_data(3, max_length=4, vocab_size=1),
+        ValueError,
+        "make_reversal_data: `vocab_size` must be at least 2 (token 0 is padding). Received: vocab_size=1",
+        id="vocab-size-one",
+    ),
+    pytest.param(
+        lambda: make_reversal_data(3, max_length=4, vocab_size=5, min_length=6),
+        ValueError,
+        "make_reversal_data: `min_length` must not exceed `max_length`. Received: min_length=6, max_length=4",
+        id="min-length-above-max-length",
+    ),
+    pytest.param(
+        lambda: real_token_accuracy(
+            np.zeros((1, 2, 3)), np.zeros((1, 2)), np.zeros((1, 2))
+        ),
+        ValueError,
+        "real_token_accuracy: `inputs` holds no real (non-zero) token. Received: inputs.shape=(1, 2)",
+        id="accuracy-no-real-token",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,error,message", BAD_INPUTS)
+def test_bad_input_raises_a_clear_error(call, error, message):
+    assert_raises_with(call, error, message)

@@ -3,17 +3,14 @@ import numpy as np
 import pytest
 
 from keras_attention import ScaledDotProductAttention, scaled_dot_product_attention
-from tests.layer_test_case import run_layer_test
-
-RNG = np.random.default_rng(2)
-
-
-def normal(*shape):
-    return RNG.normal(size=shape).astype("float32")
-
-
-def to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
+from tests.layer_test_case import (
+    RNG,
+    assert_raises_with,
+    normal,
+    run_layer_test,
+    symbolic,
+    to_numpy,
+)
 
 
 def test_self_attention_layer_behaviours(tmp_path):
@@ -80,34 +77,90 @@ def test_in_a_sequential_model_with_padding():
     assert np.all(out[tokens == 0] == 0)
 
 
-def test_bad_arguments():
-    with pytest.raises(
+SDPA = "ScaledDotProductAttention: "
+
+BAD_INPUTS = [
+    pytest.param(
+        lambda: ScaledDotProductAttention(scale=-1),
         ValueError,
-        match=r"ScaledDotProductAttention: `scale` must be None or a positive finite "
-        r"number\. Received: scale=-2",
-    ):
-        ScaledDotProductAttention(scale=-2)
-    with pytest.raises(
+        SDPA + "`scale` must be None or a positive finite number. Received: scale=-1",
+        id="scale-negative",
+    ),
+    pytest.param(
+        lambda: ScaledDotProductAttention(dropout=1),
         ValueError,
-        match=r"ScaledDotProductAttention: `sliding_window` must be None or a "
-        r"positive integer\. Received: sliding_window=-1",
-    ):
-        ScaledDotProductAttention(sliding_window=-1)
-    with pytest.raises(
+        SDPA + "`dropout` must be a number in [0, 1). Received: dropout=1",
+        id="dropout-one",
+    ),
+    pytest.param(
+        lambda: ScaledDotProductAttention(sliding_window=-1),
+        ValueError,
+        SDPA
+        + "`sliding_window` must be None or a positive integer. Received: sliding_window=-1",
+        id="sliding-window-negative",
+    ),
+    pytest.param(
+        lambda: ScaledDotProductAttention(sliding_window=2.5),
         TypeError,
-        match=r"ScaledDotProductAttention: `tile_size` must be None or a positive "
-        r"integer\. Received: tile_size='8' of type str",
-    ):
-        ScaledDotProductAttention(tile_size="8")
-    with pytest.raises(
-        ValueError,
-        match=r"ScaledDotProductAttention: `query` and `key` must have the same last "
-        r"dimension\. Received: query\.shape=\(2, 3, 4\), key\.shape=\(2, 3, 5\)",
-    ):
-        ScaledDotProductAttention()(normal(2, 3, 4), normal(2, 3, 4), normal(2, 3, 5))
-    with pytest.raises(
+        SDPA
+        + "`sliding_window` must be None or a positive integer. Received: sliding_window=2.5 of type float",
+        id="sliding-window-float",
+    ),
+    pytest.param(
+        lambda: ScaledDotProductAttention(tile_size="8"),
         TypeError,
-        match=r"ScaledDotProductAttention: `use_causal_mask` must be a bool\. "
-        r"Received: use_causal_mask=None",
-    ):
-        ScaledDotProductAttention()(normal(2, 3, 4), use_causal_mask=None)
+        SDPA
+        + "`tile_size` must be None or a positive integer. Received: tile_size='8' of type str",
+        id="tile-size-type",
+    ),
+    pytest.param(
+        lambda: ScaledDotProductAttention()(normal(3, 4)),
+        ValueError,
+        SDPA
+        + "`query` must have rank 3, (batch, seq_len, dim). Received: query.shape=(3, 4)",
+        id="rank",
+    ),
+    pytest.param(
+        lambda: ScaledDotProductAttention()(
+            normal(2, 3, 4), normal(2, 3, 4), normal(2, 3, 5)
+        ),
+        ValueError,
+        SDPA
+        + "`query` and `key` must have the same last dimension. Received: query.shape=(2, 3, 4), key.shape=(2, 3, 5)",
+        id="depth-mismatch",
+    ),
+    pytest.param(
+        lambda: ScaledDotProductAttention()(symbolic(None, 3, 4), symbolic(None, 5, 6)),
+        ValueError,
+        SDPA
+        + "`query` and `key` must have the same last dimension. Received: query.shape=(None, 3, 4), key.shape=(None, 5, 6)",
+        id="depth-mismatch-symbolic",
+    ),
+    pytest.param(
+        lambda: ScaledDotProductAttention()(np.ones((2, 3, 4), "int32")),
+        TypeError,
+        SDPA
+        + "`query` must be a floating-point tensor. Received: query with dtype int32",
+        id="int-query",
+    ),
+    pytest.param(
+        lambda: ScaledDotProductAttention()(
+            normal(2, 3, 4), normal(2, 5, 4), value_mask=np.ones((2, 4), bool)
+        ),
+        ValueError,
+        SDPA
+        + "`value_mask` must have shape (batch, k_len)=(2, 5) or broadcast to it. Received: value_mask.shape=(2, 4)",
+        id="value-mask-shape",
+    ),
+    pytest.param(
+        lambda: ScaledDotProductAttention()(normal(2, 3, 4), use_causal_mask=None),
+        TypeError,
+        SDPA + "`use_causal_mask` must be a bool. Received: use_causal_mask=None",
+        id="use-causal-mask-type",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,error,message", BAD_INPUTS)
+def test_bad_input_raises_a_clear_error(call, error, message):
+    assert_raises_with(call, error, message)

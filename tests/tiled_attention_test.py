@@ -15,17 +15,9 @@ from keras_attention import (
     ScaledDotProductAttention,
     scaled_dot_product_attention,
 )
+from tests.layer_test_case import RNG, normal, to_numpy
 
-RNG = np.random.default_rng(3)
 TILE = 8
-
-
-def normal(*shape, dtype="float32"):
-    return RNG.normal(size=shape).astype(dtype)
-
-
-def to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 def full(q, k, v, mask=None, **kwargs):

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-import keras_attention
 from keras_attention import build_toy_model, make_reversal_data
+from tests.layer_test_case import assert_raises_with, symbolic
 
 ENCODINGS = ["sinusoidal", "learned", None]
 
@@ -71,50 +71,89 @@ def test_without_encoding_the_model_is_permutation_equivariant():
     assert not np.allclose(permuted, out[:, order], atol=1e-3)
 
 
-@pytest.mark.parametrize(
-    "kwargs,message",
-    [
-        (
-            {"encoding": "rotary"},
-            r"build_toy_model: `encoding` must be one of 'sinusoidal', 'learned' or None\. Received: encoding='rotary'",
-        ),
-        (
-            {"d_model": 30, "num_heads": 4},
-            r"build_toy_model: `d_model` must be divisible by `num_heads`\. Received: d_model=30, num_heads=4",
-        ),
-        (
-            {"vocab_size": 0},
-            r"build_toy_model: `vocab_size` must be a positive integer\. Received: vocab_size=0",
-        ),
-        (
-            {"max_length": -3},
-            r"build_toy_model: `max_length` must be a positive integer\. Received: max_length=-3",
-        ),
-        (
-            {"num_layers": 0},
-            r"build_toy_model: `num_layers` must be a positive integer\. Received: num_layers=0",
-        ),
-        (
-            {"num_heads": 0},
-            r"build_toy_model: `num_heads` must be a positive integer\. Received: num_heads=0",
-        ),
-        (
-            {"d_model": 0},
-            r"build_toy_model: `d_model` must be a positive integer\. Received: d_model=0",
-        ),
-        (
-            {"dropout": 1.0},
-            r"build_toy_model: `dropout` must be a number in \[0, 1\)\. Received: dropout=1\.0",
-        ),
-    ],
-)
-def test_bad_arguments(kwargs, message):
-    arguments = {"vocab_size": 12, "max_length": 10, **kwargs}
-    with pytest.raises(ValueError, match=message):
-        keras_attention.build_toy_model(**arguments)
+def toy(**kwargs):
+    return build_toy_model(**{"vocab_size": 12, "max_length": 10, **kwargs})
 
 
-def test_learned_model_rejects_sequences_longer_than_max_length():
-    model = build_toy_model(12, 5, d_model=16, num_heads=2, encoding="learned")
-    with pytest.raises(ValueError, match=r"longer than `max_length`=5"):
-        model(np.ones((1, 6), "int32"))
+TOY = "build_toy_model: "
+
+BAD_INPUTS = [
+    pytest.param(
+        lambda: toy(encoding="rotary"),
+        ValueError,
+        TOY
+        + "`encoding` must be one of 'sinusoidal', 'learned' or None. Received: encoding='rotary'",
+        id="unknown-encoding",
+    ),
+    pytest.param(
+        lambda: toy(d_model=30, num_heads=4),
+        ValueError,
+        TOY
+        + "`d_model` must be divisible by `num_heads`. Received: d_model=30, num_heads=4",
+        id="d-model-not-divisible",
+    ),
+    pytest.param(
+        lambda: toy(vocab_size=0),
+        ValueError,
+        TOY + "`vocab_size` must be a positive integer. Received: vocab_size=0",
+        id="vocab-size-zero",
+    ),
+    pytest.param(
+        lambda: toy(max_length=-3),
+        ValueError,
+        TOY + "`max_length` must be a positive integer. Received: max_length=-3",
+        id="max-length-negative",
+    ),
+    pytest.param(
+        lambda: toy(num_layers=0),
+        ValueError,
+        TOY + "`num_layers` must be a positive integer. Received: num_layers=0",
+        id="num-layers-zero",
+    ),
+    pytest.param(
+        lambda: toy(num_heads=0),
+        ValueError,
+        TOY + "`num_heads` must be a positive integer. Received: num_heads=0",
+        id="num-heads-zero",
+    ),
+    pytest.param(
+        lambda: toy(num_heads=2.0),
+        TypeError,
+        TOY
+        + "`num_heads` must be a positive integer. Received: num_heads=2.0 of type float",
+        id="num-heads-float",
+    ),
+    pytest.param(
+        lambda: toy(d_model=0),
+        ValueError,
+        TOY + "`d_model` must be a positive integer. Received: d_model=0",
+        id="d-model-zero",
+    ),
+    pytest.param(
+        lambda: toy(dropout=1.0),
+        ValueError,
+        TOY + "`dropout` must be a number in [0, 1). Received: dropout=1.0",
+        id="dropout-one",
+    ),
+    pytest.param(
+        lambda: toy(max_length=5, d_model=16, num_heads=2, encoding="learned")(
+            np.ones((1, 6), "int32")
+        ),
+        ValueError,
+        "LearnedPositionEmbedding: the positions do not fit: `start_index` + length = 6 exceeds `max_length` = 5. Received: start_index=0, length=6",
+        id="learned-too-long",
+    ),
+    pytest.param(
+        lambda: toy(
+            max_length=4, d_model=8, num_heads=2, num_layers=1, encoding="learned"
+        )(symbolic(None, 6, dtype="int32")),
+        ValueError,
+        "LearnedPositionEmbedding: the positions do not fit: `start_index` + length = 6 exceeds `max_length` = 4. Received: start_index=0, length=6",
+        id="learned-too-long-symbolic",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,error,message", BAD_INPUTS)
+def test_bad_input_raises_a_clear_error(call, error, message):
+    assert_raises_with(call, error, message)

@@ -3,20 +3,21 @@ import numpy as np
 import pytest
 
 from keras_attention import TransformerBlock
-from tests.layer_test_case import run_layer_test
-
-RNG = np.random.default_rng(3)
-
-
-def to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
+from tests.layer_test_case import (
+    RNG,
+    assert_raises_with,
+    normal,
+    run_layer_test,
+    symbolic,
+    to_numpy,
+)
 
 
 def test_layer_behaviours(tmp_path):
     run_layer_test(
         TransformerBlock,
         init_kwargs={"num_heads": 2, "intermediate_dim": 16, "dropout": 0.1},
-        input_data=RNG.normal(size=(2, 5, 8)).astype("float32"),
+        input_data=normal(2, 5, 8),
         expected_output_shape=(2, 5, 8),
         # 2 layer norms (2 each), attention (8), two dense layers (2 each).
         expected_num_trainable_weights=16,
@@ -66,42 +67,111 @@ def test_returns_attention_scores():
     np.testing.assert_allclose(to_numpy(scores).sum(-1), 1, rtol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "kwargs,error,message",
-    [
-        (
-            {"num_heads": 0, "intermediate_dim": 4},
-            ValueError,
-            r"TransformerBlock: `num_heads` must be a positive integer\. Received: num_heads=0",
-        ),
-        (
-            {"num_heads": 2, "intermediate_dim": -4},
-            ValueError,
-            r"TransformerBlock: `intermediate_dim` must be a positive integer\. Received: intermediate_dim=-4",
-        ),
-        (
-            {"num_heads": 2, "intermediate_dim": 4, "dropout": 1},
-            ValueError,
-            r"TransformerBlock: `dropout` must be a number in \[0, 1\)\. Received: dropout=1",
-        ),
-        (
-            {"num_heads": 2, "intermediate_dim": 4, "layer_norm_epsilon": 0},
-            ValueError,
-            r"TransformerBlock: `layer_norm_epsilon` must be a positive finite number\. Received: layer_norm_epsilon=0",
-        ),
-    ],
+def block(**kwargs):
+    return TransformerBlock(**{"num_heads": 2, "intermediate_dim": 8, **kwargs})
+
+
+TB = "TransformerBlock: "
+NOT_DIVISIBLE = (
+    TB
+    + "the input width must be divisible by `num_heads`. Received: width=10, num_heads=4"
 )
-def test_bad_arguments(kwargs, error, message):
-    with pytest.raises(error, match=message):
-        TransformerBlock(**kwargs)
+ACTIVATION = "must be the name, config or instance of a Keras activation."
 
-
-def test_width_must_divide_into_heads():
-    with pytest.raises(
+BAD_INPUTS = [
+    pytest.param(
+        lambda: block(num_heads=0),
         ValueError,
-        match=r"TransformerBlock: the input width must be divisible by `num_heads`\. "
-        r"Received: width=10, num_heads=4",
-    ):
-        TransformerBlock(num_heads=4, intermediate_dim=8)(
-            np.ones((1, 3, 10), "float32")
-        )
+        TB + "`num_heads` must be a positive integer. Received: num_heads=0",
+        id="num-heads-zero",
+    ),
+    pytest.param(
+        lambda: block(num_heads=-2),
+        ValueError,
+        TB + "`num_heads` must be a positive integer. Received: num_heads=-2",
+        id="num-heads-negative",
+    ),
+    pytest.param(
+        lambda: block(intermediate_dim=-4),
+        ValueError,
+        TB
+        + "`intermediate_dim` must be a positive integer. Received: intermediate_dim=-4",
+        id="intermediate-dim-negative",
+    ),
+    pytest.param(
+        lambda: block(intermediate_dim=2.5),
+        TypeError,
+        TB
+        + "`intermediate_dim` must be a positive integer. Received: intermediate_dim=2.5 of type float",
+        id="intermediate-dim-float",
+    ),
+    pytest.param(
+        lambda: block(dropout=1),
+        ValueError,
+        TB + "`dropout` must be a number in [0, 1). Received: dropout=1",
+        id="dropout-one",
+    ),
+    pytest.param(
+        lambda: block(dropout=1.5),
+        ValueError,
+        TB + "`dropout` must be a number in [0, 1). Received: dropout=1.5",
+        id="dropout-above-one",
+    ),
+    pytest.param(
+        lambda: block(layer_norm_epsilon=0),
+        ValueError,
+        TB
+        + "`layer_norm_epsilon` must be a positive finite number. Received: layer_norm_epsilon=0",
+        id="epsilon-zero",
+    ),
+    pytest.param(
+        lambda: block(activation="no_such_activation"),
+        ValueError,
+        TB + f"`activation` {ACTIVATION} Received: activation='no_such_activation'",
+        id="unknown-activation",
+    ),
+    pytest.param(
+        lambda: block(activation=3),
+        TypeError,
+        TB + f"`activation` {ACTIVATION} Received: activation=3 of type int",
+        id="activation-type",
+    ),
+    pytest.param(
+        lambda: block(num_heads=4)(normal(1, 3, 10)),
+        ValueError,
+        NOT_DIVISIBLE,
+        id="width-not-divisible",
+    ),
+    pytest.param(
+        lambda: block(num_heads=4)(symbolic(None, None, 10)),
+        ValueError,
+        NOT_DIVISIBLE,
+        id="width-not-divisible-symbolic",
+    ),
+    pytest.param(
+        lambda: block()(normal(3, 8)),
+        ValueError,
+        TB
+        + "the input must have shape (batch, seq_len, width) with a known width. Received: inputs.shape=(3, 8)",
+        id="rank",
+    ),
+    pytest.param(
+        lambda: block()(np.ones((2, 3, 8), "int32")),
+        TypeError,
+        TB
+        + "`inputs` must be a floating-point tensor. Received: inputs with dtype int32",
+        id="int-inputs",
+    ),
+    pytest.param(
+        lambda: block()(normal(2, 3, 8), mask=np.ones((2, 4), bool)),
+        ValueError,
+        TB
+        + "`mask` must have shape (batch, seq_len)=(2, 3) or broadcast to it. Received: mask.shape=(2, 4)",
+        id="padding-mask-shape",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,error,message", BAD_INPUTS)
+def test_bad_input_raises_a_clear_error(call, error, message):
+    assert_raises_with(call, error, message)

@@ -2,8 +2,9 @@
 
 Both add a `(seq_len, dim)` encoding of the positions `start_index, ...,
 start_index + seq_len - 1` to inputs `(..., seq_len, dim)`, pass the Keras
-mask through, and check `start_index` (and, with a `max_length`, the fit of
-the sequence) as early as the values are known:
+mask through, and check `start_index` and the fit of the sequence
+(`start_index + seq_len` at most `max_length`, and at most 2**31, as the
+positions are int32) as early as the values are known:
 
 - a Python int, a NumPy integer, or a tensor whose value is known now (eager
   execution, a constant): checked when the layer is called or traced, and a
@@ -13,11 +14,20 @@ the sequence) as early as the values are known:
 - a tensor traced by `jax.jit` or compiled by XLA (`jit_compile=True`),
   where assertions cannot run: an out-of-range position gets a NaN encoding,
   never a clamped, wrapped or zero one.
+
+Not checked, on a layer without `max_length`: a known `start_index` less
+than a run-time length below 2**31; the positions past 2**31 wrap.
 """
 
 import keras
 import numpy as np
 from keras import ops
+
+from keras_attention import _checks as checks
+
+# The positions are int32: `start_index + seq_len` may not exceed this.
+INT32_POSITIONS = 2**31
+INPUTS_EXPECTED = "a floating-point tensor (vectors, such as the output of `Embedding`)"
 
 
 class PositionLayer(keras.layers.Layer):
@@ -35,6 +45,14 @@ class PositionLayer(keras.layers.Layer):
     def _max_length(self):
         """The number of positions the layer can encode, or None."""
         return None
+
+    def __call__(self, *args, **kwargs):
+        # Keras converts NumPy inputs to tensors before `call` and fails on
+        # strings with a backend's error ("could not convert string to
+        # float" on JAX): check them first.
+        inputs = args[0] if args else kwargs.get("inputs")
+        checks.not_strings(inputs, "inputs", type(self).__name__, INPUTS_EXPECTED)
+        return super().__call__(*args, **kwargs)
 
     def call(self, inputs, start_index=0):
         shape = self._check_inputs(inputs)
@@ -61,10 +79,9 @@ class PositionLayer(keras.layers.Layer):
         known_length = length if isinstance(length, int) else None
         start = static_start_index(start_index, owner)
         if start is not None and known_length is not None:
-            check_fits(owner, known_length, start, max_length)
+            check_fits(owner, start, known_length, max_length)
 
-        start_index = ops.cast(start_index, "int32")
-        positions = ops.arange(length, dtype="int32") + start_index
+        positions = ops.arange(length, dtype="int32") + ops.cast(start_index, "int32")
         if start is not None and (known_length is not None or max_length is None):
             return positions, None
 
@@ -72,31 +89,9 @@ class PositionLayer(keras.layers.Layer):
         if max_length is not None:
             valid = ops.logical_and(valid, ops.less(positions, max_length))
         if keras.backend.backend() == "tensorflow":
-            from keras_attention.layers import _tensorflow_checks
-
-            if start is None:
-                positions = _tensorflow_checks.assert_that(
-                    ops.greater_equal(start_index, 0),
-                    negative_start_message(owner, "{}"),
-                    [start_index],
-                    positions,
-                )
-            if max_length is not None:
-                shown = (
-                    "{}" if known_length is None else known_length,
-                    "{}" if start is None else start,
-                )
-                values = [
-                    value
-                    for value, text in zip((length, start_index), shown, strict=True)
-                    if text == "{}"
-                ]
-                positions = _tensorflow_checks.assert_that(
-                    ops.less_equal(start_index + length, max_length),
-                    too_long_message(owner, *shown, max_length),
-                    values,
-                    positions,
-                )
+            positions = _assert_fits(
+                owner, start_index, start, length, max_length, positions
+            )
         return positions, valid
 
     def _check_inputs(self, inputs):
@@ -104,9 +99,8 @@ class PositionLayer(keras.layers.Layer):
         dtype = keras.backend.standardize_dtype(inputs.dtype)
         if "float" not in dtype:
             raise TypeError(
-                f"{owner}: `inputs` must be a floating-point tensor (vectors, "
-                f"such as the output of `Embedding`). Received: inputs with "
-                f"dtype {dtype}"
+                f"{owner}: `inputs` must be {INPUTS_EXPECTED}. "
+                f"Received: inputs with dtype {dtype}"
             )
         return self._check_input_shape(inputs.shape)
 
@@ -135,24 +129,68 @@ class PositionLayer(keras.layers.Layer):
         owner = type(self).__name__
         start = static_start_index(start_index, owner)
         if start is not None and shape[-2] is not None:
-            check_fits(owner, shape[-2], start, self._max_length())
+            check_fits(owner, start, shape[-2], self._max_length())
         return keras.KerasTensor(shape, dtype=self.compute_dtype)
+
+
+def _assert_fits(owner, start_index, start, length, max_length, positions):
+    """Returns `positions`, guarded by TensorFlow run-time checks of a
+    `start_index` traced by `tf.function` (`start` is None) or of a run-time
+    `length` (not an int)."""
+    from keras_attention.layers import _tensorflow_checks
+
+    if start is None:
+        positions = _tensorflow_checks.assert_that(
+            ops.greater_equal(start_index, 0),
+            negative_start_message(owner, "{}"),
+            [start_index],
+            positions,
+        )
+    # In int64, so that the sum cannot wrap; a negative start is reported
+    # above, not here as well.
+    start_64 = ops.cast(start_index, "int64")
+    end = start_64 + ops.cast(length, "int64")
+    limit, limit_text = _limit(max_length)
+    # Values known now are written into the message, the others filled in
+    # when the check fails.
+    shown_start, shown_length, values = start, length, [end]
+    if start is None:
+        shown_start = "{}"
+        values.append(start_index)
+    if not isinstance(length, int):
+        shown_length = "{}"
+        values.append(length)
+    return _tensorflow_checks.assert_that(
+        ops.logical_or(ops.less(start_64, 0), ops.less_equal(end, limit)),
+        fit_message(owner, "{}", shown_start, shown_length, limit_text),
+        values,
+        positions,
+    )
+
+
+def _limit(max_length):
+    """`(limit, text)`: the largest `start_index + seq_len`, and its name in
+    the messages."""
+    if max_length is not None and max_length <= INT32_POSITIONS:
+        return max_length, f"`max_length` = {max_length}"
+    return INT32_POSITIONS, f"2**31 = {INT32_POSITIONS} (positions are int32)"
 
 
 def negative_start_message(owner, start):
     return f"{owner}: `start_index` must be >= 0. Received: start_index={start}"
 
 
-def too_long_message(owner, length, start, max_length):
+def fit_message(owner, end, start, length, limit_text):
     return (
-        f"{owner}: the sequence (length {length}, start_index {start}) is "
-        f"longer than `max_length`={max_length}."
+        f"{owner}: the positions do not fit: `start_index` + length = {end} "
+        f"exceeds {limit_text}. Received: start_index={start}, length={length}"
     )
 
 
-def check_fits(owner, length, start, max_length):
-    if max_length is not None and start + length > max_length:
-        raise ValueError(too_long_message(owner, length, start, max_length))
+def check_fits(owner, start, length, max_length):
+    limit, limit_text = _limit(max_length)
+    if start + length > limit:
+        raise ValueError(fit_message(owner, start + length, start, length, limit_text))
 
 
 def static_start_index(start_index, owner):
@@ -182,6 +220,11 @@ def static_start_index(start_index, owner):
         )
     if value is not None and value < 0:
         raise ValueError(negative_start_message(owner, value))
+    if value is not None and value >= INT32_POSITIONS:
+        raise ValueError(
+            f"{owner}: `start_index` must be < 2**31 = {INT32_POSITIONS} "
+            f"(positions are int32). Received: start_index={value}"
+        )
     return value
 
 

@@ -16,21 +16,26 @@ def assert_that(condition, template, values, guarded):
     """Returns `guarded`, made to depend on a run-time check of `condition`.
 
     When the check fails, TensorFlow raises `InvalidArgumentError` with
-    `template`, whose `{}` are filled with `values` in order; TensorFlow
-    prints each piece and value in brackets:
-    `assertion failed: [... (length ] [600] [, start_index ] [3] [) ...]`.
-    The message is not formatted with `tf.strings.format`, because XLA cannot
-    compile string ops; XLA drops the check instead (see the layers'
-    docstrings).
+    `template`, whose `{}` stand for `values` in order. TensorFlow prints
+    every piece of text and every value in brackets, so the text next to a
+    value is trimmed to read as its label: `... length = {} exceeds ...
+    Received: start_index={}, length=3` prints as
+    `assertion failed: [... length] [12] [exceeds ... Received: start_index]
+    [9] [length=3]`. The message is not formatted with `tf.strings.format`,
+    because XLA cannot compile string ops; XLA drops the check instead (see
+    the layers' docstrings).
     """
     pieces = template.split("{}")
-    data = [pieces[0]]
-    for value, piece in zip(values, pieces[1:], strict=True):
-        data += [value, piece]
-    check = tf.debugging.Assert(condition, [d for d in data if not _empty(d)])
+    data = []
+    for index, piece in enumerate(pieces):
+        if index > 0:  # after a value
+            piece = piece.lstrip(" ,")
+        if index < len(values):  # before a value
+            piece = piece.rstrip(" =")
+        if piece:
+            data.append(piece)
+        if index < len(values):
+            data.append(values[index])
+    check = tf.debugging.Assert(condition, data)
     with tf.control_dependencies([check]):
         return tf.identity(guarded)
-
-
-def _empty(piece):
-    return isinstance(piece, str) and not piece

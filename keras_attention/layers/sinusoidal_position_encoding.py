@@ -87,12 +87,13 @@ class SinusoidalPositionEncoding(PositionLayer):
         inputs: float tensor `(batch, ..., seq_len, dim)`, rank >= 3, `dim`
             known.
         start_index: position of the first step, an int or a scalar integer
-            tensor >= 0; defaults to 0. A negative value raises a
-            `ValueError` when it is known at call or trace time; a tensor
-            traced by `tf.function` is checked when the graph runs
-            (`InvalidArgumentError`, same message). Under `jax.jit` and XLA
-            (`jit_compile=True`) a traced tensor cannot be checked: a
-            negative one gives NaN outputs.
+            tensor >= 0; defaults to 0. The positions are int32:
+            `start_index + seq_len` may not exceed 2**31. A value out of
+            range raises a `ValueError` when it is known at call or trace
+            time; a tensor traced by `tf.function` is checked when the graph
+            runs (`InvalidArgumentError`, same message). Under `jax.jit` and
+            XLA (`jit_compile=True`) a traced tensor cannot be checked: the
+            positions out of range give NaN outputs.
 
     Returns:
         `inputs + PE`, same shape as `inputs`, in the compute dtype.

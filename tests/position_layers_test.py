@@ -1,0 +1,334 @@
+"""What the two position layers share, tested once over both.
+
+`SinusoidalPositionEncoding` and `LearnedPositionEmbedding` share their base,
+`keras_attention/layers/_position_layer.py`: positions from `start_index`
+along axis -2 of inputs of any rank >= 3, a run-time length, the Keras mask
+passed through, save and load, and the checks of `inputs` and
+`start_index`. Each test here runs on both layers, as keras'
+`merging_test.py` does over `base_merge.py`. What one layer does alone (the
+sinusoidal formula and `sinusoidal_table`; the learned table, `max_length`
+and `lookup`) is tested in that layer's own file.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_attention
+from keras_attention import (
+    LearnedPositionEmbedding,
+    SinusoidalPositionEncoding,
+    sinusoidal_table,
+)
+from tests.layer_test_case import (
+    RNG,
+    assert_raises_with,
+    jax_only,
+    normal,
+    symbolic,
+    to_numpy,
+)
+
+MAX_LENGTH = 16
+DEPTH = 4
+LAYERS = {"sinusoidal": SinusoidalPositionEncoding, "learned": LearnedPositionEmbedding}
+over_both_layers = pytest.mark.parametrize(
+    "layer_cls", LAYERS.values(), ids=LAYERS.keys()
+)
+
+
+def new(layer_cls, **kwargs):
+    if layer_cls is LearnedPositionEmbedding:
+        return LearnedPositionEmbedding(MAX_LENGTH, **kwargs)
+    return SinusoidalPositionEncoding(**kwargs)
+
+
+def built(layer_cls):
+    """A layer for inputs of depth `DEPTH`."""
+    layer = new(layer_cls)
+    layer.build((None, None, DEPTH))
+    return layer
+
+
+def table(layer):
+    """`(MAX_LENGTH, DEPTH)`: what the layer adds at each position, from its
+    own definition (the learned table; `sinusoidal_table`, whose values the
+    sinusoidal layer's file checks against the formula)."""
+    if isinstance(layer, LearnedPositionEmbedding):
+        return to_numpy(layer.embeddings)
+    return to_numpy(sinusoidal_table(MAX_LENGTH, DEPTH))
+
+
+def tokens():
+    tokens = RNG.integers(1, 20, size=(3, 6))
+    tokens[0, 4:] = 0
+    tokens[1, 2:] = 0
+    return tokens
+
+
+@over_both_layers
+@pytest.mark.parametrize("start", [0, 3, 6])
+def test_adds_the_encoding_of_each_position(layer_cls, start):
+    layer = built(layer_cls)
+    x = normal(3, 4, DEPTH)
+    np.testing.assert_allclose(
+        to_numpy(layer(x, start_index=start)),
+        x + table(layer)[start : start + 4],
+        atol=1e-6,
+    )
+
+
+@over_both_layers
+def test_any_rank_broadcasts_over_leading_axes(layer_cls):
+    layer = built(layer_cls)
+    x = normal(2, 3, 5, DEPTH)
+    np.testing.assert_allclose(to_numpy(layer(x)), x + table(layer)[:5], atol=1e-6)
+
+
+@over_both_layers
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_one_step_at_a_time_equals_whole(layer_cls, as_tensor):
+    layer = built(layer_cls)
+    x = normal(2, 6, DEPTH)
+    whole = to_numpy(layer(x))
+    steps = []
+    for t in range(6):
+        start = keras.ops.convert_to_tensor(t, "int32") if as_tensor else t
+        steps.append(to_numpy(layer(x[:, t : t + 1], start_index=start)))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), whole, atol=1e-6)
+
+
+@over_both_layers
+def test_length_known_only_at_run_time(layer_cls):
+    inputs = keras.Input((None, DEPTH))
+    layer = new(layer_cls)
+    model = keras.Model(inputs, layer(inputs))
+    assert tuple(model.output_shape) == (None, None, DEPTH)
+    for length in (3, MAX_LENGTH):
+        x = normal(2, length, DEPTH)
+        np.testing.assert_allclose(
+            model.predict(x, verbose=0), x + table(layer)[:length], atol=1e-5
+        )
+
+
+@over_both_layers
+@pytest.mark.parametrize("mask_zero", [True, False])
+def test_padding_mask_passes_through_to_attention(layer_cls, mask_zero):
+    model = keras.Sequential([keras.Input((None,), dtype="int32")])
+    model.add(keras.layers.Embedding(20, 8, mask_zero=mask_zero))
+    model.add(new(layer_cls))
+    model.add(keras_attention.MultiHeadAttention(num_heads=2, key_dim=4))
+    padded = tokens()
+    real = padded != 0
+    base = to_numpy(model(padded))
+    embedding = model.layers[0]
+    vectors = to_numpy(embedding.embeddings)
+    vectors[0] = RNG.normal(size=8) * 100
+    embedding.embeddings.assign(vectors)
+    moved = to_numpy(model(padded))
+    if mask_zero:
+        np.testing.assert_allclose(moved[real], base[real], atol=1e-5)
+    else:  # Without the mask the padded token does reach real positions.
+        assert np.abs(moved[real] - base[real]).max() > 1e-2
+
+
+@over_both_layers
+def test_compute_mask_returns_the_mask_unchanged(layer_cls):
+    mask = keras.ops.convert_to_tensor(tokens() != 0)
+    np.testing.assert_array_equal(
+        to_numpy(built(layer_cls).compute_mask(normal(3, 6, DEPTH), mask)),
+        to_numpy(mask),
+    )
+
+
+@over_both_layers
+def test_sequential_save_and_load(layer_cls, tmp_path):
+    model = keras.Sequential([keras.Input((None,), dtype="int32")])
+    model.add(keras.layers.Embedding(20, 8, mask_zero=True))
+    if layer_cls is SinusoidalPositionEncoding:
+        model.add(SinusoidalPositionEncoding(max_wavelength=1000))
+    else:
+        model.add(new(layer_cls, embeddings_initializer="random_normal"))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert loaded.layers[-1].get_config() == model.layers[-1].get_config()
+    for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    padded = tokens()
+    np.testing.assert_allclose(to_numpy(loaded(padded)), to_numpy(model(padded)))
+
+
+@pytest.mark.tensorflow_only
+@over_both_layers
+def test_tensor_start_index_in_a_tf_function_is_checked_when_it_runs(layer_cls):
+    import tensorflow as tf
+
+    layer = built(layer_cls)
+    x = normal(2, 3, DEPTH)
+    np.testing.assert_allclose(
+        to_numpy(in_a_tf_function(layer, x, 2)), to_numpy(layer(x, start_index=2))
+    )
+    assert_raises_with(
+        lambda: in_a_tf_function(layer, x, -1),
+        tf.errors.InvalidArgumentError,
+        f"[{layer_cls.__name__}: `start_index` must be >= 0. Received: start_index] [-1]",
+    )
+
+
+@jax_only
+@over_both_layers
+def test_negative_traced_start_index_under_jax_jit_gives_nan_rows(layer_cls):
+    import jax
+
+    layer = built(layer_cls)
+    encode = jax.jit(lambda x, start: layer(x, start_index=start))
+    x = normal(2, 3, DEPTH)
+    np.testing.assert_allclose(
+        np.asarray(encode(x, 1)), to_numpy(layer(x, start_index=1)), atol=1e-6
+    )
+    output = np.asarray(encode(x, -2))
+    np.testing.assert_array_equal(
+        np.isnan(output).all(axis=(0, 2)), [True, True, False]
+    )
+
+
+def in_a_tf_function(layer, x, start_index):
+    """`layer(x, start_index=...)` in a `tf.function` traced with a run-time
+    length and `start_index`."""
+    import tensorflow as tf
+
+    encode = tf.function(
+        lambda x, start: layer(x, start_index=start),
+        input_signature=[
+            tf.TensorSpec([None, None, x.shape[-1]]),
+            tf.TensorSpec([], tf.int32),
+        ],
+    )
+    return encode(x, start_index)
+
+
+INPUTS = "`inputs` must be a floating-point tensor (vectors, such as the output of `Embedding`). Received: inputs with dtype "
+RANK = (
+    "`inputs` must have rank >= 3, (batch, ..., seq_len, dim). Received: inputs.shape="
+)
+NOT_AN_INT = (
+    "`start_index` must be an int or a scalar integer tensor. Received: start_index"
+)
+
+
+# Rows `(id, call(layer), error type, message after "Owner: ")`, each run on
+# both layers.
+SHARED_BAD_INPUTS = [
+    ("rank", lambda layer: layer(normal(5, DEPTH)), ValueError, RANK + "(5, 4)"),
+    (
+        "rank-symbolic",
+        lambda layer: layer(symbolic(None, 8)),
+        ValueError,
+        RANK + "(None, 8)",
+    ),
+    (
+        "rank-compute-output-shape",
+        lambda layer: layer.compute_output_shape((None, 4)),
+        ValueError,
+        RANK + "(None, 4)",
+    ),
+    (
+        "unknown-depth-symbolic",
+        lambda layer: layer(keras.Input((3, None))),
+        ValueError,
+        "the last dimension of `inputs` must be known. Received: inputs.shape=(None, 3, None)",
+    ),
+    (
+        "int-inputs",
+        lambda layer: layer(np.ones((2, 3, DEPTH), "int32")),
+        TypeError,
+        INPUTS + "int32",
+    ),
+    (
+        "string-inputs",
+        lambda layer: layer(np.array([[["a"]]])),
+        TypeError,
+        INPUTS + "str32",
+    ),
+]
+
+# Rows `(id, start_index(), error type, message after "Owner: ")`, each run
+# on both layers, called on an array and on a `keras.Input`; `start_index()`
+# makes the value when the row runs.
+BAD_START_INDEX = [
+    (
+        "negative-start",
+        lambda: -1,
+        ValueError,
+        "`start_index` must be >= 0. Received: start_index=-1",
+    ),
+    (
+        "negative-numpy-start",
+        lambda: np.int64(-3),
+        ValueError,
+        "`start_index` must be >= 0. Received: start_index=-3",
+    ),
+    (
+        "negative-tensor-start",
+        lambda: keras.ops.convert_to_tensor(-2, "int32"),
+        ValueError,
+        "`start_index` must be >= 0. Received: start_index=-2",
+    ),
+    (
+        "start-past-int32",
+        lambda: 2**31,
+        ValueError,
+        "`start_index` must be < 2**31 = 2147483648 (positions are int32). Received: start_index=2147483648",
+    ),
+    ("float-start", lambda: 1.0, TypeError, NOT_AN_INT + "=1.0 of type float"),
+    ("bool-start", lambda: True, TypeError, NOT_AN_INT + "=True of type bool"),
+    (
+        "float-numpy-start",
+        lambda: np.float32(2),
+        TypeError,
+        NOT_AN_INT + " with dtype float32",
+    ),
+    (
+        "vector-start",
+        lambda: np.array([1, 2]),
+        ValueError,
+        "`start_index` must be a scalar. Received: start_index.shape=(2,)",
+    ),
+]
+
+
+def _on_array(start_index):
+    return lambda layer: layer(normal(2, 3, DEPTH), start_index=start_index())
+
+
+def _on_input(start_index):
+    return lambda layer: layer(keras.Input((3, DEPTH)), start_index=start_index())
+
+
+SHARED_BAD_INPUTS += [
+    (row_id + suffix, call_on(start_index), error, message)
+    for suffix, call_on in (("", _on_array), ("-symbolic", _on_input))
+    for row_id, start_index, error, message in BAD_START_INDEX
+]
+
+
+def _called_on(layer_cls, call):
+    return lambda: call(built(layer_cls))
+
+
+BAD_INPUTS = [
+    pytest.param(
+        _called_on(layer_cls, call),
+        error,
+        f"{layer_cls.__name__}: {message}",
+        id=f"{name}-{row_id}",
+    )
+    for name, layer_cls in LAYERS.items()
+    for row_id, call, error, message in SHARED_BAD_INPUTS
+]
+
+
+@pytest.mark.parametrize("call,error,message", BAD_INPUTS)
+def test_bad_input_raises_a_clear_error(call, error, message):
+    assert_raises_with(call, error, message)
