@@ -241,8 +241,8 @@ BAD_INPUTS = [
     ),
     pytest.param(
         lambda: LearnedPositionEmbedding(2.5),
-        TypeError,
-        LPE + MAX_LENGTH + "2.5 of type float",
+        ValueError,
+        LPE + MAX_LENGTH + "2.5",
         id="max-length-float",
     ),
     pytest.param(

@@ -275,9 +275,8 @@ BAD_INPUTS = [
     ),
     pytest.param(
         lambda: mha(num_heads=2.0),
-        TypeError,
-        MHA
-        + "`num_heads` must be a positive integer. Received: num_heads=2.0 of type float",
+        ValueError,
+        MHA + "`num_heads` must be a positive integer. Received: num_heads=2.0",
         id="num-heads-float",
     ),
     pytest.param(
@@ -325,9 +324,9 @@ BAD_INPUTS = [
         id="output-shape",
     ),
     pytest.param(
-        lambda: mha(causal=1),
+        lambda: mha(causal="yes"),
         TypeError,
-        MHA + "`causal` must be a bool. Received: causal=1",
+        MHA + "`causal` must be a bool. Received: causal='yes'",
         id="causal-type",
     ),
     pytest.param(
@@ -352,9 +351,9 @@ BAD_INPUTS = [
     ),
     pytest.param(
         lambda: mha(sliding_window=4.0),
-        TypeError,
+        ValueError,
         MHA
-        + "`sliding_window` must be None or a positive integer. Received: sliding_window=4.0 of type float",
+        + "`sliding_window` must be None or a positive integer. Received: sliding_window=4.0",
         id="sliding-window-float",
     ),
     pytest.param(
@@ -380,21 +379,21 @@ BAD_INPUTS = [
         lambda: mha()(normal(2, 8)),
         ValueError,
         MHA
-        + "`query` must have rank 3, (batch, seq_len, dim). Received: query.shape=(2, 8)",
+        + "`query` must have rank >= 3, (batch, ..., seq_len, dim), with a known last dimension. Received: query.shape=(2, 8)",
         id="rank-2",
     ),
     pytest.param(
-        lambda: mha()(normal(2, 3, 4, 8)),
+        lambda: mha()(normal(2, 3, 4, 8), normal(2, 3, 8)),
         ValueError,
         MHA
-        + "`query` must have rank 3, (batch, seq_len, dim). Received: query.shape=(2, 3, 4, 8)",
-        id="rank-4",
+        + "`query`, `value` and `key` must have the same rank. Received: query.shape=(2, 3, 4, 8), value.shape=(2, 3, 8), key.shape=(2, 3, 8)",
+        id="ranks-differ",
     ),
     pytest.param(
         lambda: mha().build((None, 3, None)),
         ValueError,
         MHA
-        + "the last dimension of `query` must be known. Received: query.shape=(None, 3, None)",
+        + "`query` must have rank >= 3, (batch, ..., seq_len, dim), with a known last dimension. Received: query.shape=(None, 3, None)",
         id="unknown-last-dimension",
     ),
     pytest.param(
@@ -477,3 +476,29 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("call,error,message", BAD_INPUTS)
 def test_bad_input_raises_a_clear_error(call, error, message):
     assert_raises_with(call, error, message)
+
+
+def test_use_causal_mask_false_switches_the_constructor_causal_off():
+    x = normal(2, 5, 8)
+    causal = MultiHeadAttention(num_heads=2, key_dim=4, causal=True)
+    plain = MultiHeadAttention(num_heads=2, key_dim=4)
+    causal(x)
+    plain(x)
+    plain.set_weights(causal.get_weights())
+    np.testing.assert_array_equal(
+        to_numpy(causal(x, use_causal_mask=False)), to_numpy(plain(x))
+    )
+    np.testing.assert_array_equal(
+        to_numpy(plain(x, use_causal_mask=True)), to_numpy(causal(x))
+    )
+
+
+def test_bottom_right_layer_steps_equal_the_whole_pass():
+    x = normal(2, 6, 8)
+    layer = MultiHeadAttention(
+        num_heads=2, key_dim=4, causal=True, alignment="bottom_right"
+    )
+    whole = to_numpy(layer(x))
+    for t in range(6):
+        step = layer(x[:, t : t + 1], x[:, : t + 1])
+        np.testing.assert_allclose(to_numpy(step)[:, 0], whole[:, t], atol=1e-5)

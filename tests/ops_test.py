@@ -295,11 +295,11 @@ BAD_INPUTS = [
     ),
     pytest.param(
         lambda: scaled_dot_product_attention(
-            normal(2, 3, 4), normal(3, 3, 4), normal(3, 3, 4)
+            normal(2, 1, 3, 4), normal(3, 1, 3, 4), normal(3, 1, 3, 4)
         ),
         ValueError,
         F
-        + "the batch dimensions of `query`, `key` and `value` must be equal. Received: query.shape=(2, 3, 4), key.shape=(3, 3, 4), value.shape=(3, 3, 4)",
+        + "the batch dimensions of `query`, `key` and `value` must be equal. Received: query.shape=(2, 1, 3, 4), key.shape=(3, 1, 3, 4), value.shape=(3, 1, 3, 4)",
         id="batch",
     ),
     pytest.param(
@@ -389,9 +389,9 @@ BAD_INPUTS = [
         id="dropout-negative",
     ),
     pytest.param(
-        lambda: attend(training=1),
+        lambda: attend(training="yes"),
         TypeError,
-        F + "`training` must be a bool. Received: training=1",
+        F + "`training` must be a bool (or None). Received: training='yes'",
         id="training-type",
     ),
     pytest.param(
@@ -409,9 +409,9 @@ BAD_INPUTS = [
     ),
     pytest.param(
         lambda: attend(sliding_window=2.5),
-        TypeError,
+        ValueError,
         F
-        + "`sliding_window` must be None or a positive integer. Received: sliding_window=2.5 of type float",
+        + "`sliding_window` must be None or a positive integer. Received: sliding_window=2.5",
         id="sliding-window-float",
     ),
     pytest.param(
@@ -447,3 +447,58 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("call,error,message", BAD_INPUTS)
 def test_bad_input_raises_a_clear_error(call, error, message):
     assert_raises_with(call, error, message)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"causal": True}, id="causal"),
+        pytest.param({"causal": True, "sliding_window": 3}, id="causal_window"),
+        pytest.param({"sliding_window": 2}, id="window"),
+        pytest.param(
+            {"causal": True, "dropout": 0.5, "seed": 9, "training": True}, id="dropout"
+        ),
+    ],
+)
+def test_bottom_right_queries_equal_the_last_rows_of_the_whole_sequence(options):
+    # New queries attending to every key so far (a decoding step) get exactly
+    # the rows the whole sequence gives them, dropout included.
+    x = RNG.normal(size=(2, 3, 9, 4)).astype("float32")
+    whole = scaled_dot_product_attention(x, x, x, **options)
+    last = scaled_dot_product_attention(
+        x[..., 6:, :], x, x, alignment="bottom_right", **options
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(last),
+        keras.ops.convert_to_numpy(whole)[..., 6:, :],
+        atol=1e-6,
+    )
+
+
+def test_bottom_right_causal_pattern_matches_numpy():
+    q, k = RNG.normal(size=(1, 3, 4)), RNG.normal(size=(1, 5, 4))
+    _, weights = scaled_dot_product_attention(
+        q.astype("float32"),
+        k.astype("float32"),
+        k.astype("float32"),
+        causal=True,
+        alignment="bottom_right",
+        return_weights=True,
+    )
+    allowed = np.arange(5)[None, :] <= np.arange(3)[:, None] + 2
+    logits = np.where(allowed, q[0] @ k[0].T / 2.0, -np.inf)
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(weights)[0], expected, atol=1e-6
+    )
+    # More queries than keys: the first queries sit before key 0, see nothing.
+    context = scaled_dot_product_attention(
+        k.astype("float32"),
+        q.astype("float32"),
+        q.astype("float32"),
+        causal=True,
+        alignment="bottom_right",
+    )
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(context)[0, :2], 0.0)
+    assert np.all(keras.ops.convert_to_numpy(context)[0, 2:] != 0.0)

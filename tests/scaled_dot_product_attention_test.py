@@ -101,9 +101,9 @@ BAD_INPUTS = [
     ),
     pytest.param(
         lambda: ScaledDotProductAttention(sliding_window=2.5),
-        TypeError,
+        ValueError,
         SDPA
-        + "`sliding_window` must be None or a positive integer. Received: sliding_window=2.5 of type float",
+        + "`sliding_window` must be None or a positive integer. Received: sliding_window=2.5",
         id="sliding-window-float",
     ),
     pytest.param(
@@ -153,9 +153,9 @@ BAD_INPUTS = [
         id="value-mask-shape",
     ),
     pytest.param(
-        lambda: ScaledDotProductAttention()(normal(2, 3, 4), use_causal_mask=None),
+        lambda: ScaledDotProductAttention()(normal(2, 3, 4), use_causal_mask="no"),
         TypeError,
-        SDPA + "`use_causal_mask` must be a bool. Received: use_causal_mask=None",
+        SDPA + "`use_causal_mask` must be a bool. Received: use_causal_mask='no'",
         id="use-causal-mask-type",
     ),
 ]

@@ -222,13 +222,30 @@ def test_neither_pass_creates_a_q_len_by_k_len_tensor():
 @pytest.mark.parametrize(
     "causal,window", [(True, None), (False, 5), (True, 5), (False, 13)]
 )
-def test_only_tiles_that_meet_the_pattern_are_visited(causal, window):
+@pytest.mark.parametrize(
+    "bottom_right", [False, True], ids=["top_left", "bottom_right"]
+)
+@pytest.mark.parametrize("q_len,k_len", [(61, 53), (21, 45)])
+def test_only_tiles_that_meet_the_pattern_are_visited(
+    causal, window, bottom_right, q_len, k_len
+):
     from keras_attention import _tiled_tensorflow
 
-    q_len, k_len, tile = 61, 53, 8
+    tile = 8
     q, k = normal(1, q_len, 4), normal(1, k_len, 4)
-    spec = _tiled_tensorflow._Spec(q, k, None, causal, window, 0.0, None, (tile, tile))
-    rows, cols = np.arange(q_len)[:, None], np.arange(k_len)[None, :]
+    spec = _tiled_tensorflow._Spec(
+        q,
+        k,
+        None,
+        causal=causal,
+        sliding_window=window,
+        bottom_right=bottom_right,
+        dropout=0.0,
+        seed=None,
+        tiles=(tile, tile),
+    )
+    first = k_len - q_len if bottom_right else 0
+    rows, cols = np.arange(q_len)[:, None] + first, np.arange(k_len)[None, :]
     allowed = np.ones((q_len, k_len), bool)
     if causal:
         allowed &= cols <= rows

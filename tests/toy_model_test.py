@@ -118,9 +118,8 @@ BAD_INPUTS = [
     ),
     pytest.param(
         lambda: toy(num_heads=2.0),
-        TypeError,
-        TOY
-        + "`num_heads` must be a positive integer. Received: num_heads=2.0 of type float",
+        ValueError,
+        TOY + "`num_heads` must be a positive integer. Received: num_heads=2.0",
         id="num-heads-float",
     ),
     pytest.param(

@@ -100,9 +100,9 @@ BAD_INPUTS = [
     ),
     pytest.param(
         lambda: block(intermediate_dim=2.5),
-        TypeError,
+        ValueError,
         TB
-        + "`intermediate_dim` must be a positive integer. Received: intermediate_dim=2.5 of type float",
+        + "`intermediate_dim` must be a positive integer. Received: intermediate_dim=2.5",
         id="intermediate-dim-float",
     ),
     pytest.param(

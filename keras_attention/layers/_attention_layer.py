@@ -180,6 +180,8 @@ class AttentionLayer(keras.layers.Layer):
 
     def _check_attention_mask(self, attention_mask, query_shape, key_shape):
         """`(q_len, k_len)` or `(batch, q_len, k_len)`, like Keras."""
+        if attention_mask is not None:
+            checks.tensor(attention_mask, "attention_mask", type(self).__name__)
         if attention_mask is not None and len(attention_mask.shape) == 2:
             axes, expected = "(q_len, k_len)", (query_shape[1], key_shape[1])
         else:

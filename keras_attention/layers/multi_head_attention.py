@@ -138,7 +138,7 @@ class MultiHeadAttention(AttentionLayer):
     >>> model.add(layer)
     >>> tuple(model.output_shape)
     (None, None, 32)
-    >>> layer.query_dense.kernel.shape
+    >>> tuple(layer.query_dense.kernel.shape)
     (32, 4, 8)
 
     References:
@@ -410,6 +410,8 @@ class MultiHeadAttention(AttentionLayer):
         return ops.reshape(mask, (*lead, math.prod(sizes[:n]), math.prod(sizes[n:])))
 
     def _check_attention_mask(self, attention_mask, query_shape, key_shape):
+        if attention_mask is not None:
+            checks.tensor(attention_mask, "attention_mask", type(self).__name__)
         if len(query_shape) == 3:
             if attention_mask is not None and len(attention_mask.shape) == 4:
                 checks.mask(
