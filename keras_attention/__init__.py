@@ -1,6 +1,6 @@
 """Attention and position-encoding layers for Keras 3."""
 
-from keras_attention.inspection import attention_weights
+from keras_attention.inspection import attention_weights, attention_weights_by_layer
 from keras_attention.layers.learned_position_embedding import (
     LearnedPositionEmbedding,
 )
@@ -27,6 +27,7 @@ __all__ = [
     "SinusoidalPositionEncoding",
     "TransformerBlock",
     "attention_weights",
+    "attention_weights_by_layer",
     "build_toy_model",
     "make_reversal_data",
     "plot_attention",
