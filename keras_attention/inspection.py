@@ -52,7 +52,8 @@ def attention_weights(model, inputs):
         ValueError: the model has none of this package's attention layers,
             or the forward pass called none of them.
     """
-    return [weights for _, weights in _record(model, inputs, "attention_weights")]
+    records = _record(model, inputs, "attention_weights")
+    return [weights for _, _, weights in records]
 
 
 def attention_weights_by_layer(model, inputs):
@@ -79,10 +80,10 @@ def attention_weights_by_layer(model, inputs):
     """
     records = _record(model, inputs, "attention_weights_by_layer")
     calls = {}
-    for name, _ in records:
+    for _, name, _ in records:
         calls[name] = calls.get(name, 0) + 1
     named, seen = {}, {}
-    for name, weights in records:
+    for _, name, weights in records:
         if calls[name] > 1:
             seen[name] = seen.get(name, -1) + 1
             name = f"{name}#{seen[name]}"
@@ -91,7 +92,7 @@ def attention_weights_by_layer(model, inputs):
 
 
 def _record(model, inputs, owner):
-    """`[(layer path, weights)]` of one forward pass, in call order."""
+    """`[(layer, path, weights)]` of one forward pass, in call order."""
     if not isinstance(model, keras.layers.Layer):
         raise TypeError(
             f"{owner}: `model` must be a Keras model or layer. "
@@ -116,17 +117,17 @@ def _record(model, inputs, owner):
     return records
 
 
-def _attention_layers(root):
-    """This package's attention layers reachable from `root`: its `layers`
-    and every layer held in an attribute (or a list, tuple or dict of them),
-    recursively."""
+def _attention_layers(root, kind=AttentionLayer):
+    """The layers of type `kind` (this package's attention layers) reachable
+    from `root`: its `layers` and every layer held in an attribute (or a
+    list, tuple or dict of them), recursively."""
     found, seen, stack = [], set(), [root]
     while stack:
         layer = stack.pop()
         if id(layer) in seen:
             continue
         seen.add(id(layer))
-        if isinstance(layer, AttentionLayer):
+        if isinstance(layer, kind):
             found.append(layer)
         children = list(getattr(layer, "layers", None) or [])
         for value in vars(layer).values():
@@ -169,7 +170,7 @@ def _recorder(layer, records):
         asked = bound.arguments.get("return_attention_scores", False)
         bound.arguments["return_attention_scores"] = True
         output, weights = original(*bound.args, **bound.kwargs)
-        records.append((name, keras.ops.convert_to_numpy(weights)))
+        records.append((layer, name, keras.ops.convert_to_numpy(weights)))
         return (output, weights) if asked else output
 
     return call
