@@ -72,7 +72,7 @@ def test_functional_encoder_decoder_cross_attention_by_name():
     model = _encoder_decoder()
     source = np.array([[1, 2, 3, 0, 0], [4, 5, 6, 7, 8]])
     target = np.array([[1, 2, 0], [3, 4, 5]])
-    before = model.predict([source, target], verbose=0)
+    before = keras.ops.convert_to_numpy(model([source, target], training=False))
     found = attention_weights_by_layer(model, [source, target])
     # `layer.path`: where the layer was created (these outside the model).
     assert sorted(found) == ["cross", "decoder_self", "encoder/attention"]
@@ -94,7 +94,8 @@ def test_functional_encoder_decoder_cross_attention_by_name():
     # Nothing stays on the layers; the model computes what it computed.
     for layer in [model.get_layer("cross"), model.get_layer("encoder").attention]:
         assert "call" not in vars(layer)
-    np.testing.assert_array_equal(model.predict([source, target], verbose=0), before)
+    after = keras.ops.convert_to_numpy(model([source, target], training=False))
+    np.testing.assert_array_equal(after, before)
 
 
 def test_cross_attention_weights_are_those_the_layer_computes():
