@@ -1,6 +1,6 @@
 """Attention and position-encoding layers for Keras 3."""
 
-from keras_attention.inspection import attention_weights
+from keras_attention.inspection import attention_weights, attention_weights_by_layer
 from keras_attention.layers.learned_position_embedding import (
     LearnedPositionEmbedding,
 )
@@ -17,6 +17,7 @@ from keras_attention.models.toy_model import build_toy_model
 from keras_attention.ops import scaled_dot_product_attention
 from keras_attention.plotting import plot_attention, plot_position_encoding
 from keras_attention.reversal_task import make_reversal_data, real_token_accuracy
+from keras_attention.rollout import attention_rollout
 
 __version__ = "0.1.0"
 
@@ -26,7 +27,9 @@ __all__ = [
     "ScaledDotProductAttention",
     "SinusoidalPositionEncoding",
     "TransformerBlock",
+    "attention_rollout",
     "attention_weights",
+    "attention_weights_by_layer",
     "build_toy_model",
     "make_reversal_data",
     "plot_attention",

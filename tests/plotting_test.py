@@ -1,19 +1,195 @@
+import itertools
+import pathlib
 import sys
+import warnings
 
 import numpy as np
 import pytest
 
-from keras_attention import plot_attention, plot_position_encoding, sinusoidal_table
+from keras_attention import (
+    plot_attention,
+    plot_position_encoding,
+    plotting,
+    sinusoidal_table,
+)
 from tests.layer_test_case import assert_raises_with
+
+SUBSET_FONT = pathlib.Path(__file__).parent / "data" / "NotoSansCJK-subset.otf"
+CJK = list("我爱学习编程")
+
+
+def _drawn(figure):
+    """Draws `figure` on an Agg canvas; returns the canvas' renderer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    figure.canvas.draw()
+    return figure.canvas.get_renderer()
+
+
+def _texts(figure):
+    from matplotlib.text import Text
+
+    return [t for t in figure.findobj(Text) if t.get_visible() and t.get_text().strip()]
 
 
 def test_position_encoding_picture_shows_the_table():
     figure = plot_position_encoding(length=20, depth=8)
     image = figure.axes[0].images[0]
     np.testing.assert_allclose(image.get_array(), sinusoidal_table(20, 8), atol=1e-6)
+    assert image.get_clim() == (-1, 1)
+    assert figure.axes[0].get_title() == "Sinusoidal position encoding"
     table = np.arange(6.0).reshape(3, 2)
     figure = plot_position_encoding(table=table)
     np.testing.assert_array_equal(figure.axes[0].images[0].get_array(), table)
+
+
+def test_learned_table_is_titled_and_scaled_as_what_it_is():
+    table = np.array([[0.02, -0.05], [0.01, 0.03]])
+    figure = plot_position_encoding(table=table)
+    # Its own range, symmetric around 0 (so 0 is white), not -1..1.
+    assert figure.axes[0].images[0].get_clim() == (-0.05, 0.05)
+    assert figure.axes[0].get_title() == "Learned position table"
+    figure = plot_position_encoding(table=np.zeros((2, 2)), title="untrained")
+    assert figure.axes[0].images[0].get_clim() == (-1, 1)
+    assert figure.axes[0].get_title() == "untrained"
+
+
+@pytest.mark.parametrize(
+    "count, scale", [(1, "shared"), (5, "per_head"), (8, "shared")]
+)
+def test_heads_in_a_grid_every_text_inside_the_canvas(count, scale):
+    tokens = [f"token_{i}" for i in range(8)]
+    weights = np.random.default_rng(0).dirichlet(np.ones(8), size=(count, 8))
+    figure = plot_attention(
+        weights, tokens, tokens, title="a long title over all heads", color_scale=scale
+    )
+    panels = [ax for ax in figure.axes if ax.images]
+    assert len(panels) == count
+    # Rows of at most 4 panels.
+    rows = {round(ax.get_position().y0, 3) for ax in panels}
+    columns = {round(ax.get_position().x0, 3) for ax in panels}
+    assert len(columns) == min(count, 4)
+    assert len(rows) == -(-count // 4)
+    renderer = _drawn(figure)
+    width, height = figure.canvas.get_width_height()
+    texts = _texts(figure)
+    assert len(texts) > 2 * 8 * count  # the tick labels are among them
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= -1 and box.y0 >= -1, text.get_text()
+        assert box.x1 <= width + 1 and box.y1 <= height + 1, text.get_text()
+    titles = [figure._suptitle] + [ax.title for ax in panels]
+    titles = [t for t in titles if t is not None and t.get_text()]
+    assert len(titles) == (1 if count == 1 else count + 1)
+    boxes = [t.get_window_extent(renderer) for t in titles]
+    for a, b in itertools.combinations(boxes, 2):
+        assert not a.overlaps(b)
+
+
+def test_colour_scale_shared_per_head_or_probability():
+    weights = np.array([[[0.9, 0.1], [0.5, 0.5]], [[0.6, 0.4], [0.3, 0.7]]])
+    shared = plot_attention(weights)
+    assert [ax.images[0].get_clim() for ax in shared.axes if ax.images] == [
+        (0, pytest.approx(0.9))
+    ] * 2
+    assert len(shared.axes) == 3  # two panels, one colour bar
+    per_head = plot_attention(weights, color_scale="per_head")
+    assert [ax.images[0].get_clim() for ax in per_head.axes if ax.images] == [
+        (0, pytest.approx(0.9)),
+        (0, pytest.approx(0.7)),
+    ]
+    assert len(per_head.axes) == 4  # a colour bar per panel
+    fixed = plot_attention(weights, color_scale="probability")
+    assert fixed.axes[0].images[0].get_clim() == (0, 1)
+    with pytest.raises(
+        ValueError,
+        match=r"plot_attention: `color_scale` must be one of \('shared', "
+        r"'per_head', 'probability'\)\. Received: color_scale='log'",
+    ):
+        plot_attention(weights, color_scale="log")
+    with pytest.raises(
+        ValueError,
+        match=r"plot_attention: `columns` must be a positive integer or None\. "
+        r"Received: columns=0",
+    ):
+        plot_attention(weights, columns=0)
+
+
+def test_masked_cells_are_hatched_and_left_out_of_the_scale():
+    weights = np.array([[0.2, 0.8, 0.0], [0.1, 0.9, 0.0]])
+    mask = np.array([1, 1, 0])  # a key padding mask
+    figure = plot_attention(weights, mask=mask)
+    panel = figure.axes[0]
+    (hatched,) = panel.collections
+    assert hatched.get_hatch() == "//"
+    # One cell per masked (query, key): the last column.
+    corners = sorted(tuple(p.vertices[0]) for p in hatched.get_paths())
+    assert corners == [(1.5, -0.5), (1.5, 0.5)]
+    np.testing.assert_allclose(panel.images[0].get_array(), weights)
+    assert panel.images[0].get_clim() == (0, pytest.approx(0.9))
+    assert "masked" in figure.axes[1].get_ylabel()  # the colour bar says so
+    with pytest.raises(
+        ValueError,
+        match=r"plot_attention: `mask` must be broadcastable to the weights' shape "
+        r"\(1, 2, 3\) \(e\.g\. \(k_len,\), \(q_len, k_len\)\)\. Received: "
+        r"mask\.shape=\(2,\)",
+    ):
+        plot_attention(weights, mask=[1, 0])
+
+
+def test_nan_weights_are_named_in_a_warning_and_the_title():
+    weights = np.full((2, 2, 2), 0.5)
+    weights[1, 0, 0] = np.nan
+    with pytest.warns(
+        UserWarning,
+        match=r"plot_attention: `weights` hold 1 NaN values \(of 8\); they are "
+        r"drawn red\.",
+    ):
+        figure = plot_attention(weights, title="block 0")
+    assert figure._suptitle.get_text() == "block 0 (weights hold 1 NaN (red))"
+
+
+@pytest.fixture
+def no_cjk_font(monkeypatch):
+    """matplotlib sees only its own DejaVu fonts, as on the CI machine."""
+    from matplotlib import font_manager
+
+    manager = font_manager.fontManager
+    dejavu = [e for e in manager.ttflist if e.name.startswith("DejaVu")]
+    monkeypatch.setattr(manager, "ttflist", dejavu)
+    monkeypatch.setattr(plotting, "_system_fonts", lambda: [])
+    monkeypatch.setattr(plotting, "_warned_about_glyphs", False)
+    return monkeypatch
+
+
+def test_tokens_get_an_installed_font_that_has_their_glyphs(no_cjk_font):
+    # The subset (18 characters of Noto Sans CJK, OFL) is "installed" on the
+    # system but not yet in matplotlib's cached font list.
+    no_cjk_font.setattr(plotting, "_system_fonts", lambda: [str(SUBSET_FONT)])
+    figure = plot_attention(np.eye(6), CJK, CJK, title="我爱学习编程 attention")
+    labels = figure.axes[0].get_xticklabels() + figure.axes[0].get_yticklabels()
+    for text in [*labels, figure._suptitle]:
+        assert text.get_fontfamily()[-1] == "Noto Sans CJK JP"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "Glyph ... missing from font"
+        _drawn(figure)
+    # Latin tokens keep the default font.
+    figure = plot_attention(np.eye(2), ["a", "b"], ["c", "d"])
+    assert figure.axes[0].get_xticklabels()[0].get_fontfamily() == ["sans-serif"]
+
+
+def test_missing_glyphs_warn_once_with_the_install_hint(no_cjk_font):
+    with pytest.warns(
+        UserWarning,
+        match=r"plot_attention: no installed font has the characters '习学我爱程编' "
+        r"of the tokens or title; they will be drawn as boxes\. Install a font "
+        r"that has them, .* `sudo apt-get install fonts-noto-cjk` on Debian/Ubuntu",
+    ):
+        plot_attention(np.eye(6), CJK, CJK)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_attention(np.eye(6), CJK, CJK)
 
 
 def test_attention_picture_one_panel_per_head_with_labels(tmp_path):
