@@ -27,8 +27,10 @@ $(VENV)/.installed-test: $(PY) setup.cfg pyproject.toml $(CONSTRAINTS)
 	$(PIP) install -c $(CONSTRAINTS) -e ".[test,plot]"
 	touch $@ $(VENV)/.installed-demo
 
+# `--overwrite`: a second `make demo` replaces ./demo-output (and says so),
+# where the command line alone refuses a folder holding a demo's files.
 demo: $(VENV)/.installed-demo
-	$(PY) -m keras_attention demo
+	$(PY) -m keras_attention demo --overwrite
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .

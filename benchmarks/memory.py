@@ -1,11 +1,13 @@
 """Memory: the peak-RSS increase of one attention call, in fresh processes.
 
-Method (../shared/MEASURING.md): each (implementation, T, pass) runs in its
-own subprocess, which builds the layer, traces and runs a warm-up call on a
-short input (T=256), resets the high-water mark (`/proc/self/clear_refs`),
-reads VmRSS, makes the measured call and reads VmHWM. A case whose estimated
-peak cannot fit in this machine's memory is recorded as "does not fit" and
-never started: there is no swap, and an OOM kill would take the run down.
+Method: each (implementation, T, pass) runs in its own subprocess (this
+script with `--child`), which builds the layer, traces and runs a warm-up
+call on a short input (T=256), resets the high-water mark
+(`/proc/self/clear_refs`), reads VmRSS, makes the measured call and reads
+VmHWM. Cases measured one after another in one process would under-report,
+because freed pages stay with the allocator. A case whose estimated peak
+cannot fit in this machine's memory is recorded as "does not fit" and never
+started: there is no swap, and an OOM kill would take the run down.
 
     python benchmarks/memory.py [--lengths 4096 8192 ...]
 """
@@ -16,57 +18,57 @@ import os
 import subprocess
 import sys
 
+import _measure
+
 B, DIM, HEADS = 1, 256, 8
 GIB = 2**30
-# Peak / one fp32 (B, H, T, T) score tensor, from Keras MHA on this kind of
-# machine (MEASURING.md: 8.3 GiB forward at T=16384, 6.3 GiB fwd+bwd at 8192).
+# Peak / one fp32 (B, H, T, T) score tensor, from Keras MHA measured this way
+# on a 2-core, 24 GiB machine: 8.3 GiB forward at T=16384, 6.3 GiB
+# forward+backward at T=8192.
 KERAS_FACTOR = {"fwd": 1.1, "fwd+bwd": 3.3}
 LIMIT = 0.8  # of MemTotal: what a case may be expected to use
 
-CHILD = r"""
-import json, os, sys
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import numpy as np, tensorflow as tf, keras, keras_attention
 
-impl, length, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-B, DIM, HEADS = 1, 256, 8
+def child(impl, length, mode):
+    """Prints `{"increase": bytes}`: the peak-RSS increase of one call."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+    import tensorflow as tf
 
-def rss(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
+    import keras_attention
 
-if impl == "keras":
-    layer = keras.layers.MultiHeadAttention(num_heads=HEADS, key_dim=DIM // HEADS)
-    forward = lambda x: layer(x, x)
-else:
-    layer = keras_attention.MultiHeadAttention(num_heads=HEADS, key_dim=DIM // HEADS)
-    forward = lambda x: layer(x)
+    if impl == "keras":
+        layer = keras.layers.MultiHeadAttention(num_heads=HEADS, key_dim=DIM // HEADS)
 
-def step(x):
-    if mode == "fwd":
-        return forward(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        loss = tf.reduce_sum(forward(x))
-    return tape.gradient(loss, [x, *layer.trainable_variables])
+        def forward(x):
+            return layer(x, x)
 
-step = tf.function(step)
-np.asarray(tf.nest.flatten(step(tf.random.normal((B, 256, DIM))))[0])
-x = tf.random.normal((B, length, DIM))
-open("/proc/self/clear_refs", "w").write("5")
-before = rss("VmRSS")
-result = step(x)
-for t in tf.nest.flatten(result):
-    np.asarray(t)
-print(json.dumps({"increase": rss("VmHWM") - before}))
-"""
+    else:
+        layer = keras_attention.MultiHeadAttention(
+            num_heads=HEADS, key_dim=DIM // HEADS
+        )
 
+        def forward(x):
+            return layer(x)
 
-def mem_total():
-    with open("/proc/meminfo") as f:
-        return int(f.readline().split()[1]) * 1024
+    def step(x):
+        if mode == "fwd":
+            return forward(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(forward(x))
+        return tape.gradient(loss, [x, *layer.trainable_variables])
+
+    step = tf.function(step)
+    np.asarray(tf.nest.flatten(step(tf.random.normal((B, 256, DIM))))[0])
+    x = tf.random.normal((B, length, DIM))
+    _measure.reset_peak()
+    before = _measure.status("VmRSS")
+    result = step(x)
+    for t in tf.nest.flatten(result):
+        np.asarray(t)
+    print(json.dumps({"increase": _measure.status("VmHWM") - before}))
 
 
 def estimate(impl, length, mode):
@@ -78,10 +80,10 @@ def estimate(impl, length, mode):
 
 
 def measure(impl, length, mode):
-    if estimate(impl, length, mode) > LIMIT * mem_total():
+    if estimate(impl, length, mode) > LIMIT * _measure.memory_total():
         return None
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, impl, str(length), mode],
+        [sys.executable, __file__, "--child", impl, str(length), mode],
         capture_output=True,
         text=True,
         timeout=3600,
@@ -104,7 +106,17 @@ def main():
     parser.add_argument(
         "--lengths", type=int, nargs="+", default=[4096, 8192, 16384, 32768, 65536]
     )
+    parser.add_argument(
+        "--child",
+        nargs=3,
+        metavar=("IMPL", "T", "PASS"),
+        help="measure one case in this process (what each subprocess runs)",
+    )
     args = parser.parse_args()
+    if args.child:
+        impl, length, mode = args.child
+        child(impl, int(length), mode)
+        return
     print(f"B={B}, d={DIM}, h={HEADS}, fp32, self-attention, graph mode")
     print("| T | pass | keras MHA | ours | ours / keras | fp32 scores (B·H·T²·4) |")
     print("|---|---|---|---|---|---|")

@@ -16,11 +16,10 @@ Memory is `VmRSS` from `/proc/self/status` (Linux), read after
 
 import argparse
 import gc
-import os
-import platform
 import sys
 import time
 
+import _measure
 import keras
 import numpy as np
 
@@ -32,20 +31,12 @@ BATCH_SIZE = 32
 WARM_UP_STEP = 100
 TOLERANCE = 0.05
 REPORT_AT = (1, 100, 250, 500, 750, 1000)
-
-
-def status_field(name):
-    """A field of /proc/self/status in MiB (the file gives kB)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(f"{name}:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {name} in /proc/self/status")
+MIB = 2**20
 
 
 def rss_mib():
     gc.collect()
-    return status_field("VmRSS")
+    return _measure.status("VmRSS") / MIB
 
 
 def random_batch(rng, seed):
@@ -60,35 +51,6 @@ def random_batch(rng, seed):
     tokens[empty] = 0
     targets[empty] = 0
     return tokens, targets
-
-
-def machine():
-    model_name = "unknown"
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model_name = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as meminfo:
-        total = int(meminfo.readline().split()[1]) / 1024**2
-    versions = [
-        f"python {platform.python_version()}",
-        f"keras {keras.__version__}",
-        f"backend {keras.backend.backend()}",
-    ]
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        versions.append(f"tensorflow {tf.__version__}")
-    elif keras.backend.backend() == "jax":
-        import jax
-
-        versions.append(f"jax {jax.__version__}")
-    versions.append(f"keras_attention {keras_attention.__version__}")
-    return (
-        f"nproc {os.cpu_count()}, {model_name}, {total:.1f} GiB memory; "
-        + ", ".join(versions)
-    )
 
 
 def main(argv=None):
@@ -111,7 +73,7 @@ def main(argv=None):
         dropout=0.1,
     )
     print(f"# soak: {args.steps} steps, batch {BATCH_SIZE}, widths 2..{MAX_LENGTH}")
-    print(f"# {machine()}")
+    print(f"# {_measure.machine()}")
     print(f"{'step':>6} {'loss':>9} {'RSS MiB':>9} {'seconds':>8}")
 
     start = time.perf_counter()
@@ -145,7 +107,7 @@ def main(argv=None):
             f"{args.steps} {rss[args.steps]:.1f} MiB, ratio {ratio:.3f} "
             f"(limit 1 ± {TOLERANCE})"
         )
-        print(f"peak RSS (VmHWM): {status_field('VmHWM'):.1f} MiB")
+        print(f"peak RSS (VmHWM): {_measure.status('VmHWM') / MIB:.1f} MiB")
         if abs(ratio - 1) > TOLERANCE:
             failures.append(f"RSS ratio {ratio:.3f} outside 1 ± {TOLERANCE}")
     for failure in failures:

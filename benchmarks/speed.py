@@ -1,16 +1,18 @@
 """Speed: our MultiHeadAttention against keras.layers.MultiHeadAttention.
 
-Method (../shared/MEASURING.md): one process, same weights (`set_weights`),
-graph mode (`tf.function`) with and without XLA, two warm-up calls each, then
-A, B, A, B ... interleaved; medians; `np.asarray` on every output forces
-completion. Prints a Markdown table; `--quick` runs a subset.
+Method: one process, same weights (`set_weights`), graph mode
+(`tf.function`) with and without XLA, two warm-up calls each, then A, B, A,
+B ... interleaved; medians; `np.asarray` on every output forces completion.
+Ratios measured side by side are the figures to read: on a shared machine
+absolute times move with the load, so run it on a quiet one and keep the
+plain matmul figure with the table. Prints Markdown tables; `--quick` runs a
+subset.
 
     python benchmarks/speed.py [--quick] [--runs 5]
 """
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -20,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _measure import machine  # noqa: E402
 
 import keras_attention  # noqa: E402
 
@@ -40,9 +43,13 @@ def _force(result):
         np.asarray(x)
 
 
-def make_step(layer, x, causal, backward, jit, theirs):
+def make_step(layer, *, causal, backward, jit_compile, keras_layer):
+    """A `tf.function` of one call of `layer` on `x` (forward, or forward and
+    the gradients of every input and weight). Keras' layer is called on
+    `(x, x)`, ours on `x` alone (self-attention)."""
+
     def forward(x):
-        if theirs:
+        if keras_layer:
             return layer(x, x, use_causal_mask=causal)
         return layer(x, use_causal_mask=causal)
 
@@ -54,7 +61,7 @@ def make_step(layer, x, causal, backward, jit, theirs):
             loss = tf.reduce_sum(forward(x))
         return tape.gradient(loss, [x, *layer.trainable_variables])
 
-    return tf.function(step, jit_compile=jit)
+    return tf.function(step, jit_compile=jit_compile)
 
 
 def compare(fns, x, runs):
@@ -90,7 +97,6 @@ def matmul_gflops(runs):
 
 
 def mha_table(configs, runs):
-    rows = []
     for batch, length, dim, heads in configs:
         x = tf.random.normal((batch, length, dim))
         theirs, ours = layers_for(dim, heads, x)
@@ -98,23 +104,16 @@ def mha_table(configs, runs):
             for backward in (False, True):
                 for jit in (False, True):
                     fns = [
-                        make_step(layer, x, causal, backward, jit, layer is theirs)
+                        make_step(
+                            layer,
+                            causal=causal,
+                            backward=backward,
+                            jit_compile=jit,
+                            keras_layer=layer is theirs,
+                        )
                         for layer in (theirs, ours)
                     ]
                     keras_s, ours_s = compare(fns, x, runs)
-                    rows.append(
-                        (
-                            batch,
-                            length,
-                            dim,
-                            heads,
-                            causal,
-                            backward,
-                            jit,
-                            keras_s,
-                            ours_s,
-                        )
-                    )
                     print(
                         f"| {batch} | {length} | {dim} | {heads} | "
                         f"{'causal' if causal else 'full'} | "
@@ -123,7 +122,6 @@ def mha_table(configs, runs):
                         f"{1e3 * ours_s:.1f} | {keras_s / ours_s:.2f}x |",
                         flush=True,
                     )
-    return rows
 
 
 def sliding_window_table(runs, length=16384, window=256, dim=256, heads=8):
@@ -141,7 +139,13 @@ def sliding_window_table(runs, length=16384, window=256, dim=256, heads=8):
         )
         layer(x[:, :8])
         for backward in (False, True):
-            fn = make_step(layer, x, False, backward, False, False)
+            fn = make_step(
+                layer,
+                causal=False,
+                backward=backward,
+                jit_compile=False,
+                keras_layer=False,
+            )
             (results[name, backward],) = compare([fn], x, runs)
     for backward in (False, True):
         full = results["full causal", backward]
@@ -178,22 +182,6 @@ def core_table(runs, peak):
                 f"{gflops:.1f} | {100 * gflops / peak:.0f} % |",
                 flush=True,
             )
-
-
-def machine():
-    model = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as f:
-        total_kib = int(f.readline().split()[1])
-    return (
-        f"{os.cpu_count()} cores, {model}, {total_kib / 2**20:.0f} GiB; "
-        f"Python {platform.python_version()}, TensorFlow {tf.__version__}, "
-        f"Keras {keras.__version__}, keras_attention {keras_attention.__version__}"
-    )
 
 
 def main():

@@ -1,23 +1,6 @@
 """Attention and position-encoding layers for Keras 3."""
 
-from keras_attention.inspection import attention_weights, attention_weights_by_layer
-from keras_attention.layers.learned_position_embedding import (
-    LearnedPositionEmbedding,
-)
-from keras_attention.layers.multi_head_attention import MultiHeadAttention
-from keras_attention.layers.scaled_dot_product_attention import (
-    ScaledDotProductAttention,
-)
-from keras_attention.layers.sinusoidal_position_encoding import (
-    SinusoidalPositionEncoding,
-    sinusoidal_table,
-)
-from keras_attention.layers.transformer_block import TransformerBlock
-from keras_attention.models.toy_model import build_toy_model
-from keras_attention.ops import scaled_dot_product_attention
-from keras_attention.plotting import plot_attention, plot_position_encoding
-from keras_attention.reversal_task import make_reversal_data, real_token_accuracy
-from keras_attention.rollout import attention_rollout
+import sys
 
 __version__ = "0.1.0"
 
@@ -38,3 +21,42 @@ __all__ = [
     "scaled_dot_product_attention",
     "sinusoidal_table",
 ]
+
+
+def _command_line_is_starting():
+    """True while `python -m keras_attention` imports this package, just
+    before it runs `keras_attention/__main__.py`.
+
+    The command line imports Keras only after parsing its arguments, so that
+    `--help` or a mistyped option does not wait for TensorFlow; for that, the
+    public API below must not be imported here first. Python sets
+    `sys.argv[0]` to "-m" while it locates the module to run, and
+    `sys.orig_argv` names that module. Every other import of the package,
+    including one by another package run with `-m`, imports the public API,
+    which is also what registers the layers for `keras.saving.load_model`.
+    """
+    if sys.argv[:1] != ["-m"] or "-m" not in sys.orig_argv:
+        return False
+    module = sys.orig_argv.index("-m") + 1
+    return sys.orig_argv[module : module + 1] == ["keras_attention"]
+
+
+if not _command_line_is_starting():
+    from keras_attention.inspection import attention_weights, attention_weights_by_layer
+    from keras_attention.layers.learned_position_embedding import (
+        LearnedPositionEmbedding,
+    )
+    from keras_attention.layers.multi_head_attention import MultiHeadAttention
+    from keras_attention.layers.scaled_dot_product_attention import (
+        ScaledDotProductAttention,
+    )
+    from keras_attention.layers.sinusoidal_position_encoding import (
+        SinusoidalPositionEncoding,
+        sinusoidal_table,
+    )
+    from keras_attention.layers.transformer_block import TransformerBlock
+    from keras_attention.models.toy_model import build_toy_model
+    from keras_attention.ops import scaled_dot_product_attention
+    from keras_attention.plotting import plot_attention, plot_position_encoding
+    from keras_attention.reversal_task import make_reversal_data, real_token_accuracy
+    from keras_attention.rollout import attention_rollout

@@ -1,3 +1,4 @@
+import inspect
 import re
 import subprocess
 import sys
@@ -5,20 +6,29 @@ from pathlib import Path
 
 import pytest
 
+import keras_attention
+from keras_attention import __main__ as command_line
 from keras_attention.demo import run_demo
 
 pytestmark = pytest.mark.end_to_end
 LINE = re.compile(r"^(none|sinusoidal|learned)\s+(\d+(?:\.\d+)?)%$", re.MULTILINE)
+USAGE = "usage: keras-attention demo "
+
+
+def _run(*arguments, timeout=30):
+    """`python -m keras_attention ...` in a fresh process, as `make demo`."""
+    return subprocess.run(
+        [sys.executable, "-m", "keras_attention", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_demo_proves_position_matters(tmp_path):
-    # What `make demo` runs, with its defaults, in a fresh process.
-    result = subprocess.run(
-        [sys.executable, "-m", "keras_attention", "demo", "--output", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    # The --quick preset, a third of the training of `make demo` (whose
+    # figures README shows), in a fresh process.
+    result = _run("demo", "--quick", "--output", str(tmp_path), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = LINE.findall(result.stdout)
     assert sorted(name for name, _ in rows) == ["learned", "none", "sinusoidal"]
@@ -34,6 +44,24 @@ def test_demo_proves_position_matters(tmp_path):
         "attention_layer_1.png",
     ):
         assert (tmp_path / name).stat().st_size > 1000
+    # Not a terminal: one line per epoch, no progress bars, no retrace warning.
+    assert "\x1b[" not in result.stdout and "\r" not in result.stdout
+    assert (
+        len(re.findall(r"^\d+/\d+ - ", result.stdout, re.MULTILINE))
+        == 3 * command_line.QUICK["epochs"]
+    )
+    assert "retracing" not in result.stderr
+
+    # A second run into the folder is refused before training, naming the
+    # files the first one wrote.
+    again = _run("demo", "--output", str(tmp_path))
+    assert again.returncode == 2
+    assert again.stderr.endswith(
+        f"keras-attention demo: error: argument --output: {str(tmp_path)!r} "
+        "already holds the files of a demo (attention_layer_0.png, "
+        "attention_layer_1.png, best_model.keras, position_encoding.png); "
+        "pass --overwrite to replace them, or choose another folder\n"
+    )
 
 
 def test_demo_is_deterministic_for_a_seed(tmp_path):
@@ -43,12 +71,10 @@ def test_demo_is_deterministic_for_a_seed(tmp_path):
 
 
 def test_console_script_is_installed():
+    # The venv's script; it imports this checkout's package when PYTHONPATH
+    # names it (the editable install's finder comes after PYTHONPATH). It
+    # imports Keras before parsing (the package comes first), so one call.
     script = Path(sys.executable).parent / "keras-attention"
-    result = subprocess.run(
-        [str(script), "demo", "--help"], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0
-    assert "--epochs" in result.stdout and "--output" in result.stdout
     bad = subprocess.run(
         [str(script), "demo", "--epochs", "0"],
         capture_output=True,
@@ -56,4 +82,103 @@ def test_console_script_is_installed():
         timeout=120,
     )
     assert bad.returncode == 2
-    assert "must be a positive integer, got 0" in bad.stderr
+    assert f"{USAGE}[-h] [--output DIR] [--epochs N]" in bad.stderr
+    assert bad.stderr.endswith(
+        "error: argument --epochs: must be a positive integer, got '0'\n"
+    )
+
+
+def test_help_and_version_answer_without_importing_keras():
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "keras_attention", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0
+    assert "demo" in result.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "keras" not in imported and "tensorflow" not in imported
+    demo_help = _run("demo", "--help").stdout
+    for text in (
+        "--output DIR",
+        "(default: demo-output)",
+        "--epochs N",
+        "(default: 15, or 10 with --quick)",
+        "--seed S",
+        "(default: 0)",
+        "--quick",
+        "--overwrite",
+    ):
+        assert text in demo_help
+    version = _run("--version")
+    assert version.stdout == f"keras-attention {keras_attention.__version__}\n"
+
+
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        pytest.param(
+            ["--epochs", "abc"],
+            "argument --epochs: must be a positive integer, got 'abc'",
+            id="epochs-not-a-number",
+        ),
+        pytest.param(
+            ["--epochs", "-2"],
+            "argument --epochs: must be a positive integer, got '-2'",
+            id="epochs-negative",
+        ),
+        pytest.param(
+            ["--seed", "x"],
+            "argument --seed: invalid int value: 'x'",
+            id="seed-not-a-number",
+        ),
+        pytest.param(
+            ["--epoch", "3"],
+            "unrecognized arguments: --epoch 3",
+            id="no-abbreviations",
+        ),
+        pytest.param(
+            ["--output", "{file}"],
+            "argument --output: '{file}' exists and is not a folder",
+            id="output-is-a-file",
+        ),
+        pytest.param(
+            ["--output", "{file}/demo"],
+            "argument --output: cannot create the folder '{file}/demo': "
+            "Not a directory",
+            id="output-cannot-be-created",
+        ),
+    ],
+)
+def test_bad_arguments_exit_2_before_training(tmp_path, arguments, message):
+    file = tmp_path / "file.txt"
+    file.write_text("not a folder")
+    arguments = [a.replace("{file}", str(file)) for a in arguments]
+    result = _run("demo", *arguments)
+    assert result.returncode == 2
+    assert result.stderr.endswith(f"error: {message.replace('{file}', str(file))}\n")
+    assert result.stdout == ""
+
+
+def test_output_folder_checks(tmp_path):
+    assert command_line._prepare_output(str(tmp_path / "new"), False) == []
+    assert (tmp_path / "new").is_dir()
+    for name in ("best_model.keras", "attention_layer_0.png", "notes.txt"):
+        (tmp_path / name).write_text("")
+    with pytest.raises(
+        FileExistsError,
+        match=r"already holds the files of a demo \(attention_layer_0\.png, "
+        r"best_model\.keras\); pass --overwrite to replace them, or choose "
+        r"another folder",
+    ):
+        command_line._prepare_output(str(tmp_path), False)
+    found = command_line._prepare_output(str(tmp_path), True)
+    assert found == ["attention_layer_0.png", "best_model.keras"]
+
+
+def test_full_preset_is_run_demos_default():
+    parameters = inspect.signature(run_demo).parameters
+    assert command_line.FULL == {
+        name: parameters[name].default for name in ("train_size", "epochs")
+    }

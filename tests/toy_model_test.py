@@ -45,6 +45,18 @@ def test_save_and_load_in_safe_mode_without_custom_objects(tmp_path, encoding):
     )
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_logits_are_float32_under_mixed_precision(policy):
+    keras.config.set_dtype_policy(policy)
+    model = build_toy_model(12, 10, d_model=16, num_heads=2)
+    tokens, _ = make_reversal_data(4, 10, 12)
+    half = policy.split("_")[1]
+    assert [layer.compute_dtype for layer in model.layers[:-1]] == [half] * 5
+    assert model.layers[-1].compute_dtype == "float32"
+    assert model.layers[-1].variable_dtype == "float32"
+    assert keras.backend.standardize_dtype(model(tokens).dtype) == "float32"
+
+
 def test_padding_never_reaches_real_positions():
     model = build_toy_model(12, 10, d_model=16, num_heads=2)
     tokens, _ = make_reversal_data(8, 10, 12, min_length=3, seed=5)

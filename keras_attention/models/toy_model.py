@@ -26,7 +26,8 @@ def build_toy_model(
 
     `Embedding(mask_zero=True)` -> position encoding -> `num_layers`
     `TransformerBlock`s -> `LayerNormalization` -> per-token
-    `Dense(vocab_size)` logits. Token 0 is padding: its mask flows through
+    `Dense(vocab_size)` logits, always in float32 (also under a mixed
+    precision policy). Token 0 is padding: its mask flows through
     every layer, so padded positions are never attended to and do not count
     in the loss.
 
@@ -105,7 +106,10 @@ def build_toy_model(
             )
         )
     model.add(keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm"))
-    model.add(keras.layers.Dense(vocab_size, name="logits"))
+    # float32 logits under a mixed policy too, as Keras' mixed-precision
+    # guide advises for a model's output layer: the softmax and the loss are
+    # numerically safer in float32.
+    model.add(keras.layers.Dense(vocab_size, dtype="float32", name="logits"))
     model.compile(
         optimizer=keras.optimizers.Adam(3e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
