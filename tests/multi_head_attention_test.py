@@ -425,6 +425,13 @@ BAD_INPUTS = [
         id="int-query-symbolic",
     ),
     pytest.param(
+        lambda: mha()(normal(2, 3, 8), np.array([[["a"] * 8] * 3] * 2)),
+        TypeError,
+        MHA
+        + "`value` must be a floating-point tensor. Received: value with dtype str32",
+        id="string-value",
+    ),
+    pytest.param(
         lambda: mha()(normal(2, 3, 8), attention_mask=np.ones((2, 3, 4), bool)),
         ValueError,
         MHA

@@ -163,6 +163,13 @@ BAD_INPUTS = [
         id="int-inputs",
     ),
     pytest.param(
+        lambda: block()(np.array([[["a"] * 4] * 3] * 2)),
+        TypeError,
+        TB
+        + "`inputs` must be a floating-point tensor. Received: inputs with dtype str32",
+        id="string-inputs",
+    ),
+    pytest.param(
         lambda: block()(normal(2, 3, 8), mask=np.ones((2, 4), bool)),
         ValueError,
         TB

@@ -58,6 +58,14 @@ class AttentionLayer(keras.layers.Layer):
         key_shape = value_shape if key_shape is None else key_shape
         self._check_shapes(query_shape, value_shape, key_shape)
 
+    def __call__(self, *args, **kwargs):
+        # Keras converts NumPy inputs to tensors before `call` and fails on
+        # strings with a backend's error: check them first.
+        for index, argument in enumerate(("query", "value", "key")):
+            value = args[index] if index < len(args) else kwargs.get(argument)
+            checks.not_strings(value, argument, type(self).__name__)
+        return super().__call__(*args, **kwargs)
+
     def call(
         self,
         query,

@@ -139,6 +139,13 @@ class TransformerBlock(keras.layers.Layer):
         )
         return shape
 
+    def __call__(self, *args, **kwargs):
+        # Keras converts NumPy inputs to tensors before `call` and fails on
+        # strings with a backend's error: check them first.
+        inputs = args[0] if args else kwargs.get("inputs")
+        checks.not_strings(inputs, "inputs", type(self).__name__)
+        return super().__call__(*args, **kwargs)
+
     def call(self, inputs, mask=None, training=None, return_attention_scores=False):
         self._check_inputs(inputs, mask)
         attended = self.attention(
