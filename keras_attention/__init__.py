@@ -5,6 +5,7 @@ from keras_attention.layers.learned_position_embedding import (
     LearnedPositionEmbedding,
 )
 from keras_attention.layers.multi_head_attention import MultiHeadAttention
+from keras_attention.layers.rotary_embedding import RotaryEmbedding, rope_permutation
 from keras_attention.layers.scaled_dot_product_attention import (
     ScaledDotProductAttention,
 )
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "LearnedPositionEmbedding",
     "MultiHeadAttention",
+    "RotaryEmbedding",
     "ScaledDotProductAttention",
     "SinusoidalPositionEncoding",
     "TransformerBlock",
@@ -32,6 +34,7 @@ __all__ = [
     "plot_attention",
     "plot_position_encoding",
     "real_token_accuracy",
+    "rope_permutation",
     "scaled_dot_product_attention",
     "sinusoidal_table",
 ]
