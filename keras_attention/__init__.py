@@ -15,7 +15,7 @@ from keras_attention.layers.sinusoidal_position_encoding import (
 )
 from keras_attention.layers.transformer_block import TransformerBlock
 from keras_attention.models.toy_model import build_toy_model
-from keras_attention.ops import scaled_dot_product_attention
+from keras_attention.ops import alibi_slopes, scaled_dot_product_attention
 from keras_attention.plotting import plot_attention, plot_position_encoding
 from keras_attention.reversal_task import make_reversal_data, real_token_accuracy
 
@@ -28,6 +28,7 @@ __all__ = [
     "ScaledDotProductAttention",
     "SinusoidalPositionEncoding",
     "TransformerBlock",
+    "alibi_slopes",
     "attention_weights",
     "build_toy_model",
     "make_reversal_data",

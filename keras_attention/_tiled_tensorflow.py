@@ -17,12 +17,13 @@ holding a `(q_len, k_len)` matrix:
 
 Tiles that no pair of the causal triangle or of the sliding-window band
 reaches are never visited, so causal attention costs half and a window `w`
-costs O(len · w). Which pairs attend and which dropout drops come from
-`_attention_pattern`, the module the full path uses, on absolute positions:
-the two paths agree pair by pair. The loops are `tf.while_loop`s over
-fixed-size tiles (the sequences are zero-padded to whole tiles), compiled by
-XLA whether or not the caller is: eagerly, in `tf.function` and inside an XLA
-function alike. A second derivative through the kernel is not supported.
+costs O(len · w). Which pairs attend, which dropout drops and the ALiBi
+bias of each pair come from `_attention_pattern`, the module the full path
+uses, on absolute positions: the two paths agree pair by pair. The loops are
+`tf.while_loop`s over fixed-size tiles (the sequences are zero-padded to
+whole tiles), compiled by XLA whether or not the caller is: eagerly, in
+`tf.function` and inside an XLA function alike. A second derivative through
+the kernel is not supported.
 
 Like every TensorFlow-only module of the package, it is imported only when
 the TensorFlow backend runs.
@@ -33,7 +34,9 @@ import tensorflow as tf
 from keras_attention import _attention_pattern as pattern
 
 
-def attention(query, key, value, mask, *, causal, sliding_window, dropout, seed, tiles):
+def attention(
+    query, key, value, mask, *, slopes, causal, sliding_window, dropout, seed, tiles
+):
     """Tiled attention of float32 tensors; the query is already scaled.
 
     Args:
@@ -42,6 +45,8 @@ def attention(query, key, value, mask, *, causal, sliding_window, dropout, seed,
         value: float32 `(..., k_len, value_depth)`.
         mask: None or a boolean tensor broadcastable to `(..., q_len, k_len)`,
             True where a query may attend to a key.
+        slopes: None or float32 ALiBi slopes `(..., 1, 1)`, broadcastable to
+            the logits; their bias is added tile by tile.
         causal: Python bool.
         sliding_window: None or a positive Python int.
         dropout: Python float, the rate (0 for none).
@@ -53,7 +58,7 @@ def attention(query, key, value, mask, *, causal, sliding_window, dropout, seed,
         float32 `(..., q_len, value_depth)`.
     """
     config = dict(causal=causal, sliding_window=sliding_window, dropout=dropout)
-    shared = (mask, seed, *tiles)
+    shared = (mask, seed, slopes, *tiles)
 
     @tf.custom_gradient
     def tiled(query, key, value):
@@ -80,7 +85,18 @@ class _Spec:
     tensor of the kernel has a fully known static shape), tensors otherwise.
     """
 
-    def __init__(self, query, key, mask, causal, sliding_window, dropout, seed, tiles):
+    def __init__(
+        self,
+        query,
+        key,
+        mask,
+        causal,
+        sliding_window,
+        dropout,
+        seed,
+        tiles,
+        slopes=None,
+    ):
         self.rank = len(query.shape)
         *self.leading, self.q_len, _ = _dims(query)
         self.k_len = _dims(key)[-2]
@@ -91,6 +107,7 @@ class _Spec:
         self.sliding_window = sliding_window
         self.dropout = dropout
         self.seed = seed
+        self.slopes = slopes
         self.batch = pattern.batch_index(self.leading) if dropout > 0 else None
         self.padded_keys = not (
             isinstance(self.k_len, int) and self.k_len % self.k_tile == 0
@@ -124,7 +141,8 @@ class _Spec:
         return lo, hi
 
     def logits(self, q_tile, k_tile, i, j, transposed=False):
-        """Logits of tile `(i, j)`, -inf where a pair may not attend.
+        """Logits of tile `(i, j)`, ALiBi's bias added, -inf where a pair may
+        not attend.
 
         `(..., q_tile, k_tile)`, or `(..., k_tile, q_tile)` when `transposed`.
         Also returns the dropout keep-pattern in the same layout (None without
@@ -138,6 +156,8 @@ class _Spec:
         else:
             rows, cols = rows[:, None], cols[None, :]
             logits = tf.matmul(q_tile, k_tile, transpose_b=True)
+        if self.slopes is not None:
+            logits += pattern.alibi_bias(self.slopes, rows, cols)
         mask = None if self.mask is None else self.mask.tile(i, j, transposed)
         allowed = pattern.allowed(mask, self.causal, self.sliding_window, rows, cols)
         if self.padded_keys:
@@ -249,8 +269,10 @@ def _swap_last(x):
     return tf.linalg.matrix_transpose(x)
 
 
-def _forward(query, key, value, mask, seed, q_tile, k_tile, **config):
-    spec = _Spec(query, key, mask, seed=seed, tiles=(q_tile, k_tile), **config)
+def _forward(query, key, value, mask, seed, slopes, q_tile, k_tile, **config):
+    spec = _Spec(
+        query, key, mask, seed=seed, tiles=(q_tile, k_tile), slopes=slopes, **config
+    )
     q_tiles = _to_tiles(query, spec.q_tile, spec.q_tiles)
     k_tiles = _to_tiles(key, spec.k_tile, spec.k_tiles)
     v_tiles = _to_tiles(value, spec.k_tile, spec.k_tiles)
@@ -303,9 +325,22 @@ def _tile_array(size, element_shape):
 
 
 def _backward(
-    query, key, value, mask, seed, q_tile, k_tile, output, lse_tiles, d_output, **config
+    query,
+    key,
+    value,
+    mask,
+    seed,
+    slopes,
+    q_tile,
+    k_tile,
+    output,
+    lse_tiles,
+    d_output,
+    **config,
 ):
-    spec = _Spec(query, key, mask, seed=seed, tiles=(q_tile, k_tile), **config)
+    spec = _Spec(
+        query, key, mask, seed=seed, tiles=(q_tile, k_tile), slopes=slopes, **config
+    )
     # Each key tile meets the query tiles that see it as transposed tiles,
     # (..., k_tile, q_tile): every product is then a plain matmul or one that
     # transposes its small operand, which TensorFlow runs faster than one that
