@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import keras_attention
-from keras_attention import RotaryEmbedding, rope_permutation
+from keras_attention import MultiHeadAttention, RotaryEmbedding, rope_permutation
 from tests.layer_test_case import run_layer_test
 
 RNG = np.random.default_rng(11)
@@ -451,6 +451,71 @@ def test_cos_sin_equal_hugging_faces(case):
     )
     np.testing.assert_allclose(to_numpy(cos), HF[f"{case}.cos"], atol=1e-5)
     np.testing.assert_allclose(to_numpy(sin), HF[f"{case}.sin"], atol=1e-5)
+
+
+@pytest.mark.parametrize("case", HF_CASES)
+def test_attention_equals_hugging_faces(case):
+    # The attention of a tiny random model, its weights moved over: Llama
+    # (half layout, every scaling type), Qwen2 (biases), Phi-2 and GPT-NeoX
+    # (partial, half), GPT-J (partial, interleaved).
+    config, heads, head_dim = hf_case(case)
+    x = HF[f"{case}.x"]
+    start = int(HF[f"{case}.positions"][0, 0])
+    assert (HF[f"{case}.positions"] == start + np.arange(x.shape[1])).all()
+    layer = MultiHeadAttention(
+        num_heads=heads,
+        key_dim=head_dim,
+        causal=True,
+        rotary_embedding=RotaryEmbedding.from_hf_config(config),
+    )
+    layer(x)
+    weights = []
+    for name in "qkv":  # (heads * head_dim, dim) -> (dim, heads, head_dim)
+        weights.append(HF[f"{case}.{name}_weight"].T.reshape(-1, heads, head_dim))
+        weights.append(HF[f"{case}.{name}_bias"].reshape(heads, head_dim))
+    weights.append(HF[f"{case}.o_weight"].T.reshape(heads, head_dim, -1))
+    weights.append(HF[f"{case}.o_bias"])
+    layer.set_weights(weights)
+    np.testing.assert_allclose(
+        to_numpy(layer(x, start_index=start)), HF[f"{case}.output"], atol=1e-5
+    )
+
+
+def test_attention_is_unchanged_when_kernels_are_permuted_to_the_other_layout():
+    # A checkpoint trained with interleaved pairs (Meta's Llama, GPT-J) runs
+    # with the half layout once its q/k kernels (and biases) are permuted.
+    heads, head_dim = 2, 8
+    x = normal(2, 9, 16)
+    scaling = SCALINGS["yarn"]
+    interleaved = MultiHeadAttention(
+        num_heads=heads,
+        key_dim=head_dim,
+        causal=True,
+        bias_initializer="random_normal",
+        rotary_embedding=RotaryEmbedding(layout="interleaved", scaling=scaling),
+    )
+    half = MultiHeadAttention(
+        num_heads=heads,
+        key_dim=head_dim,
+        causal=True,
+        rotary_embedding=RotaryEmbedding(layout="half", scaling=scaling),
+    )
+    expected = to_numpy(interleaved(x, start_index=40))
+    half(x)
+    perm = rope_permutation(heads, head_dim)
+    weights = []
+    for dense in (interleaved.query_dense, interleaved.key_dense):
+        kernel, bias = (to_numpy(w) for w in dense.weights)
+        weights += [
+            kernel.reshape(16, -1)[:, perm].reshape(kernel.shape),
+            bias.reshape(-1)[perm].reshape(bias.shape),
+        ]
+    weights += [to_numpy(w) for w in interleaved.get_weights()[4:]]
+    half.set_weights(weights)
+    np.testing.assert_allclose(to_numpy(half(x, start_index=40)), expected, atol=1e-5)
+    # Without the permutation: the classic porting bug, a different model.
+    half.set_weights(interleaved.get_weights())
+    assert not np.allclose(to_numpy(half(x, start_index=40)), expected, atol=1e-2)
 
 
 # `from_hf_config` on committed config.json files of both transformers versions.

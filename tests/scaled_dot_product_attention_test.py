@@ -111,3 +111,12 @@ def test_bad_arguments():
         r"Received: use_causal_mask=None",
     ):
         ScaledDotProductAttention()(normal(2, 3, 4), use_causal_mask=None)
+
+
+def test_start_index_needs_a_rotary_embedding():
+    with pytest.raises(
+        ValueError,
+        match=r"ScaledDotProductAttention: `start_index` gives the positions of a "
+        r"`rotary_embedding`, and this layer has none\. Received: start_index=4",
+    ):
+        ScaledDotProductAttention()(normal(2, 3, 4), start_index=4)

@@ -18,6 +18,9 @@ from keras import ops
 
 from keras_attention import _checks as checks
 from keras_attention.layers._attention_layer import AttentionLayer
+from keras_attention.layers._position_layer import static_start_index
+from keras_attention.layers.rotary_embedding import RotaryEmbedding
+from keras_attention.ops import alibi_slopes
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -92,6 +95,12 @@ class MultiHeadAttention(AttentionLayer):
             choose: on TensorFlow, long sequences run in tiles in memory
             linear in the length. An int forces tiles of that many positions.
             `return_attention_scores=True` always uses the full computation.
+        rotary_embedding: optional `keras_attention.RotaryEmbedding`, applied
+            to the projected query and key of every head (rank-3 inputs).
+            Saved with the layer.
+        alibi: if `True`, ALiBi: each head's logits get the bias
+            `-slope · |i - j|`, with the slopes of
+            `keras_attention.alibi_slopes(num_heads)` (rank-3 inputs).
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments (in Keras' order):
@@ -106,6 +115,12 @@ class MultiHeadAttention(AttentionLayer):
         training: whether dropout applies.
         use_causal_mask: apply a causal mask for this call.
         mask: the padding mask of a one-tensor call; Keras fills it in.
+        start_index: keyword-only, with a `rotary_embedding`: the position of
+            the first step, an int or a scalar integer tensor (default 0), for
+            the query and the key of self-attention. Cross-attention (a
+            `value` passed) needs both: `start_index=(query_start,
+            key_start)`, e.g. `(t, 0)` for a query at step `t` attending to
+            keys from step 0.
 
     Returns:
         `(batch, q_len, *output_shape)`, and with
@@ -152,11 +167,15 @@ class MultiHeadAttention(AttentionLayer):
         seed: int | None = None,
         causal: bool = False,
         tile_size: int | None = None,
+        rotary_embedding=None,
+        alibi: bool = False,
         **kwargs,
     ):
         owner = type(self).__name__
         num_heads = checks.positive_int(num_heads, "num_heads", owner)
         key_dim = checks.positive_int(key_dim, "key_dim", owner)
+        rotary_embedding = _rotary(rotary_embedding, key_dim, owner)
+        alibi = checks.boolean(alibi, "alibi", owner)
         value_dim = checks.positive_int(value_dim, "value_dim", owner, allow_none=True)
         use_bias = checks.boolean(use_bias, "use_bias", owner)
         use_gate = checks.boolean(use_gate, "use_gate", owner)
@@ -211,6 +230,9 @@ class MultiHeadAttention(AttentionLayer):
         self.flash_attention = flash_attention
         self._output_dims = output_shape
         self.attention_axes = attention_axes
+        self.rotary_embedding = rotary_embedding
+        self.alibi = alibi
+        self._alibi_slopes = alibi_slopes(num_heads) if alibi else None
         # Not `self.activity_regularizer`: the base layer would apply that to
         # the output. As in Keras, it applies to each projection's output.
         self._activity_regularizer = resolved.pop("activity_regularizer")
@@ -302,12 +324,41 @@ class MultiHeadAttention(AttentionLayer):
             attention = tuple(sorted({a % rank for a in self.attention_axes}))
         return tuple(a for a in free if a not in attention), attention
 
-    def _project(self, query, key, value):
+    def _project(self, query, key, value, starts):
+        query, key = self._query_dense(query), self._key_dense(key)
+        if starts is not None:
+            # (batch, len, heads, key_dim), rotated at the positions from
+            # each start.
+            query, key = (
+                self.rotary_embedding.rotate(
+                    x, ops.arange(ops.shape(x)[1], dtype="int32") + start, self.key_dim
+                )
+                for x, start in zip((query, key), starts, strict=True)
+            )
         return (
-            self._to_heads(self._query_dense(query)),
-            self._to_heads(self._key_dense(key)),
+            self._to_heads(query),
+            self._to_heads(key),
             self._to_heads(self._value_dense(value)),
         )
+
+    def _start_indices(self, start_index, self_attention):
+        owner = type(self).__name__
+        if self.rotary_embedding is None:
+            return super()._start_indices(start_index, self_attention)
+        if self_attention:
+            starts = (0, 0) if start_index is None else (start_index, start_index)
+        elif isinstance(start_index, (tuple, list)) and len(start_index) == 2:
+            starts = tuple(start_index)
+        else:
+            raise ValueError(
+                f"{owner}: cross-attention with a `rotary_embedding` needs the "
+                "positions of the query and of the key: pass "
+                "start_index=(query_start, key_start). "
+                f"Received: start_index={start_index!r}"
+            )
+        for start in starts:
+            static_start_index(start, owner)
+        return tuple(ops.cast(start, "int32") for start in starts)
 
     def _to_heads(self, x):
         rank = len(x.shape) - 1  # the input's rank
@@ -454,6 +505,12 @@ class MultiHeadAttention(AttentionLayer):
                 f"key.shape={key_shape}"
             )
         rank = len(query_shape)
+        if rank != 3 and (self.rotary_embedding is not None or self.alibi):
+            option = "rotary_embedding" if self.rotary_embedding else "alibi"
+            raise ValueError(
+                f"{owner}: `{option}` needs inputs of rank 3, (batch, seq_len, "
+                f"dim). Received: query.shape={query_shape}"
+            )
         if self.attention_axes is not None:
             for axis in self.attention_axes:
                 if not 1 <= axis % rank <= rank - 2 or not -rank <= axis < rank:
@@ -554,6 +611,8 @@ class MultiHeadAttention(AttentionLayer):
             activity_regularizer=serialize(self._activity_regularizer),
             kernel_constraint=serialize(self.kernel_constraint),
             bias_constraint=serialize(self.bias_constraint),
+            rotary_embedding=serialize(self.rotary_embedding),
+            alibi=self.alibi,
         )
         if self.flash_attention is not None:
             config["flash_attention"] = self.flash_attention
@@ -574,6 +633,29 @@ class MultiHeadAttention(AttentionLayer):
                     keras.dtype_policies.DTypePolicyMap(policy, policies)
                 )
         return config
+
+
+def _rotary(rotary_embedding, key_dim, owner):
+    """A `RotaryEmbedding` (or None) that fits heads of `key_dim`, from an
+    instance or its serialized config."""
+    if isinstance(rotary_embedding, dict):
+        rotary_embedding = keras.saving.deserialize_keras_object(rotary_embedding)
+    if rotary_embedding is None:
+        return None
+    if not isinstance(rotary_embedding, RotaryEmbedding):
+        raise TypeError(
+            f"{owner}: `rotary_embedding` must be None or a "
+            "keras_attention.RotaryEmbedding. Received: rotary_embedding of "
+            f"type {type(rotary_embedding).__name__}"
+        )
+    try:
+        rotary_embedding._rotary_dim(key_dim)
+    except ValueError as error:
+        raise ValueError(
+            f"{owner}: `rotary_embedding` does not fit heads of "
+            f"`key_dim`={key_dim}: {error}"
+        ) from error
+    return rotary_embedding
 
 
 def _skip_next_load(layer):
