@@ -105,3 +105,38 @@ def test_width_must_divide_into_heads():
         TransformerBlock(num_heads=4, intermediate_dim=8)(
             np.ones((1, 3, 10), "float32")
         )
+
+
+def test_rotary_and_alibi_layer_behaviours(tmp_path):
+    from keras_attention import RotaryEmbedding
+
+    run_layer_test(
+        TransformerBlock,
+        init_kwargs={
+            "num_heads": 2,
+            "intermediate_dim": 16,
+            "causal": True,
+            "rotary_embedding": RotaryEmbedding(max_wavelength=100.0),
+            "alibi": True,
+        },
+        input_data=RNG.normal(size=(2, 5, 8)).astype("float32"),
+        expected_output_shape=(2, 5, 8),
+        expected_num_trainable_weights=16,
+        run_mixed_precision=False,  # the attention's own test runs it
+        tmp_path=tmp_path,
+    )
+
+
+def test_block_forwards_rotary_embedding_to_its_attention():
+    from keras_attention import RotaryEmbedding
+
+    rope = RotaryEmbedding(layout="interleaved")
+    block = TransformerBlock(num_heads=2, intermediate_dim=8, rotary_embedding=rope)
+    block(np.ones((1, 3, 8), "float32"))
+    assert block.attention.rotary_embedding is rope
+    with pytest.raises(
+        TypeError,
+        match=r"TransformerBlock: `rotary_embedding` must be None or a "
+        r"keras_attention\.RotaryEmbedding\. Received: rotary_embedding of type int",
+    ):
+        TransformerBlock(num_heads=2, intermediate_dim=8, rotary_embedding=3)
