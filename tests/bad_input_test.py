@@ -558,10 +558,10 @@ BAD_INPUTS = [
     ),
     # build_toy_model
     row(
-        lambda: toy(encoding="rotary"),
+        lambda: toy(encoding="relative"),
         ValueError,
         TOY
-        + r"`encoding` must be one of 'sinusoidal', 'learned' or None\. Received: encoding='rotary'",
+        + r"`encoding` must be one of 'sinusoidal', 'learned', 'rotary', 'alibi' or None\. Received: encoding='relative'",
         "toy-unknown-encoding",
     ),
     row(
