@@ -330,8 +330,8 @@ class MultiHeadAttention(AttentionLayer):
             # (batch, len, heads, key_dim), rotated at the positions from
             # each start.
             query, key = (
-                self.rotary_embedding.rotate(
-                    x, ops.arange(ops.shape(x)[1], dtype="int32") + start, self.key_dim
+                self.rotary_embedding._apply(
+                    x, ops.arange(ops.shape(x)[1], dtype="int32") + start
                 )
                 for x, start in zip((query, key), starts, strict=True)
             )

@@ -670,16 +670,17 @@ class RotaryEmbedding(keras.layers.Layer):
         return ops.cos(angles) * factor, ops.sin(angles) * factor
 
     def call(self, inputs, *, start_index=0, positions=None):
-        shape = self._check_inputs(inputs, start_index, positions)
+        self._check_inputs(inputs, start_index, positions)
         if positions is None:
             start_index = ops.cast(start_index, "int32")
             positions = ops.arange(ops.shape(inputs)[1], dtype="int32") + start_index
-        return self.rotate(inputs, positions, shape[-1])
+        return self._apply(inputs, positions)
 
-    def rotate(self, inputs, positions, features):
+    def _apply(self, inputs, positions):
         """The rotation of `inputs` `(batch, seq_len, [heads,] features)` at
         checked int `positions` `(seq_len,)` or `(batch, seq_len)`, in the
-        input's dtype. Shared with `MultiHeadAttention`."""
+        input's dtype (also `MultiHeadAttention`'s way in)."""
+        features = inputs.shape[-1]
         rotary_dim = self._rotary_dim(features)
         cos, sin = self.cos_sin(positions, features)  # (..., seq_len, d / 2)
         if len(inputs.shape) == 4:
@@ -706,7 +707,7 @@ class RotaryEmbedding(keras.layers.Layer):
         self._rotary_dim(shape[-1])
         start = static_start_index(start_index, owner)
         if positions is not None:
-            check_positions(positions, shape[:2], owner)
+            _check_positions(positions, shape[:2], owner)
             if start != 0:
                 raise ValueError(
                     f"{owner}: pass `positions` or `start_index`, not both. "
@@ -732,16 +733,16 @@ class RotaryEmbedding(keras.layers.Layer):
         return config
 
 
-def check_positions(positions, batch_and_length, owner, argument="positions"):
+def _check_positions(positions, batch_and_length, owner):
     """Raises unless `positions` is an integer tensor `(seq_len,)` or
     `(batch, seq_len)` for inputs whose first axes are `batch_and_length`."""
     batch, length = batch_and_length
-    shape = checks.tensor(positions, argument, owner)
+    shape = checks.tensor(positions, "positions", owner)
     dtype = keras.backend.standardize_dtype(positions.dtype)
     if "int" not in dtype:
         raise TypeError(
-            f"{owner}: `{argument}` must be an integer tensor. "
-            f"Received: {argument} with dtype {dtype}"
+            f"{owner}: `positions` must be an integer tensor. "
+            f"Received: positions with dtype {dtype}"
         )
     expected = [(length,), (batch, length)]
     if not any(
@@ -750,8 +751,8 @@ def check_positions(positions, batch_and_length, owner, argument="positions"):
         for e in expected
     ):
         raise ValueError(
-            f"{owner}: `{argument}` must have shape (seq_len,)={expected[0]} or "
-            f"(batch, seq_len)={expected[1]}. Received: {argument}.shape={shape}"
+            f"{owner}: `positions` must have shape (seq_len,)={expected[0]} or "
+            f"(batch, seq_len)={expected[1]}. Received: positions.shape={shape}"
         )
 
 
