@@ -19,7 +19,7 @@ from keras import ops
 from keras_attention import _checks as checks
 from keras_attention.layers._attention_layer import AttentionLayer
 from keras_attention.layers._position_layer import static_start_index
-from keras_attention.layers.rotary_embedding import RotaryEmbedding
+from keras_attention.layers.rotary_embedding import as_rotary_embedding
 from keras_attention.ops import alibi_slopes
 
 
@@ -638,16 +638,9 @@ class MultiHeadAttention(AttentionLayer):
 def _rotary(rotary_embedding, key_dim, owner):
     """A `RotaryEmbedding` (or None) that fits heads of `key_dim`, from an
     instance or its serialized config."""
-    if isinstance(rotary_embedding, dict):
-        rotary_embedding = keras.saving.deserialize_keras_object(rotary_embedding)
+    rotary_embedding = as_rotary_embedding(rotary_embedding, owner)
     if rotary_embedding is None:
         return None
-    if not isinstance(rotary_embedding, RotaryEmbedding):
-        raise TypeError(
-            f"{owner}: `rotary_embedding` must be None or a "
-            "keras_attention.RotaryEmbedding. Received: rotary_embedding of "
-            f"type {type(rotary_embedding).__name__}"
-        )
     try:
         rotary_embedding._rotary_dim(key_dim)
     except ValueError as error:

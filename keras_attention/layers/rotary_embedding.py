@@ -756,6 +756,20 @@ def _check_positions(positions, batch_and_length, owner):
         )
 
 
+def as_rotary_embedding(value, owner):
+    """A layer's `rotary_embedding` argument as a `RotaryEmbedding` or None,
+    from an instance or its serialized config (as `get_config` saves it)."""
+    if isinstance(value, dict):
+        value = keras.saving.deserialize_keras_object(value)
+    if not (value is None or isinstance(value, RotaryEmbedding)):
+        raise TypeError(
+            f"{owner}: `rotary_embedding` must be None or a "
+            "keras_attention.RotaryEmbedding. Received: rotary_embedding of "
+            f"type {type(value).__name__}"
+        )
+    return value
+
+
 def _agreeing(owner, entry, key, config, *names):
     """`entry[key]`, or the first of `config[names]`; raises when both are
     given and differ. Removes `key` from `entry`."""

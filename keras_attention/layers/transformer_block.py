@@ -2,7 +2,7 @@ import keras
 
 from keras_attention import _checks as checks
 from keras_attention.layers.multi_head_attention import MultiHeadAttention
-from keras_attention.layers.rotary_embedding import RotaryEmbedding
+from keras_attention.layers.rotary_embedding import as_rotary_embedding
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -75,16 +75,7 @@ class TransformerBlock(keras.layers.Layer):
             keras.activations.get, activation, "activation", owner, "activation"
         )
         checks.positive_number(layer_norm_epsilon, "layer_norm_epsilon", owner)
-        if isinstance(rotary_embedding, dict):
-            rotary_embedding = keras.saving.deserialize_keras_object(rotary_embedding)
-        if not (
-            rotary_embedding is None or isinstance(rotary_embedding, RotaryEmbedding)
-        ):
-            raise TypeError(
-                f"{owner}: `rotary_embedding` must be None or a "
-                "keras_attention.RotaryEmbedding. Received: rotary_embedding of "
-                f"type {type(rotary_embedding).__name__}"
-            )
+        rotary_embedding = as_rotary_embedding(rotary_embedding, owner)
         checks.boolean(alibi, "alibi", owner)
         super().__init__(**kwargs)
         self.num_heads = num_heads
