@@ -7,9 +7,11 @@ __version__ = "0.1.0"
 __all__ = [
     "LearnedPositionEmbedding",
     "MultiHeadAttention",
+    "RotaryEmbedding",
     "ScaledDotProductAttention",
     "SinusoidalPositionEncoding",
     "TransformerBlock",
+    "alibi_slopes",
     "attention_rollout",
     "attention_weights",
     "attention_weights_by_layer",
@@ -18,6 +20,7 @@ __all__ = [
     "plot_attention",
     "plot_position_encoding",
     "real_token_accuracy",
+    "rope_permutation",
     "scaled_dot_product_attention",
     "sinusoidal_table",
 ]
@@ -47,6 +50,10 @@ if not _command_line_is_starting():
         LearnedPositionEmbedding,
     )
     from keras_attention.layers.multi_head_attention import MultiHeadAttention
+    from keras_attention.layers.rotary_embedding import (
+        RotaryEmbedding,
+        rope_permutation,
+    )
     from keras_attention.layers.scaled_dot_product_attention import (
         ScaledDotProductAttention,
     )
@@ -56,7 +63,7 @@ if not _command_line_is_starting():
     )
     from keras_attention.layers.transformer_block import TransformerBlock
     from keras_attention.models.toy_model import build_toy_model
-    from keras_attention.ops import scaled_dot_product_attention
+    from keras_attention.ops import alibi_slopes, scaled_dot_product_attention
     from keras_attention.plotting import plot_attention, plot_position_encoding
     from keras_attention.reversal_task import make_reversal_data, real_token_accuracy
     from keras_attention.rollout import attention_rollout

@@ -1,8 +1,9 @@
-"""Which (query, key) pairs attend, and which of them dropout drops.
+"""Which (query, key) pairs attend, which of them dropout drops, and the
+ALiBi bias of each pair.
 
 Both the full path (`ops.py`) and the tiled TensorFlow kernel
-(`_tiled_tensorflow.py`) ask these two questions, the full path once for the
-whole `(q_len, k_len)` matrix and the kernel once per tile. Positions are
+(`_tiled_tensorflow.py`) ask these three questions, the full path once for
+the whole `(q_len, k_len)` matrix and the kernel once per tile. Positions are
 absolute, so a tile gets the same answers as the matching block of the whole
 matrix, and the two paths cannot drift apart. The layers use the same
 two mask helpers (`boolean`, `combine`) to merge their padding masks.
@@ -61,6 +62,22 @@ def allowed(mask, causal, sliding_window, rows, cols):
         if sliding_window is None
         else ops.less(ops.abs(rows - cols), sliding_window),
     )
+
+
+def alibi_bias(slopes, rows, cols):
+    """ALiBi's bias `-slope · |i - j|` (Press et al., 2022): `(..., rows, cols)`.
+
+    Args:
+        slopes: float `(..., 1, 1)`, one slope per head (and batch entry),
+            in the dtype of the logits.
+        rows: int32 `(rows, 1)`, the absolute query positions.
+        cols: int32 `(1, cols)`, the absolute key positions.
+
+    Elementwise in `(row, col)` and symmetric, so transposed tiles work as
+    in `allowed`. With causal attention every pair that attends has
+    `j <= i`, where this is the paper's `-slope · (i - j)`.
+    """
+    return -slopes * ops.cast(ops.abs(rows - cols), slopes.dtype)
 
 
 def dropout_seed(seed):

@@ -17,12 +17,13 @@ holding a `(q_len, k_len)` matrix:
 
 Tiles that no pair of the causal triangle or of the sliding-window band
 reaches are never visited, so causal attention costs half and a window `w`
-costs O(len · w). Which pairs attend and which dropout drops come from
-`_attention_pattern`, the module the full path uses, on absolute positions:
-the two paths agree pair by pair. The loops are `tf.while_loop`s over
-fixed-size tiles (the sequences are zero-padded to whole tiles), compiled by
-XLA whether or not the caller is: eagerly, in `tf.function` and inside an XLA
-function alike. A second derivative through the kernel is not supported.
+costs O(len · w). Which pairs attend, which dropout drops and the ALiBi
+bias of each pair come from `_attention_pattern`, the module the full path
+uses, on absolute positions: the two paths agree pair by pair. The loops are
+`tf.while_loop`s over fixed-size tiles (the sequences are zero-padded to
+whole tiles), compiled by XLA whether or not the caller is: eagerly, in
+`tf.function` and inside an XLA function alike. A second derivative through
+the kernel is not supported.
 
 Like every TensorFlow-only module of the package, it is imported only when
 the TensorFlow backend runs.
@@ -39,6 +40,7 @@ def attention(
     value,
     mask,
     *,
+    slopes,
     causal,
     sliding_window,
     bottom_right,
@@ -54,6 +56,8 @@ def attention(
         value: float32 `(..., k_len, value_depth)`.
         mask: None or a boolean tensor broadcastable to `(..., q_len, k_len)`,
             True where a query may attend to a key.
+        slopes: None or float32 ALiBi slopes `(..., 1, 1)`, broadcastable to
+            the logits; their bias is added tile by tile.
         causal: Python bool.
         sliding_window: None or a positive Python int.
         bottom_right: Python bool: query `i` sits at key position
@@ -72,7 +76,7 @@ def attention(
         bottom_right=bottom_right,
         dropout=dropout,
     )
-    shared = (mask, seed, *tiles)
+    shared = (mask, seed, slopes, *tiles)
 
     @tf.custom_gradient
     def tiled(query, key, value):
@@ -110,6 +114,7 @@ class _Spec:
         dropout,
         seed,
         tiles,
+        slopes=None,
     ):
         self.rank = len(query.shape)
         *self.leading, self.q_len, _ = _dims(query)
@@ -123,6 +128,7 @@ class _Spec:
         self.sliding_window = sliding_window
         self.dropout = dropout
         self.seed = seed
+        self.slopes = slopes
         self.batch = pattern.batch_index(self.leading) if dropout > 0 else None
         self.padded_keys = not (
             isinstance(self.k_len, int) and self.k_len % self.k_tile == 0
@@ -159,7 +165,8 @@ class _Spec:
         return lo, hi
 
     def logits(self, q_tile, k_tile, i, j, transposed=False):
-        """Logits of tile `(i, j)`, -inf where a pair may not attend.
+        """Logits of tile `(i, j)`, ALiBi's bias added, -inf where a pair may
+        not attend.
 
         `(..., q_tile, k_tile)`, or `(..., k_tile, q_tile)` when `transposed`.
         Also returns the dropout keep-pattern in the same layout (None without
@@ -173,6 +180,8 @@ class _Spec:
         else:
             rows, cols = rows[:, None], cols[None, :]
             logits = tf.matmul(q_tile, k_tile, transpose_b=True)
+        if self.slopes is not None:
+            logits += pattern.alibi_bias(self.slopes, rows, cols)
         mask = None if self.mask is None else self.mask.tile(i, j, transposed)
         allowed = pattern.allowed(mask, self.causal, self.sliding_window, rows, cols)
         if self.padded_keys:
@@ -295,8 +304,10 @@ def _swap_last(x):
     return tf.linalg.matrix_transpose(x)
 
 
-def _forward(query, key, value, mask, seed, q_tile, k_tile, **config):
-    spec = _Spec(query, key, mask, seed=seed, tiles=(q_tile, k_tile), **config)
+def _forward(query, key, value, mask, seed, slopes, q_tile, k_tile, **config):
+    spec = _Spec(
+        query, key, mask, seed=seed, tiles=(q_tile, k_tile), slopes=slopes, **config
+    )
     q_tiles = _to_tiles(query, spec.q_tile, spec.q_tiles)
     k_tiles = _to_tiles(key, spec.k_tile, spec.k_tiles)
     v_tiles = _to_tiles(value, spec.k_tile, spec.k_tiles)
@@ -349,9 +360,22 @@ def _tile_array(size, element_shape):
 
 
 def _backward(
-    query, key, value, mask, seed, q_tile, k_tile, output, lse_tiles, d_output, **config
+    query,
+    key,
+    value,
+    mask,
+    seed,
+    slopes,
+    q_tile,
+    k_tile,
+    output,
+    lse_tiles,
+    d_output,
+    **config,
 ):
-    spec = _Spec(query, key, mask, seed=seed, tiles=(q_tile, k_tile), **config)
+    spec = _Spec(
+        query, key, mask, seed=seed, tiles=(q_tile, k_tile), slopes=slopes, **config
+    )
     # Each key tile meets the query tiles that see it as transposed tiles,
     # (..., k_tile, q_tile): every product is then a plain matmul or one that
     # transposes its small operand, which TensorFlow runs faster than one that

@@ -11,6 +11,7 @@ every Keras backend.
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_attention import _attention_pattern as pattern
@@ -26,6 +27,7 @@ def scaled_dot_product_attention(
     mask=None,
     *,
     bias=None,
+    alibi_slopes=None,
     scale=None,
     causal=False,
     sliding_window=None,
@@ -63,6 +65,18 @@ def scaled_dot_product_attention(
             easy to confuse; pass an additive mask as `bias` instead.
         bias: optional float tensor broadcastable to `(..., q_len, k_len)`,
             added to the scaled logits before the softmax.
+        alibi_slopes: optional float tensor: ALiBi (Press et al.), the bias
+            `-slope · |i - j|` added to the scaled logits of query `i` and
+            key `j`, with positions aligned like `causal` (from 0 at the top
+            left). Shape `(heads,)`, one slope per entry of axis -3 of the
+            logits `(..., heads, q_len, k_len)` (see `alibi_slopes`), or any
+            shape broadcastable to the logits whose last two axes are 1.
+            With `causal=True` every pair that attends has `j <= i`, so this
+            is the paper's `-slope · (i - j)`. The bias is computed inside
+            the attention in float32 (float64 for float64 inputs), tile by
+            tile on the tiled path, so it never exists as a `(q_len, k_len)`
+            tensor there; the slopes are constants (no gradient flows to
+            them).
         scale: optional positive Python number multiplying the logits.
             Defaults to `1 / sqrt(depth)`, computed in floating point.
         causal: if `True`, query `i` may only attend to keys `j <= i`. When
@@ -141,6 +155,7 @@ def scaled_dot_product_attention(
     query_shape, key_shape, value_shape = _check_inputs(query, key, value)
     _check_mask(mask, "mask", query_shape, key_shape)
     _check_bias(bias, query_shape, key_shape)
+    _check_alibi(alibi_slopes, query_shape, key_shape)
     options = _check_options(
         scale,
         causal,
@@ -152,10 +167,11 @@ def scaled_dot_product_attention(
         training,
         return_weights,
     )
-    if any(keras.utils.is_keras_tensor(x) for x in (query, key, value, mask, bias)):
+    tensors = (query, key, value, mask, bias, alibi_slopes)
+    if any(keras.utils.is_keras_tensor(x) for x in tensors):
         # A Functional model's symbolic inputs: record one operation.
-        return _SymbolicAttention(options)(query, key, value, mask, bias)
-    return _attention(query, key, value, mask, bias, **options)
+        return _SymbolicAttention(options)(*tensors)
+    return _attention(*tensors, **options)
 
 
 def _attention(
@@ -164,6 +180,7 @@ def _attention(
     value,
     mask,
     bias,
+    alibi_slopes,
     *,
     scale,
     causal,
@@ -190,6 +207,7 @@ def _attention(
     key = ops.cast(key, dtype)
     value = ops.cast(value, dtype)
     mask = pattern.boolean(mask)
+    slopes = _alibi_layout(alibi_slopes, dtype)  # (..., heads, 1, 1)
     groups = _groups(query, key)
     if groups > 1:
         # Grouped-query attention: the query heads of a group share a key and
@@ -197,10 +215,13 @@ def _attention(
         # depth), the key and value get an axis of size 1: they are never
         # copied per group. The flat batch index of (kv_head, group) is the
         # query head's, so dropout drops what it would with repeated keys.
-        query, mask, bias = (_split_heads(x, groups) for x in (query, mask, bias))
+        query, mask, bias, slopes = (
+            _split_heads(x, groups) for x in (query, mask, bias, slopes)
+        )
         key, value = ops.expand_dims(key, -3), ops.expand_dims(value, -3)
     rate = dropout if training else 0.0
     options = {
+        "slopes": slopes,
         "causal": causal,
         "sliding_window": sliding_window,
         "bottom_right": alignment == "bottom_right",
@@ -273,10 +294,10 @@ class _SymbolicAttention(keras.Operation):
         super().__init__(name=_NAME)
         self.options = options
 
-    def call(self, query, key, value, mask, bias):
-        return _attention(query, key, value, mask, bias, **self.options)
+    def call(self, query, key, value, mask, bias, alibi_slopes):
+        return _attention(query, key, value, mask, bias, alibi_slopes, **self.options)
 
-    def compute_output_spec(self, query, key, value, mask, bias):
+    def compute_output_spec(self, query, key, value, mask, bias, alibi_slopes):
         dtype = _promoted(query, key, value)
         context = keras.KerasTensor(
             tuple(query.shape[:-1]) + tuple(value.shape[-1:]), dtype=dtype
@@ -351,6 +372,7 @@ def _full(
     mask,
     bias,
     *,
+    slopes,
     causal,
     sliding_window,
     bottom_right,
@@ -363,6 +385,8 @@ def _full(
     first = k_len - q_len if bottom_right else 0  # the first query's position
     rows = ops.expand_dims(ops.arange(q_len, dtype="int32") + first, -1)  # (q, 1)
     cols = ops.expand_dims(ops.arange(k_len, dtype="int32"), 0)  # (1, k_len)
+    if slopes is not None:
+        logits = logits + pattern.alibi_bias(slopes, rows, cols)
     allowed = pattern.allowed(mask, causal, sliding_window, rows, cols)
     if bias is not None:
         logits = logits + ops.cast(bias, logits.dtype)
@@ -401,6 +425,52 @@ def _grouped_matmul(equation, a, b):
     folded = ops.reshape(a, (*shape[:-3], -1, shape[-1]))  # (..., groups·rows, n)
     product = ops.einsum(equation, folded, ops.squeeze(b, -3))
     return ops.reshape(product, (*shape[:-1], -1))
+
+
+def _alibi_layout(slopes, dtype):
+    """ALiBi slopes as a constant `(..., 1, 1)` tensor of `dtype`, or None."""
+    if slopes is None:
+        return None
+    slopes = ops.stop_gradient(ops.cast(slopes, dtype))
+    if len(slopes.shape) == 1:
+        slopes = ops.reshape(slopes, (-1, 1, 1))  # (heads, 1, 1)
+    return slopes
+
+
+def alibi_slopes(num_heads: int):
+    """ALiBi's slopes, one per head (Press et al., "Train Short, Test Long").
+
+    For `n` heads, `n` a power of two, the geometric sequence that starts at
+    `2^(-8/n)` with that same ratio: `2^(-8/n), 2^(-16/n), ..., 2^(-8)`. For
+    other `n`, the paper's rule: the slopes of the largest power of two
+    `p < n`, then every other slope of `2p`, the first `n - p` of them.
+
+    Args:
+        num_heads: positive int.
+
+    Returns:
+        A float32 NumPy array `(num_heads,)`, for
+        `scaled_dot_product_attention(..., alibi_slopes=...)`.
+
+    Example:
+
+    >>> keras_attention.alibi_slopes(4).tolist()
+    [0.25, 0.0625, 0.015625, 0.00390625]
+    >>> q = keras.random.normal((2, 4, 10, 8))  # (batch, heads, len, depth)
+    >>> context = keras_attention.scaled_dot_product_attention(
+    ...     q, q, q, causal=True, alibi_slopes=keras_attention.alibi_slopes(4))
+    >>> tuple(context.shape)
+    (2, 4, 10, 8)
+    """
+    num_heads = checks.positive_int(num_heads, "num_heads", "alibi_slopes")
+
+    def geometric(n):
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    power = 1 << (num_heads.bit_length() - 1)  # the largest power of 2 <= n
+    slopes = geometric(power) + geometric(2 * power)[0::2][: num_heads - power]
+    return np.array(slopes, "float32")
 
 
 def _at_most(a, b):
@@ -541,6 +611,33 @@ def check_alignment(alignment, owner):
             f"Received: alignment={alignment!r}"
         )
     return alignment
+
+
+def _check_alibi(slopes, query_shape, key_shape):
+    if slopes is None:
+        return
+    shape = checks.floating(slopes, "alibi_slopes", _NAME)
+    logits = query_shape[:-1] + (key_shape[-2],)
+    if len(shape) == 1:
+        heads = logits[-3] if len(logits) >= 3 else 1
+        if len(logits) >= 3 and (heads is None or shape[0] in (None, 1, heads)):
+            return
+        raise ValueError(
+            f"{_NAME}: `alibi_slopes` of shape (heads,) needs logits "
+            f"(..., heads, q_len, k_len) with {shape[0]} heads on axis -3. "
+            f"Received: alibi_slopes.shape={shape} for logits of shape {logits}"
+        )
+    if len(shape) >= 2 and shape[-2:] == (1, 1):
+        try:
+            _check_broadcastable(shape, "alibi_slopes", query_shape, key_shape)
+            return
+        except ValueError:
+            pass
+    raise ValueError(
+        f"{_NAME}: `alibi_slopes` must have shape (heads,) or broadcast to the "
+        f"logits' shape (..., q_len, k_len)={logits} with size 1 on its last "
+        f"two axes. Received: alibi_slopes.shape={shape}"
+    )
 
 
 def _check_options(

@@ -61,3 +61,54 @@ def test_tflite_with_builtin_ops_only_matches(exported):
             model.predict(x, verbose=0),
             atol=1e-4,
         )
+
+
+def test_tflite_with_builtin_ops_only_runs_rotary_and_alibi(tmp_path):
+    # One model holding every option of issue 13: a rotary embedding
+    # (interleaved, partial, dynamic scaling, whose base depends on the
+    # run-time length) and ALiBi, in a causal block.
+    import keras
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    keras.utils.set_random_seed(0)
+    rope = keras_attention.RotaryEmbedding(
+        layout="interleaved",
+        rotary_dim=6,
+        scaling={
+            "rope_type": "dynamic",
+            "factor": 2.0,
+            "original_max_position_embeddings": 4,
+        },
+    )
+    model = keras.Sequential([keras.Input((None,), dtype="int32")])
+    model.add(keras.layers.Embedding(12, 16, mask_zero=True))
+    model.add(
+        keras_attention.TransformerBlock(
+            num_heads=2,
+            intermediate_dim=16,
+            causal=True,
+            alibi=True,
+            rotary_embedding=rope,
+        )
+    )
+    model.add(keras.layers.Dense(12))
+    path = str(tmp_path / "saved_model")
+    model.export(path, verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(path)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    interpreter = Interpreter(model_content=converter.convert())
+    (inputs,) = interpreter.get_input_details()
+    (outputs,) = interpreter.get_output_details()
+    tokens, _ = keras_attention.make_reversal_data(4, 10, 12, min_length=2)
+    for batch, length in [(2, 3), (3, 10)]:  # within and past the original length
+        x = tokens[:batch, :length].astype(inputs["dtype"])
+        interpreter.resize_tensor_input(inputs["index"], [batch, length])
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(inputs["index"], x)
+        interpreter.invoke()
+        np.testing.assert_allclose(
+            interpreter.get_tensor(outputs["index"]),
+            model.predict(x, verbose=0),
+            atol=1e-4,
+        )

@@ -20,6 +20,9 @@ OPTIONS = [
     pytest.param({"mask": RNG.random((2, 1, 7, 9)) < 0.7}, id="shared_mask"),
     pytest.param({"mask": RNG.random((2, 8, 7, 9)) < 0.7}, id="per_head_mask"),
     pytest.param({"dropout": 0.4, "seed": 3, "training": True}, id="dropout"),
+    pytest.param(
+        {"alibi_slopes": keras_attention.alibi_slopes(8), "causal": True}, id="alibi"
+    ),
 ]
 
 

@@ -509,3 +509,131 @@ def test_bottom_right_layer_steps_equal_the_whole_pass():
     for t in range(6):
         step = layer(x[:, t : t + 1], x[:, : t + 1])
         np.testing.assert_allclose(to_numpy(step)[:, 0], whole[:, t], atol=1e-5)
+
+
+def test_rotary_and_alibi_layer_behaviours(tmp_path):
+    rope = keras_attention.RotaryEmbedding(
+        layout="interleaved",
+        rotary_dim=2,
+        scaling={"rope_type": "linear", "factor": 2.0},
+    )
+    run_layer_test(
+        MultiHeadAttention,
+        init_kwargs={
+            "num_heads": 2,
+            "key_dim": 4,
+            "causal": True,
+            "rotary_embedding": rope,
+            "alibi": True,
+        },
+        input_data=normal(2, 5, 8),
+        expected_output_shape=(2, 5, 8),
+        expected_num_trainable_weights=8,
+        call_kwargs={"start_index": 3},
+        tmp_path=tmp_path,
+    )
+
+
+def test_rotary_step_by_step_cross_attention_equals_one_causal_call():
+    # Decoding with the keys of steps 0..t: the query at step t, positions
+    # given for both.
+    x = normal(2, 7, 8)
+    rope = keras_attention.RotaryEmbedding(
+        scaling={
+            "rope_type": "yarn",
+            "factor": 4.0,
+            "original_max_position_embeddings": 4,
+        }
+    )
+    layer = MultiHeadAttention(num_heads=2, key_dim=4, rotary_embedding=rope)
+    whole = to_numpy(layer(x, use_causal_mask=True))
+    steps = [
+        to_numpy(layer(x[:, t : t + 1], x[:, : t + 1], start_index=(t, 0)))
+        for t in range(7)
+    ]
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), whole, atol=1e-5)
+    # Self-attention from a start index: the same up to a shift of both.
+    shifted = to_numpy(layer(x, use_causal_mask=True, start_index=1000))
+    np.testing.assert_allclose(shifted, whole, atol=1e-4)
+
+
+def test_rotary_embedding_changes_the_output():
+    x = normal(2, 6, 8)
+    plain = MultiHeadAttention(num_heads=2, key_dim=4, causal=True)
+    rotary = MultiHeadAttention(
+        num_heads=2,
+        key_dim=4,
+        causal=True,
+        rotary_embedding=keras_attention.RotaryEmbedding(),
+    )
+    plain(x)
+    rotary(x)
+    rotary.set_weights(plain.get_weights())
+    assert not np.allclose(to_numpy(rotary(x)), to_numpy(plain(x)), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "make,error,message",
+    [
+        (
+            lambda: MultiHeadAttention(num_heads=2, key_dim=4, rotary_embedding="rope"),
+            TypeError,
+            r"MultiHeadAttention: `rotary_embedding` must be None or a keras_attention\.RotaryEmbedding\. Received: rotary_embedding of type str",
+        ),
+        (
+            lambda: MultiHeadAttention(
+                num_heads=2,
+                key_dim=5,
+                rotary_embedding=keras_attention.RotaryEmbedding(),
+            ),
+            ValueError,
+            r"MultiHeadAttention: `rotary_embedding` does not fit heads of `key_dim`=5: RotaryEmbedding: the last dimension of `inputs` must be even to rotate every feature in pairs; set `rotary_dim` to rotate fewer\. Received: inputs with last dimension 5",
+        ),
+        (
+            lambda: MultiHeadAttention(
+                num_heads=2,
+                key_dim=4,
+                rotary_embedding=keras_attention.RotaryEmbedding(),
+            )(normal(2, 3, 4, 8)),
+            ValueError,
+            r"MultiHeadAttention: `rotary_embedding` needs inputs of rank 3, \(batch, seq_len, dim\)\. Received: query\.shape=\(2, 3, 4, 8\)",
+        ),
+        (
+            lambda: MultiHeadAttention(
+                num_heads=2,
+                key_dim=4,
+                rotary_embedding=keras_attention.RotaryEmbedding(),
+            )(normal(2, 1, 8), normal(2, 3, 8), start_index=2),
+            ValueError,
+            r"MultiHeadAttention: cross-attention with a `rotary_embedding` needs the positions of the query and of the key: pass start_index=\(query_start, key_start\)\. Received: start_index=2",
+        ),
+        (
+            lambda: MultiHeadAttention(
+                num_heads=2,
+                key_dim=4,
+                rotary_embedding=keras_attention.RotaryEmbedding(),
+            )(normal(2, 3, 8), start_index=-1),
+            ValueError,
+            r"MultiHeadAttention: `start_index` must be >= 0\. Received: start_index=-1",
+        ),
+        (
+            lambda: MultiHeadAttention(num_heads=2, key_dim=4)(
+                normal(2, 3, 8), start_index=2
+            ),
+            ValueError,
+            r"MultiHeadAttention: `start_index` gives the positions of a `rotary_embedding`, and this layer has none\. Received: start_index=2",
+        ),
+    ],
+    ids=[
+        "rotary_embedding of the wrong type",
+        "rotary_embedding that does not fit key_dim",
+        "rotary_embedding on rank 4",
+        "cross-attention without the key's positions",
+        "negative start_index",
+        "start_index without a rotary_embedding",
+    ],
+)
+def test_bad_rotary_arguments(make, error, message):
+    with pytest.raises(error, match=message) as caught:
+        make()
+    assert type(caught.value) is error

@@ -158,6 +158,13 @@ BAD_INPUTS = [
         SDPA + "`use_causal_mask` must be a bool. Received: use_causal_mask='no'",
         id="use-causal-mask-type",
     ),
+    pytest.param(
+        lambda: ScaledDotProductAttention()(normal(2, 3, 4), start_index=4),
+        ValueError,
+        SDPA
+        + "`start_index` gives the positions of a `rotary_embedding`, and this layer has none. Received: start_index=4",
+        id="start-index-without-rotary",
+    ),
 ]
 
 

@@ -13,6 +13,7 @@ import pytest
 from keras_attention import (
     MultiHeadAttention,
     ScaledDotProductAttention,
+    alibi_slopes,
     scaled_dot_product_attention,
 )
 from tests.layer_test_case import RNG, normal, to_numpy
@@ -71,13 +72,26 @@ def with_empty_rows(shape, rows):
 
 CASES = {
     "unmasked": dict(lead=(2, 3), q_len=21, k_len=21),
-    "causal, q_len < k_len": dict(lead=(2, 3), q_len=13, k_len=29, causal=True),
+    "causal, q_len < k_len, ALiBi": dict(
+        lead=(2, 3), q_len=13, k_len=29, causal=True, alibi_slopes=alibi_slopes(3)
+    ),
     "causal, q_len > k_len": dict(lead=(2, 3), q_len=29, k_len=13, causal=True),
-    "causal window": dict(lead=(2,), q_len=37, k_len=30, causal=True, sliding_window=6),
+    "causal window, ALiBi per entry": dict(
+        lead=(2,),
+        q_len=37,
+        k_len=30,
+        causal=True,
+        sliding_window=6,
+        alibi_slopes=np.array([[[0.7]], [[0.05]]], "float32"),
+    ),
     # Queries 20 and beyond have no key within the window: zero rows.
     "window past the keys": dict(lead=(2,), q_len=40, k_len=17, sliding_window=4),
-    "mask with empty rows": dict(
-        lead=(2, 3), q_len=21, k_len=27, mask=with_empty_rows((2, 1, 21, 27), [0, 9])
+    "mask with empty rows, ALiBi": dict(
+        lead=(2, 3),
+        q_len=21,
+        k_len=27,
+        mask=with_empty_rows((2, 1, 21, 27), [0, 9]),
+        alibi_slopes=alibi_slopes(3),
     ),
     "padding mask, whole tiles": dict(
         lead=(2, 3), q_len=16, k_len=24, mask=RNG.random((2, 1, 1, 24)) > 0.4
@@ -123,7 +137,9 @@ def test_rows_that_see_nothing_are_zero_with_finite_gradients():
 def test_dropout_drops_the_same_weights_on_both_paths(seed):
     q, k, v = normal(2, 3, 21, 4), normal(2, 3, 19, 4), normal(2, 3, 19, 3)
     mask = RNG.random((2, 1, 21, 19)) > 0.2
-    options = dict(mask=mask, causal=True, dropout=0.4, training=True)
+    options = dict(
+        mask=mask, causal=True, dropout=0.4, training=True, alibi_slopes=alibi_slopes(3)
+    )
 
     def seeds():
         return keras.random.SeedGenerator(7) if seed == "generator" else seed
@@ -131,7 +147,9 @@ def test_dropout_drops_the_same_weights_on_both_paths(seed):
     expected = value_and_grads(full, q, k, v, seed=seeds(), **options)
     got = value_and_grads(tiled, q, k, v, seed=seeds(), **options)
     assert_same(got, expected)
-    undropped = to_numpy(tiled(q, k, v, mask, causal=True))
+    undropped = to_numpy(
+        tiled(q, k, v, mask, causal=True, alibi_slopes=alibi_slopes(3))
+    )
     assert not np.allclose(to_numpy(got[0]), undropped, atol=1e-3)
 
 
@@ -190,7 +208,15 @@ def test_neither_pass_creates_a_q_len_by_k_len_tensor():
             with tf.GradientTape() as tape:
                 tape.watch(q)
                 output = attention(
-                    q, q, q, mask, causal=True, dropout=0.1, seed=1, training=True
+                    q,
+                    q,
+                    q,
+                    mask,
+                    causal=True,
+                    dropout=0.1,
+                    seed=1,
+                    training=True,
+                    alibi_slopes=alibi_slopes(2),
                 )
                 loss = tf.reduce_sum(output * output)
             return tape.gradient(loss, q)

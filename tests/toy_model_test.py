@@ -5,7 +5,7 @@ import pytest
 from keras_attention import build_toy_model, make_reversal_data
 from tests.layer_test_case import assert_raises_with, symbolic
 
-ENCODINGS = ["sinusoidal", "learned", None]
+ENCODINGS = ["sinusoidal", "learned", "rotary", "alibi", None]
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
@@ -16,6 +16,8 @@ def test_structure_and_output(encoding):
     position = {
         "sinusoidal": ["SinusoidalPositionEncoding"],
         "learned": ["LearnedPositionEmbedding"],
+        "rotary": [],
+        "alibi": [],
         None: [],
     }[encoding]
     assert kinds == [
@@ -28,11 +30,15 @@ def test_structure_and_output(encoding):
     ]
     assert model.layers[0].mask_zero
     assert model.compiled  # documented: it comes compiled
+    attention = model.layers[-3].attention
+    assert (attention.rotary_embedding is not None) == (encoding == "rotary")
+    assert attention.alibi == (encoding == "alibi")
     tokens, _ = make_reversal_data(4, 10, 12)
     assert tuple(model(tokens).shape) == (4, 10, 12)
 
 
-@pytest.mark.parametrize("encoding", ENCODINGS)
+# Rotary and ALiBi save and load in the attention layers' own tests.
+@pytest.mark.parametrize("encoding", ["sinusoidal", "learned", None])
 def test_save_and_load_in_safe_mode_without_custom_objects(tmp_path, encoding):
     model = build_toy_model(12, 10, d_model=16, num_heads=2, encoding=encoding)
     tokens, targets = make_reversal_data(32, 10, 12)
@@ -91,10 +97,10 @@ TOY = "build_toy_model: "
 
 BAD_INPUTS = [
     pytest.param(
-        lambda: toy(encoding="rotary"),
+        lambda: toy(encoding="relative"),
         ValueError,
         TOY
-        + "`encoding` must be one of 'sinusoidal', 'learned' or None. Received: encoding='rotary'",
+        + "`encoding` must be one of 'sinusoidal', 'learned', 'rotary', 'alibi' or None. Received: encoding='relative'",
         id="unknown-encoding",
     ),
     pytest.param(

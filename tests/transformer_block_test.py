@@ -170,6 +170,13 @@ BAD_INPUTS = [
         id="string-inputs",
     ),
     pytest.param(
+        lambda: block(rotary_embedding=3),
+        TypeError,
+        TB
+        + "`rotary_embedding` must be None or a keras_attention.RotaryEmbedding. Received: rotary_embedding of type int",
+        id="rotary-embedding-type",
+    ),
+    pytest.param(
         lambda: block()(normal(2, 3, 8), mask=np.ones((2, 4), bool)),
         ValueError,
         TB
@@ -182,3 +189,32 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("call,error,message", BAD_INPUTS)
 def test_bad_input_raises_a_clear_error(call, error, message):
     assert_raises_with(call, error, message)
+
+
+def test_rotary_and_alibi_layer_behaviours(tmp_path):
+    from keras_attention import RotaryEmbedding
+
+    run_layer_test(
+        TransformerBlock,
+        init_kwargs={
+            "num_heads": 2,
+            "intermediate_dim": 16,
+            "causal": True,
+            "rotary_embedding": RotaryEmbedding(max_wavelength=100.0),
+            "alibi": True,
+        },
+        input_data=RNG.normal(size=(2, 5, 8)).astype("float32"),
+        expected_output_shape=(2, 5, 8),
+        expected_num_trainable_weights=16,
+        run_mixed_precision=False,  # the attention's own test runs it
+        tmp_path=tmp_path,
+    )
+
+
+def test_block_forwards_rotary_embedding_to_its_attention():
+    from keras_attention import RotaryEmbedding
+
+    rope = RotaryEmbedding(layout="interleaved")
+    block = TransformerBlock(num_heads=2, intermediate_dim=8, rotary_embedding=rope)
+    block(np.ones((1, 3, 8), "float32"))
+    assert block.attention.rotary_embedding is rope

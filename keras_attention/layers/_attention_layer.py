@@ -79,6 +79,8 @@ class AttentionLayer(keras.layers.Layer):
         training=None,
         use_causal_mask=None,
         mask=None,
+        *,
+        start_index=None,
     ):
         owner = type(self).__name__
         return_attention_scores = checks.boolean(
@@ -102,6 +104,7 @@ class AttentionLayer(keras.layers.Layer):
         self._check_inputs(
             query, value, key, attention_mask, mask, query_mask, value_mask, key_mask
         )
+        starts = self._start_indices(start_index, self_attention)
         # Keras hands the padding mask to `mask` when the layer is called on
         # one tensor, and to `query_mask`/`value_mask`/`key_mask` otherwise.
         if query_mask is None:
@@ -112,10 +115,11 @@ class AttentionLayer(keras.layers.Layer):
             attention_mask, query_mask, value_mask, key_mask, return_attention_scores
         )
 
-        projected = self._project(query, key, value)
+        projected = self._project(query, key, value, starts)
         result = scaled_dot_product_attention(
             *projected,
             self._layout_mask(attention_mask, query, key),
+            alibi_slopes=self._alibi_slopes,
             scale=self.scale,
             causal=causal,
             sliding_window=self.sliding_window,
@@ -140,11 +144,26 @@ class AttentionLayer(keras.layers.Layer):
     # after it (identities here), and the shapes of the results.
     scale = None  # the logits' scale; None means 1 / sqrt(depth)
     flash_attention = None  # True refuses return_attention_scores, as Keras
+    _alibi_slopes = None  # ALiBi slopes for `scaled_dot_product_attention`
 
-    def _project(self, query, key, value):
+    def _project(self, query, key, value, starts):
         """`(query, key, value)` as the attention takes them: `(batch, ...,
-        len, depth)`, any axes (heads) between the batch and the length."""
+        len, depth)`, any axes (heads) between the batch and the length.
+        `starts`: the first positions of the query and the key for the
+        rotary embedding, or None without one."""
         return query, key, value
+
+    def _start_indices(self, start_index, self_attention):
+        """The first positions `(query, key)` for `_project`, from the
+        `start_index` call argument: None here, where nothing depends on
+        positions (a layer with a rotary embedding overrides this)."""
+        if start_index is not None:
+            raise ValueError(
+                f"{type(self).__name__}: `start_index` gives the positions of a "
+                "`rotary_embedding`, and this layer has none. "
+                f"Received: start_index={start_index!r}"
+            )
+        return None
 
     def _layout_mask(self, mask, query, key):
         """A merged mask (`(batch, [heads,] q_len or 1, k_len or 1)`) laid out
@@ -256,7 +275,10 @@ class AttentionLayer(keras.layers.Layer):
         training=None,
         use_causal_mask=None,
         mask=None,
+        *,
+        start_index=None,
     ):
+        self._start_indices(start_index, value is None)
         value = query if value is None else value
         key = value if key is None else key
         shapes = self._check_inputs(

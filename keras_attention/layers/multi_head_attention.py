@@ -18,6 +18,9 @@ from keras import ops
 
 from keras_attention import _checks as checks
 from keras_attention.layers._attention_layer import AttentionLayer
+from keras_attention.layers._position_layer import static_start_index
+from keras_attention.layers.rotary_embedding import as_rotary_embedding
+from keras_attention.ops import alibi_slopes
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -106,6 +109,12 @@ class MultiHeadAttention(AttentionLayer):
             `keras_attention.scaled_dot_product_attention`). With
             `"bottom_right"` the last query sits at the last key, as when new
             queries attend to earlier keys and themselves.
+        rotary_embedding: optional `keras_attention.RotaryEmbedding`, applied
+            to the projected query and key of every head (rank-3 inputs).
+            Saved with the layer.
+        alibi: if `True`, ALiBi: each head's logits get the bias
+            `-slope · |i - j|`, with the slopes of
+            `keras_attention.alibi_slopes(num_heads)` (rank-3 inputs).
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments (in Keras' order):
@@ -122,6 +131,12 @@ class MultiHeadAttention(AttentionLayer):
             `causal`; `True` or `False` turns the causal mask on or off for
             this call.
         mask: the padding mask of a one-tensor call; Keras fills it in.
+        start_index: keyword-only, with a `rotary_embedding`: the position of
+            the first step, an int or a scalar integer tensor (default 0), for
+            the query and the key of self-attention. Cross-attention (a
+            `value` passed) needs both: `start_index=(query_start,
+            key_start)`, e.g. `(t, 0)` for a query at step `t` attending to
+            keys from step 0.
 
     Returns:
         `(batch, q_len, *output_shape)`, and with
@@ -170,6 +185,8 @@ class MultiHeadAttention(AttentionLayer):
         tile_size: int | None = None,
         num_key_value_heads: int | None = None,
         alignment: str = "top_left",
+        rotary_embedding=None,
+        alibi: bool = False,
         **kwargs,
     ):
         owner = type(self).__name__
@@ -184,6 +201,8 @@ class MultiHeadAttention(AttentionLayer):
                 f"num_heads={num_heads}"
             )
         key_dim = checks.positive_int(key_dim, "key_dim", owner)
+        rotary_embedding = _rotary(rotary_embedding, key_dim, owner)
+        alibi = checks.boolean(alibi, "alibi", owner)
         value_dim = checks.positive_int(value_dim, "value_dim", owner, allow_none=True)
         use_bias = checks.boolean(use_bias, "use_bias", owner)
         use_gate = checks.boolean(use_gate, "use_gate", owner)
@@ -240,6 +259,9 @@ class MultiHeadAttention(AttentionLayer):
         self.flash_attention = flash_attention
         self._output_dims = output_shape
         self.attention_axes = attention_axes
+        self.rotary_embedding = rotary_embedding
+        self.alibi = alibi
+        self._alibi_slopes = alibi_slopes(num_heads) if alibi else None
         # Not `self.activity_regularizer`: the base layer would apply that to
         # the output. As in Keras, it applies to each projection's output.
         self._activity_regularizer = resolved.pop("activity_regularizer")
@@ -333,12 +355,41 @@ class MultiHeadAttention(AttentionLayer):
             attention = tuple(sorted({a % rank for a in self.attention_axes}))
         return tuple(a for a in free if a not in attention), attention
 
-    def _project(self, query, key, value):
+    def _project(self, query, key, value, starts):
+        query, key = self._query_dense(query), self._key_dense(key)
+        if starts is not None:
+            # (batch, len, heads, key_dim), rotated at the positions from
+            # each start.
+            query, key = (
+                self.rotary_embedding._apply(
+                    x, ops.arange(ops.shape(x)[1], dtype="int32") + start
+                )
+                for x, start in zip((query, key), starts, strict=True)
+            )
         return (
-            self._to_heads(self._query_dense(query)),
-            self._to_heads(self._key_dense(key)),
+            self._to_heads(query),
+            self._to_heads(key),
             self._to_heads(self._value_dense(value)),
         )
+
+    def _start_indices(self, start_index, self_attention):
+        owner = type(self).__name__
+        if self.rotary_embedding is None:
+            return super()._start_indices(start_index, self_attention)
+        if self_attention:
+            starts = (0, 0) if start_index is None else (start_index, start_index)
+        elif isinstance(start_index, (tuple, list)) and len(start_index) == 2:
+            starts = tuple(start_index)
+        else:
+            raise ValueError(
+                f"{owner}: cross-attention with a `rotary_embedding` needs the "
+                "positions of the query and of the key: pass "
+                "start_index=(query_start, key_start). "
+                f"Received: start_index={start_index!r}"
+            )
+        for start in starts:
+            static_start_index(start, owner)
+        return tuple(ops.cast(start, "int32") for start in starts)
 
     def _to_heads(self, x):
         rank = len(x.shape) - 1  # the input's rank
@@ -487,6 +538,12 @@ class MultiHeadAttention(AttentionLayer):
                 f"key.shape={key_shape}"
             )
         rank = len(query_shape)
+        if rank != 3 and (self.rotary_embedding is not None or self.alibi):
+            option = "rotary_embedding" if self.rotary_embedding else "alibi"
+            raise ValueError(
+                f"{owner}: `{option}` needs inputs of rank 3, (batch, seq_len, "
+                f"dim). Received: query.shape={query_shape}"
+            )
         if self.attention_axes is not None:
             for axis in self.attention_axes:
                 if not 1 <= axis % rank <= rank - 2 or not -rank <= axis < rank:
@@ -588,6 +645,8 @@ class MultiHeadAttention(AttentionLayer):
             activity_regularizer=serialize(self._activity_regularizer),
             kernel_constraint=serialize(self.kernel_constraint),
             bias_constraint=serialize(self.bias_constraint),
+            rotary_embedding=serialize(self.rotary_embedding),
+            alibi=self.alibi,
         )
         if self.flash_attention is not None:
             config["flash_attention"] = self.flash_attention
@@ -608,6 +667,22 @@ class MultiHeadAttention(AttentionLayer):
                     keras.dtype_policies.DTypePolicyMap(policy, policies)
                 )
         return config
+
+
+def _rotary(rotary_embedding, key_dim, owner):
+    """A `RotaryEmbedding` (or None) that fits heads of `key_dim`, from an
+    instance or its serialized config."""
+    rotary_embedding = as_rotary_embedding(rotary_embedding, owner)
+    if rotary_embedding is None:
+        return None
+    try:
+        rotary_embedding._rotary_dim(key_dim)
+    except ValueError as error:
+        raise ValueError(
+            f"{owner}: `rotary_embedding` does not fit heads of "
+            f"`key_dim`={key_dim}: {error}"
+        ) from error
+    return rotary_embedding
 
 
 def _skip_next_load(layer):

@@ -2,6 +2,7 @@ import keras
 
 from keras_attention import _checks as checks
 from keras_attention.layers.multi_head_attention import MultiHeadAttention
+from keras_attention.layers.rotary_embedding import as_rotary_embedding
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -24,6 +25,9 @@ class TransformerBlock(keras.layers.Layer):
         causal: if `True`, position `i` attends only to positions `j <= i`.
         activation: activation of the feed-forward hidden layer.
         layer_norm_epsilon: epsilon of both layer normalizations.
+        rotary_embedding: optional `keras_attention.RotaryEmbedding` for the
+            attention's query and key (see `MultiHeadAttention`).
+        alibi: if `True`, the attention uses ALiBi (see `MultiHeadAttention`).
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -58,6 +62,8 @@ class TransformerBlock(keras.layers.Layer):
         causal: bool = False,
         activation="relu",
         layer_norm_epsilon: float = 1e-5,
+        rotary_embedding=None,
+        alibi: bool = False,
         **kwargs,
     ):
         owner = type(self).__name__
@@ -69,6 +75,8 @@ class TransformerBlock(keras.layers.Layer):
             keras.activations.get, activation, "activation", owner, "activation"
         )
         checks.positive_number(layer_norm_epsilon, "layer_norm_epsilon", owner)
+        rotary_embedding = as_rotary_embedding(rotary_embedding, owner)
+        checks.boolean(alibi, "alibi", owner)
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
@@ -76,6 +84,8 @@ class TransformerBlock(keras.layers.Layer):
         self.causal = causal
         self.activation = activation
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.rotary_embedding = rotary_embedding
+        self.alibi = alibi
         self.supports_masking = True
 
     def build(self, inputs_shape):
@@ -89,6 +99,8 @@ class TransformerBlock(keras.layers.Layer):
             key_dim=width // self.num_heads,
             dropout=self.dropout,
             causal=self.causal,
+            rotary_embedding=self.rotary_embedding,
+            alibi=self.alibi,
             name="attention",
             **sublayer,
         )
@@ -186,5 +198,7 @@ class TransformerBlock(keras.layers.Layer):
             causal=self.causal,
             activation=keras.activations.serialize(self.activation),
             layer_norm_epsilon=self.layer_norm_epsilon,
+            rotary_embedding=keras.saving.serialize_keras_object(self.rotary_embedding),
+            alibi=self.alibi,
         )
         return config

@@ -4,12 +4,13 @@ from keras_attention import _checks as checks
 from keras_attention.layers.learned_position_embedding import (
     LearnedPositionEmbedding,
 )
+from keras_attention.layers.rotary_embedding import RotaryEmbedding
 from keras_attention.layers.sinusoidal_position_encoding import (
     SinusoidalPositionEncoding,
 )
 from keras_attention.layers.transformer_block import TransformerBlock
 
-ENCODINGS = ("sinusoidal", "learned", None)
+ENCODINGS = ("sinusoidal", "learned", "rotary", "alibi", None)
 _NAME = "build_toy_model"
 
 
@@ -45,8 +46,10 @@ def build_toy_model(
         num_heads: attention heads per block.
         num_layers: number of `TransformerBlock`s.
         encoding: `"sinusoidal"` (`SinusoidalPositionEncoding`), `"learned"`
-            (`LearnedPositionEmbedding`) or `None` (no position information:
-            the model is then permutation-equivariant).
+            (`LearnedPositionEmbedding`), `"rotary"` (a `RotaryEmbedding` in
+            every block's attention), `"alibi"` (ALiBi in every block's
+            attention) or `None` (no position information: the model is then
+            permutation-equivariant).
         dropout: dropout rate in `[0, 1)` inside the blocks.
 
     Returns:
@@ -74,8 +77,8 @@ def build_toy_model(
         )
     if encoding not in ENCODINGS:
         raise ValueError(
-            f"{_NAME}: `encoding` must be one of 'sinusoidal', 'learned' or "
-            f"None. Received: encoding={encoding!r}"
+            f"{_NAME}: `encoding` must be one of 'sinusoidal', 'learned', "
+            f"'rotary', 'alibi' or None. Received: encoding={encoding!r}"
         )
     checks.dropout(dropout, _NAME)
 
@@ -102,6 +105,8 @@ def build_toy_model(
                 num_heads=num_heads,
                 intermediate_dim=2 * d_model,
                 dropout=dropout,
+                rotary_embedding=RotaryEmbedding() if encoding == "rotary" else None,
+                alibi=encoding == "alibi",
                 name=f"block_{index}",
             )
         )

@@ -1,0 +1,783 @@
+"""Rotary position embedding (Su et al., RoFormer) and Hugging Face's scalings.
+
+A pair of features `(a, b)` at position `p` is rotated by the angle `p · θ_i`:
+
+    a' = a · cos(p θ_i) - b · sin(p θ_i)
+    b' = b · cos(p θ_i) + a · sin(p θ_i)
+    θ_i = max_wavelength^(-2i / d),  i = 0 .. d/2 - 1,  d = rotary_dim
+
+so the dot product of a rotated query at `p` and a rotated key at `q` depends
+on the positions only through `p - q`. The pairs are `(2i, 2i + 1)` in the
+"interleaved" layout and `(i, i + d/2)` in the "half" layout. A scaling
+(Hugging Face's `rope_type`) changes the `θ_i`, and YaRN also multiplies
+`cos` and `sin` by an attention factor.
+
+`_frequencies` is the only place the `θ_i` are computed, `_rotate` the only
+place the rotation is applied, and `_read_scaling` the only reader of a
+scaling dict.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_attention import _checks as checks
+from keras_attention.layers._position_layer import static_start_index
+
+LAYOUTS = ("half", "interleaved")
+
+# For each scaling type: the keys it requires and those it may have, besides
+# the type itself, `rope_theta` and `partial_rotary_factor`. As Hugging Face
+# documents them (`RopeParameters`), except that "dynamic" also needs the
+# model's original context length, which Hugging Face reads from the top
+# level of the config (`from_hf_config` copies it in).
+_SCALING_KEYS = {
+    "default": ((), ()),
+    "linear": (("factor",), ()),
+    "dynamic": (("factor", "original_max_position_embeddings"), ()),
+    "llama3": (
+        (
+            "factor",
+            "low_freq_factor",
+            "high_freq_factor",
+            "original_max_position_embeddings",
+        ),
+        (),
+    ),
+    "yarn": (
+        ("factor", "original_max_position_embeddings"),
+        (
+            "attention_factor",
+            "beta_fast",
+            "beta_slow",
+            "mscale",
+            "mscale_all_dim",
+            "truncate",
+        ),
+    ),
+}
+_EVERY_TYPE_KEYS = ("rope_type", "type", "rope_theta", "partial_rotary_factor")
+# Model types whose Hugging Face code rotates interleaved pairs; every other
+# Hugging Face model rotates halves (`rotate_half`).
+_INTERLEAVED_MODEL_TYPES = ("gptj", "codegen")
+
+
+def _read_scaling(scaling, max_wavelength, rotary_dim, owner):
+    """The checked scaling as a dict of Python values, type under "type".
+
+    Raises a `ValueError` for an unknown type or key, a missing key, a value
+    out of range, a `rope_theta` that is not `max_wavelength`, a
+    `partial_rotary_factor` below 1 without a `rotary_dim`, and a dict nested
+    by layer type.
+    """
+    if scaling is None:
+        scaling = {}
+    if not isinstance(scaling, dict):
+        raise TypeError(
+            f"{owner}: `scaling` must be None or a dict as Hugging Face writes it "
+            f"in a model's config.json. Received: scaling={scaling!r} of type "
+            f"{type(scaling).__name__}"
+        )
+    nested = [key for key, value in scaling.items() if isinstance(value, dict)]
+    if nested:
+        raise ValueError(
+            f"{owner}: `scaling` holds one entry per layer type ({nested}); pass "
+            f"one of them, e.g. scaling=rope_parameters[{nested[0]!r}], or use "
+            f"`RotaryEmbedding.from_hf_config(config, layer_type={nested[0]!r})`. "
+            f"Received: scaling={scaling!r}"
+        )
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if "type" in scaling and "rope_type" in scaling and scaling["type"] != kind:
+        raise ValueError(
+            f"{owner}: `scaling` gives two different types, "
+            f"rope_type={scaling['rope_type']!r} and type={scaling['type']!r}. "
+            f"Received: scaling={scaling!r}"
+        )
+    if kind not in _SCALING_KEYS:
+        raise ValueError(
+            f"{owner}: the `scaling` type must be one of {list(_SCALING_KEYS)}. "
+            f"Received: rope_type={kind!r}"
+        )
+    required, optional = _SCALING_KEYS[kind]
+    unknown = sorted(
+        set(scaling) - set(required) - set(optional) - set(_EVERY_TYPE_KEYS)
+    )
+    if unknown:
+        allowed = sorted(set(required) | set(optional) | set(_EVERY_TYPE_KEYS))
+        raise ValueError(
+            f"{owner}: unknown key(s) {unknown} in a `scaling` of type {kind!r}, "
+            f"which takes {allowed}. Received: scaling={scaling!r}"
+        )
+    missing = [key for key in required if scaling.get(key) is None]
+    if missing == ["original_max_position_embeddings"] and kind == "dynamic":
+        raise ValueError(
+            f"{owner}: dynamic (NTK) scaling needs the model's original context "
+            "length: add 'original_max_position_embeddings' to `scaling` (the "
+            "`max_position_embeddings` of the model's config.json), or use "
+            f"`RotaryEmbedding.from_hf_config(config)`. Received: scaling={scaling!r}"
+        )
+    if missing:
+        raise ValueError(
+            f"{owner}: a `scaling` of type {kind!r} needs the key(s) {missing}. "
+            f"Received: scaling={scaling!r}"
+        )
+
+    theta = scaling.get("rope_theta")
+    if theta is not None:
+        _number(theta, "scaling['rope_theta']", owner, positive=True)
+        if float(theta) != float(max_wavelength):
+            raise ValueError(
+                f"{owner}: `scaling['rope_theta']`={theta!r} disagrees with "
+                f"`max_wavelength`={max_wavelength!r}; pass max_wavelength={theta!r} "
+                "(or use `RotaryEmbedding.from_hf_config`)."
+            )
+    fraction = scaling.get("partial_rotary_factor")
+    if fraction is not None:
+        _number(fraction, "scaling['partial_rotary_factor']", owner, positive=True)
+        if not fraction <= 1:
+            raise ValueError(
+                f"{owner}: `scaling['partial_rotary_factor']` must be in (0, 1]. "
+                f"Received: partial_rotary_factor={fraction!r}"
+            )
+        if rotary_dim is None and fraction != 1:
+            raise ValueError(
+                f"{owner}: `scaling['partial_rotary_factor']`={fraction!r} disagrees "
+                "with `rotary_dim`=None (every feature rotated); pass "
+                "rotary_dim=int(head_dim * partial_rotary_factor) (or use "
+                "`RotaryEmbedding.from_hf_config`)."
+            )
+
+    read = {"type": kind, "partial_rotary_factor": fraction}
+    for key in required + optional:
+        value = scaling.get(key)
+        if value is None:
+            read[key] = None
+        elif key == "original_max_position_embeddings":
+            read[key] = checks.positive_int(value, f"scaling[{key!r}]", owner)
+        elif key == "truncate":
+            read[key] = checks.boolean(value, f"scaling[{key!r}]", owner)
+        else:
+            positive = key not in ("mscale", "mscale_all_dim")
+            read[key] = _number(value, f"scaling[{key!r}]", owner, positive=positive)
+    if kind == "llama3" and not read["high_freq_factor"] > read["low_freq_factor"]:
+        raise ValueError(
+            f"{owner}: `scaling['high_freq_factor']` must be greater than "
+            f"`scaling['low_freq_factor']`. Received: "
+            f"high_freq_factor={read['high_freq_factor']!r}, "
+            f"low_freq_factor={read['low_freq_factor']!r}"
+        )
+    return read
+
+
+def _number(value, argument, owner, positive):
+    """`value` as a Python float: finite, and > 0 if `positive`, else >= 0."""
+    expected = "a positive finite number" if positive else "a finite number >= 0"
+    if not checks.is_integer(value) and not isinstance(value, (float, np.floating)):
+        raise TypeError(
+            f"{owner}: `{argument}` must be {expected}. "
+            f"Received: {argument}={value!r} of type {type(value).__name__}"
+        )
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(
+            f"{owner}: `{argument}` must be {expected}. Received: {argument}={value!r}"
+        )
+    return float(value)
+
+
+def _frequencies(rotary_dim, max_wavelength, scaling, length):
+    """The angular frequencies `θ_i` and the factor multiplying cos and sin.
+
+    Args:
+        rotary_dim: even Python int `d`.
+        max_wavelength: Python float, the base `b`.
+        scaling: a dict from `_read_scaling`.
+        length: int32 scalar tensor, the largest position + 1 (used by
+            "dynamic" only).
+
+    Returns:
+        float32 `(d // 2,)` and a Python float.
+    """
+    d, base, kind = rotary_dim, max_wavelength, scaling["type"]
+    exponents = ops.arange(0, d, 2, dtype="float32") / d  # 2i / d
+    if kind == "dynamic":
+        # NTK-aware base, grown with the length seen (Hugging Face's rule).
+        factor = scaling["factor"]
+        original = scaling["original_max_position_embeddings"]
+        seen = ops.maximum(ops.cast(length, "float32"), float(original))
+        base = base * ops.power(factor * seen / original - (factor - 1), d / (d - 2))
+    theta = 1.0 / ops.power(ops.cast(base, "float32"), exponents)
+    if kind == "linear":
+        return theta / scaling["factor"], 1.0
+    if kind == "llama3":
+        # Wavelengths longer than the original context over `low_freq_factor`
+        # are interpolated by `factor`, shorter than it over
+        # `high_freq_factor` kept, those in between blended.
+        factor = scaling["factor"]
+        original = scaling["original_max_position_embeddings"]
+        low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+        wavelength = 2 * math.pi / theta
+        smooth = ops.clip((original / wavelength - low) / (high - low), 0.0, 1.0)
+        return (1 - smooth) * theta / factor + smooth * theta, 1.0
+    if kind == "yarn":
+        return _yarn(theta, d, base, scaling)
+    return theta, 1.0
+
+
+def _yarn(theta, d, base, scaling):
+    """YaRN's "NTK-by-parts" frequencies and attention factor (Peng et al.).
+
+    Dimensions that turn more than `beta_fast` times over the original context
+    keep their frequency, those that turn less than `beta_slow` times are
+    interpolated by `factor`, with a linear ramp over the dimension index in
+    between (rounded outward with `truncate`), as the authors' code and
+    Hugging Face compute it.
+    """
+    factor = scaling["factor"]
+    original = scaling["original_max_position_embeddings"]
+    beta_fast = scaling["beta_fast"] or 32.0
+    beta_slow = scaling["beta_slow"] or 1.0
+
+    def dimension(turns):
+        # The index i at which θ_i · original = 2π · turns.
+        return d * math.log(original / (turns * 2 * math.pi)) / (2 * math.log(base))
+
+    low, high = dimension(beta_fast), dimension(beta_slow)
+    if scaling["truncate"] is not False:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, d - 1)
+    if low == high:
+        high += 0.001
+    index = ops.arange(d // 2, dtype="float32")
+    interpolated = ops.clip((index - low) / (high - low), 0.0, 1.0)
+    theta = interpolated * (theta / factor) + (1 - interpolated) * theta
+
+    attention_factor = scaling["attention_factor"]
+    if attention_factor is None:
+        mscale, mscale_all_dim = scaling["mscale"], scaling["mscale_all_dim"]
+        if mscale and mscale_all_dim:
+            attention_factor = _mscale(factor, mscale) / _mscale(factor, mscale_all_dim)
+        else:
+            attention_factor = _mscale(factor, 1.0)
+    return theta, attention_factor
+
+
+def _mscale(factor, mscale):
+    """YaRN's `0.1 · mscale · ln(factor) + 1` (1 for factors up to 1)."""
+    return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
+
+
+def _rotate(x, cos, sin, layout):
+    """Rotates the pairs of `x` `(..., d)` by the angles of `cos`, `sin`
+    `(..., d // 2)` (broadcast against `x`'s leading axes)."""
+    half = x.shape[-1] // 2
+    if layout == "half":
+        a, b = x[..., :half], x[..., half:]
+        return ops.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
+    a, b = x[..., 0::2], x[..., 1::2]
+    pairs = ops.stack([a * cos - b * sin, b * cos + a * sin], axis=-1)
+    return ops.reshape(pairs, ops.shape(x))  # (..., d / 2, 2) -> (..., d)
+
+
+def rope_permutation(num_heads: int, head_dim: int, rotary_dim=None, *, to="half"):
+    """Reorders projection outputs between the interleaved and half layouts.
+
+    A query or key projection trained with one layout gives the same attention
+    with the other layout once its output features are permuted: per head,
+    the pair `(2i, 2i + 1)` of the interleaved layout is the pair
+    `(i, i + d/2)` of the half layout. This is how Hugging Face's conversion
+    of Meta's Llama checkpoints (interleaved) to its `rotate_half` code works.
+
+    Args:
+        num_heads: number of heads in the projection.
+        head_dim: features per head.
+        rotary_dim: the rotated features of each head (even); defaults to
+            `head_dim`. The features after them stay in place.
+        to: the layout to convert to, `"half"` (from interleaved) or
+            `"interleaved"` (from half).
+
+    Returns:
+        An int NumPy array `perm` of length `num_heads * head_dim`: the
+        converted kernel is `kernel[..., perm]` for a kernel whose last axis
+        holds the heads' features one head after another (a `Dense` kernel
+        `(dim, heads * head_dim)`), `weight[perm]` for a PyTorch
+        `(heads * head_dim, dim)` weight, and the same for biases.
+        For `MultiHeadAttention`'s kernels `(dim, heads, head_dim)`, reshape
+        to `(dim, heads * head_dim)` first.
+
+    Example:
+
+    >>> keras_attention.rope_permutation(1, 6).tolist()
+    [0, 2, 4, 1, 3, 5]
+    >>> keras_attention.rope_permutation(1, 6, rotary_dim=4, to="interleaved").tolist()
+    [0, 2, 1, 3, 4, 5]
+    """
+    owner = "rope_permutation"
+    num_heads = checks.positive_int(num_heads, "num_heads", owner)
+    head_dim = checks.positive_int(head_dim, "head_dim", owner)
+    rotary_dim = _check_rotary_dim(rotary_dim, owner)
+    rotary_dim = head_dim if rotary_dim is None else rotary_dim
+    if rotary_dim > head_dim:
+        raise ValueError(
+            f"{owner}: `rotary_dim` must be at most `head_dim`. Received: "
+            f"rotary_dim={rotary_dim}, head_dim={head_dim}"
+        )
+    if to not in LAYOUTS:
+        raise ValueError(
+            f"{owner}: `to` must be one of {list(LAYOUTS)}. Received: to={to!r}"
+        )
+    half = np.arange(rotary_dim).reshape(2, -1).T.reshape(-1)  # 0, d/2, 1, ...
+    head = np.arange(head_dim)
+    # Interleaved position 2i holds half position i, 2i + 1 holds d/2 + i.
+    head[:rotary_dim] = np.argsort(half) if to == "half" else half
+    return (np.arange(num_heads)[:, None] * head_dim + head).reshape(-1)
+
+
+def _check_rotary_dim(rotary_dim, owner):
+    rotary_dim = checks.positive_int(rotary_dim, "rotary_dim", owner, allow_none=True)
+    if rotary_dim is not None and rotary_dim % 2:
+        raise ValueError(
+            f"{owner}: `rotary_dim` must be even (the features are rotated in "
+            f"pairs). Received: rotary_dim={rotary_dim}"
+        )
+    return rotary_dim
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class RotaryEmbedding(keras.layers.Layer):
+    """Rotary position embedding (RoPE), with Hugging Face's scalings. No weights.
+
+    Rotates each pair of features of the input at position `p` by the angle
+    `p · θ_i`, with `θ_i = max_wavelength^(-2i / d)` for the `d = rotary_dim`
+    rotated features. Applied to a query and a key, their dot product then
+    depends on the positions only through their difference (Su et al.).
+    Meant for the projected query and key of each head: pass it to
+    `MultiHeadAttention(rotary_embedding=...)`, or call it on
+    `(batch, seq_len, heads, head_dim)` tensors.
+
+    Layouts: which features form a pair is fixed by the checkpoint, and the
+    wrong one gives a model that runs and then produces gibberish after a
+    few tokens. `"half"` pairs feature `i` with feature `i + d/2`: Hugging
+    Face's Llama, Mistral, Qwen, GPT-NeoX, Phi and keras-hub. `"interleaved"`
+    pairs `2i` with `2i + 1`: RoFormer, GPT-J and Meta's original Llama
+    checkpoints. `keras_attention.rope_permutation` converts projection
+    kernels between them.
+
+    Scaling, a dict as in a model's `config.json`: transformers 4's
+    `rope_scaling` (type under `"rope_type"`, or the older `"type"`) or
+    transformers 5's `rope_parameters` (which may also hold `"rope_theta"`,
+    which must then equal `max_wavelength`, and `"partial_rotary_factor"`,
+    which must then give `rotary_dim` from the feature size). Types, with
+    Hugging Face's keys:
+
+    - `"default"`: no scaling.
+    - `"linear"` (`factor`): positions divided by `factor`.
+    - `"dynamic"` (`factor`, `original_max_position_embeddings`): dynamic
+      NTK scaling. The base grows with the length `L` the call sees, the
+      largest position + 1 (`start_index + seq_len`):
+      `base · (factor · L / original - (factor - 1))^(d / (d - 2))` once `L`
+      exceeds the original context. So, unlike every other type, a sequence
+      rotated step by step differs from the same sequence rotated in one
+      call: each step uses the base of its own length, as in Hugging Face,
+      whose cached keys keep the rotation they were written with. Hugging
+      Face reads the original length from the config's top-level
+      `max_position_embeddings`; `from_hf_config` copies it in.
+    - `"llama3"` (`factor`, `low_freq_factor`, `high_freq_factor`,
+      `original_max_position_embeddings`): Llama 3.1's frequency-dependent
+      interpolation.
+    - `"yarn"` (`factor`, `original_max_position_embeddings`; optional
+      `attention_factor`, `beta_fast`, `beta_slow`, `mscale`,
+      `mscale_all_dim`, `truncate`): YaRN (Peng et al.). Its attention factor
+      (by default `0.1 · ln(factor) + 1`) multiplies both `cos` and `sin`, so
+      the attention logits scale by its square, as in Hugging Face.
+
+    An unknown type or key, a missing key, a `rope_theta` or
+    `partial_rotary_factor` that disagrees with `max_wavelength` /
+    `rotary_dim`, and a dict with one entry per layer type (transformers 5
+    writes those for Gemma 3) raise a `ValueError`.
+
+    Precision: the angles, `cos`, `sin` and the rotation are computed in
+    float32 whatever the dtype policy, and the result is cast to the input's
+    dtype once, so bfloat16 inputs are right to bfloat16 rounding at
+    position 131072 (an angle computed in bfloat16 is off by up to 512
+    radians there).
+
+    Args:
+        max_wavelength: positive number, the base `b` of the frequencies
+            (Hugging Face's `rope_theta`).
+        layout: `"half"` or `"interleaved"`, see above.
+        rotary_dim: even int: rotate only the first `rotary_dim` features of
+            each vector, the rest pass through (partial rotary, as in
+            GPT-NeoX, GPT-J and Phi). Defaults to every feature (then the
+            feature size must be even).
+        scaling: None or a dict, see above.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: float tensor `(batch, seq_len, features)` or
+            `(batch, seq_len, heads, features)`.
+        start_index: keyword-only; position of the first step, an int or a
+            scalar integer tensor >= 0; defaults to 0. `layer(x[:, t:t + 1],
+            start_index=t)` equals step `t` of `layer(x)` (except for
+            "dynamic" scaling, see above).
+        positions: keyword-only; optional integer tensor `(seq_len,)` or
+            `(batch, seq_len)`, the position of every step, instead of
+            `start_index` (which must then stay 0).
+
+    Returns:
+        The rotated inputs: same shape, in the input's dtype.
+
+    Example:
+
+    >>> rope = keras_attention.RotaryEmbedding(max_wavelength=500000.0)
+    >>> x = keras.random.normal((2, 10, 4, 16))  # (batch, seq_len, heads, head_dim)
+    >>> tuple(rope(x, start_index=3).shape)
+    (2, 10, 4, 16)
+    >>> config = {"hidden_size": 64, "num_attention_heads": 4,
+    ...           "max_position_embeddings": 8192, "rope_theta": 500000.0,
+    ...           "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+    ...                            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+    ...                            "original_max_position_embeddings": 8192}}
+    >>> keras_attention.RotaryEmbedding.from_hf_config(config).scaling["rope_type"]
+    'llama3'
+
+    References:
+        Su et al., "RoFormer: Enhanced Transformer with Rotary Position
+        Embedding", 2021.
+        Peng et al., "YaRN: Efficient Context Window Extension of Large
+        Language Models", 2023.
+        Llama Team, "The Llama 3 Herd of Models", 2024.
+    """
+
+    def __init__(
+        self,
+        max_wavelength: float = 10000,
+        layout: str = "half",
+        rotary_dim: int | None = None,
+        scaling: dict | None = None,
+        **kwargs,
+    ):
+        owner = type(self).__name__
+        checks.positive_number(max_wavelength, "max_wavelength", owner)
+        if max_wavelength == 1:
+            raise ValueError(
+                f"{owner}: `max_wavelength` must not be 1 (every frequency would "
+                f"be 1). Received: max_wavelength={max_wavelength!r}"
+            )
+        if layout not in LAYOUTS:
+            raise ValueError(
+                f"{owner}: `layout` must be one of {list(LAYOUTS)}. "
+                f"Received: layout={layout!r}"
+            )
+        rotary_dim = _check_rotary_dim(rotary_dim, owner)
+        read = _read_scaling(scaling, max_wavelength, rotary_dim, owner)
+        if read["type"] == "dynamic" and rotary_dim == 2:
+            raise ValueError(
+                f"{owner}: dynamic scaling needs `rotary_dim` > 2 (its base grows "
+                f"as a power d / (d - 2)). Received: rotary_dim={rotary_dim}"
+            )
+        super().__init__(**kwargs)
+        self.max_wavelength = max_wavelength
+        self.layout = layout
+        self.rotary_dim = rotary_dim
+        self.scaling = None if scaling is None else dict(scaling)
+        self._scaling = read
+
+    @classmethod
+    def from_hf_config(cls, config: dict, layer_type: str | None = None, **kwargs):
+        """A `RotaryEmbedding` from a Hugging Face model's `config.json` dict.
+
+        Reads either version's layout of the file: the head size (`head_dim`,
+        or `hidden_size / num_attention_heads`), `max_position_embeddings`,
+        the base (`rope_theta`), `partial_rotary_factor` and the scaling
+        entry (transformers 5's `rope_parameters`, which also holds the base
+        and the factor, or transformers 4's `rope_scaling`), and GPT-J's and
+        GPT-NeoX's own names (`n_embd`, `n_head`, `n_positions`,
+        `rotary_dim`, `rotary_emb_base`, `rotary_pct`). The original context
+        length of "dynamic" scaling is the top-level
+        `max_position_embeddings`, as in Hugging Face; "llama3" and "yarn"
+        take it from the scaling entry, else from the top-level
+        `original_max_position_embeddings` or `max_position_embeddings`.
+
+        The layout is `"interleaved"` for the model types whose Hugging Face
+        code rotates interleaved pairs (`gptj`, `codegen`) and `"half"` for
+        every other; pass `layout=` to override it.
+
+        Args:
+            config: the `config.json` contents as a dict.
+            layer_type: for a `rope_parameters` dict with one entry per layer
+                type (`"full_attention"`, `"sliding_attention"`, ...), the
+                entry to use.
+            **kwargs: other constructor arguments (`layout`, `name`, ...).
+
+        Returns:
+            A `RotaryEmbedding`, applied to vectors of the head size.
+        """
+        owner = "RotaryEmbedding.from_hf_config"
+        if not isinstance(config, dict):
+            raise TypeError(
+                f"{owner}: `config` must be a dict (the contents of config.json). "
+                f"Received: config of type {type(config).__name__}"
+            )
+
+        def read(*names):
+            found = [(n, config[n]) for n in names if config.get(n) is not None]
+            return found[0] if found else (None, None)
+
+        head_dim = read("head_dim")[1]
+        _, hidden = read("hidden_size", "n_embd")
+        _, heads = read("num_attention_heads", "n_head")
+        if head_dim is None and (hidden is None or heads is None):
+            raise ValueError(
+                f"{owner}: `config` must give the head size: `head_dim`, or "
+                "`hidden_size` and `num_attention_heads`. Received: config with "
+                f"keys {sorted(config)}"
+            )
+        head_dim = head_dim if head_dim is not None else hidden // heads
+        _, max_positions = read("max_position_embeddings", "n_positions")
+
+        entry, entry_name = config.get("rope_parameters"), "rope_parameters"
+        if entry is None:
+            entry, entry_name = config.get("rope_scaling"), "rope_scaling"
+        entry = dict(entry or {})
+        nested = [key for key, value in entry.items() if isinstance(value, dict)]
+        if nested:
+            if layer_type not in nested:
+                raise ValueError(
+                    f"{owner}: `config['{entry_name}']` holds one entry per layer "
+                    f"type; pass `layer_type`, one of {nested}. "
+                    f"Received: layer_type={layer_type!r}"
+                )
+            entry = dict(entry[layer_type])
+        elif layer_type is not None and layer_type not in config.get(
+            "layer_types", [layer_type]
+        ):
+            raise ValueError(
+                f"{owner}: `layer_type` must be one of the config's "
+                f"`layer_types` {sorted(set(config['layer_types']))}. "
+                f"Received: layer_type={layer_type!r}"
+            )
+
+        theta = _agreeing(
+            owner, entry, "rope_theta", config, "rope_theta", "rotary_emb_base"
+        )
+        fraction = _agreeing(
+            owner,
+            entry,
+            "partial_rotary_factor",
+            config,
+            "partial_rotary_factor",
+            "rotary_pct",
+        )
+        rotary_dim = config.get("rotary_dim")  # GPT-J: a number of features
+        if rotary_dim is None and fraction is not None and fraction != 1:
+            rotary_dim = int(head_dim * fraction)
+        if rotary_dim == head_dim:
+            rotary_dim = None
+
+        kind = entry.get("rope_type", entry.get("type", "default"))
+        if kind == "dynamic":
+            if max_positions is None:
+                raise ValueError(
+                    f"{owner}: dynamic scaling needs the config's "
+                    "`max_position_embeddings`. Received: config with keys "
+                    f"{sorted(config)}"
+                )
+            given = entry.get("original_max_position_embeddings")
+            if given is not None and given != max_positions:
+                raise ValueError(
+                    f"{owner}: dynamic scaling uses the config's "
+                    f"`max_position_embeddings`={max_positions}, which disagrees "
+                    f"with `{entry_name}['original_max_position_embeddings']`={given}."
+                )
+            entry["original_max_position_embeddings"] = max_positions
+        elif kind in ("llama3", "yarn"):
+            _, original = read("original_max_position_embeddings")
+            entry.setdefault(
+                "original_max_position_embeddings", original or max_positions
+            )
+        kwargs.setdefault(
+            "layout",
+            "interleaved"
+            if config.get("model_type") in _INTERLEAVED_MODEL_TYPES
+            else "half",
+        )
+        return cls(
+            max_wavelength=10000.0 if theta is None else theta,
+            rotary_dim=rotary_dim,
+            scaling=entry or None,
+            **kwargs,
+        )
+
+    def _rotary_dim(self, features):
+        """The number of rotated features for inputs of `features`; raises
+        unless it fits."""
+        owner = type(self).__name__
+        rotary_dim = features if self.rotary_dim is None else self.rotary_dim
+        if self.rotary_dim is None and features % 2:
+            raise ValueError(
+                f"{owner}: the last dimension of `inputs` must be even to rotate "
+                "every feature in pairs; set `rotary_dim` to rotate fewer. "
+                f"Received: inputs with last dimension {features}"
+            )
+        if rotary_dim > features:
+            raise ValueError(
+                f"{owner}: `rotary_dim` must be at most the last dimension of "
+                f"`inputs`. Received: rotary_dim={rotary_dim}, inputs with last "
+                f"dimension {features}"
+            )
+        fraction = self._scaling["partial_rotary_factor"]
+        if fraction is not None and int(features * fraction) != rotary_dim:
+            raise ValueError(
+                f"{owner}: `scaling['partial_rotary_factor']`={fraction!r} of "
+                f"{features} features is {int(features * fraction)}, which "
+                f"disagrees with `rotary_dim`={self.rotary_dim}."
+            )
+        return rotary_dim
+
+    def cos_sin(self, positions, features: int):
+        """The `cos` and `sin` tables of the given positions.
+
+        Args:
+            positions: integer tensor or array of any shape, e.g. `(seq_len,)`.
+            features: the size of the vectors to rotate (the head size).
+
+        Returns:
+            `(cos, sin)`, float32 tensors `(*positions.shape, rotary_dim // 2)`:
+            entry `i` belongs to the pair `(i, i + d/2)` in the half layout and
+            `(2i, 2i + 1)` in the interleaved one. They include YaRN's
+            attention factor. With "dynamic" scaling the base follows the
+            largest position + 1.
+
+        Example:
+
+        >>> rope = keras_attention.RotaryEmbedding(max_wavelength=100)
+        >>> cos, sin = rope.cos_sin(np.arange(5), features=8)
+        >>> tuple(cos.shape)
+        (5, 4)
+        """
+        rotary_dim = self._rotary_dim(features)
+        positions = ops.convert_to_tensor(positions)
+        length = None
+        if self._scaling["type"] == "dynamic":
+            length = ops.max(ops.cast(positions, "int32")) + 1
+        theta, factor = _frequencies(
+            rotary_dim, float(self.max_wavelength), self._scaling, length
+        )
+        # (..., rotary_dim // 2), in float32 whatever the dtype policy.
+        angles = ops.expand_dims(ops.cast(positions, "float32"), -1) * theta
+        return ops.cos(angles) * factor, ops.sin(angles) * factor
+
+    def call(self, inputs, *, start_index=0, positions=None):
+        self._check_inputs(inputs, start_index, positions)
+        if positions is None:
+            start_index = ops.cast(start_index, "int32")
+            positions = ops.arange(ops.shape(inputs)[1], dtype="int32") + start_index
+        return self._apply(inputs, positions)
+
+    def _apply(self, inputs, positions):
+        """The rotation of `inputs` `(batch, seq_len, [heads,] features)` at
+        checked int `positions` `(seq_len,)` or `(batch, seq_len)`, in the
+        input's dtype (also `MultiHeadAttention`'s way in)."""
+        features = inputs.shape[-1]
+        rotary_dim = self._rotary_dim(features)
+        cos, sin = self.cos_sin(positions, features)  # (..., seq_len, d / 2)
+        if len(inputs.shape) == 4:
+            cos, sin = ops.expand_dims(cos, -2), ops.expand_dims(sin, -2)
+        dtype = keras.backend.result_type(inputs.dtype, "float32")
+        x = ops.cast(inputs, dtype)
+        rotated = _rotate(
+            x[..., :rotary_dim], ops.cast(cos, dtype), ops.cast(sin, dtype), self.layout
+        )
+        if rotary_dim < features:
+            rotated = ops.concatenate([rotated, x[..., rotary_dim:]], axis=-1)
+        return ops.cast(rotated, inputs.dtype)
+
+    def _check_inputs(self, inputs, start_index, positions):
+        """Checks the call's arguments; returns the inputs' shape."""
+        owner = type(self).__name__
+        shape = checks.floating(inputs, "inputs", owner)
+        if len(shape) not in (3, 4) or shape[-1] is None:
+            raise ValueError(
+                f"{owner}: `inputs` must have shape (batch, seq_len, features) or "
+                "(batch, seq_len, heads, features), with known features. "
+                f"Received: inputs.shape={shape}"
+            )
+        self._rotary_dim(shape[-1])
+        start = static_start_index(start_index, owner)
+        if positions is not None:
+            _check_positions(positions, shape[:2], owner)
+            if start != 0:
+                raise ValueError(
+                    f"{owner}: pass `positions` or `start_index`, not both. "
+                    f"Received: start_index={start_index!r} and positions"
+                )
+        return shape
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def compute_output_spec(self, inputs, *, start_index=0, positions=None):
+        shape = self._check_inputs(inputs, start_index, positions)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            max_wavelength=self.max_wavelength,
+            layout=self.layout,
+            rotary_dim=self.rotary_dim,
+            scaling=self.scaling,
+        )
+        return config
+
+
+def _check_positions(positions, batch_and_length, owner):
+    """Raises unless `positions` is an integer tensor `(seq_len,)` or
+    `(batch, seq_len)` for inputs whose first axes are `batch_and_length`."""
+    batch, length = batch_and_length
+    shape = checks.tensor(positions, "positions", owner)
+    dtype = keras.backend.standardize_dtype(positions.dtype)
+    if "int" not in dtype:
+        raise TypeError(
+            f"{owner}: `positions` must be an integer tensor. "
+            f"Received: positions with dtype {dtype}"
+        )
+    expected = [(length,), (batch, length)]
+    if not any(
+        len(shape) == len(e)
+        and all(a is None or b is None or a == b for a, b in zip(shape, e, strict=True))
+        for e in expected
+    ):
+        raise ValueError(
+            f"{owner}: `positions` must have shape (seq_len,)={expected[0]} or "
+            f"(batch, seq_len)={expected[1]}. Received: positions.shape={shape}"
+        )
+
+
+def as_rotary_embedding(value, owner):
+    """A layer's `rotary_embedding` argument as a `RotaryEmbedding` or None,
+    from an instance or its serialized config (as `get_config` saves it)."""
+    if isinstance(value, dict):
+        value = keras.saving.deserialize_keras_object(value)
+    if not (value is None or isinstance(value, RotaryEmbedding)):
+        raise TypeError(
+            f"{owner}: `rotary_embedding` must be None or a "
+            "keras_attention.RotaryEmbedding. Received: rotary_embedding of "
+            f"type {type(value).__name__}"
+        )
+    return value
+
+
+def _agreeing(owner, entry, key, config, *names):
+    """`entry[key]`, or the first of `config[names]`; raises when both are
+    given and differ. Removes `key` from `entry`."""
+    inner = entry.pop(key, None)
+    outer = next((config[n] for n in names if config.get(n) is not None), None)
+    if inner is not None and outer is not None and float(inner) != float(outer):
+        raise ValueError(
+            f"{owner}: the config gives two values of `{key}`: {inner!r} in its "
+            f"RoPE entry and {outer!r} at the top level."
+        )
+    return inner if inner is not None else outer
