@@ -22,7 +22,8 @@ MIN_LENGTH = 2
 TRAIN_SIZE = 8000
 TEST_SIZE = 1000
 BATCH_SIZE = 64
-ENCODINGS = {"none": None, "sinusoidal": "sinusoidal", "learned": "learned"}
+# The demo's rows: a name for each `build_toy_model` encoding it compares.
+ROWS = {"none": None, "sinusoidal": "sinusoidal", "learned": "learned"}
 
 
 def run_demo(output="demo-output", epochs=15, seed=0, train_size=TRAIN_SIZE):
@@ -51,7 +52,7 @@ def run_demo(output="demo-output", epochs=15, seed=0, train_size=TRAIN_SIZE):
     # pipe, where the bar's redraws would be written out one after another.
     verbose = 1 if sys.stdout.isatty() else 2
     accuracy, models = {}, {}
-    for name, encoding in ENCODINGS.items():
+    for name, encoding in ROWS.items():
         print(f"\nTraining with position encoding: {name}")
         keras.utils.set_random_seed(seed)
         model = build_toy_model(VOCAB_SIZE, MAX_LENGTH, encoding=encoding)

@@ -130,20 +130,15 @@ def scaled_dot_product_attention(
     only on the seed, the batch entry, `i` and `j` (a counter-based hash), so
     a given seed drops the same weights on every path and every backend.
 
-    Long sequences: on the TensorFlow backend the attention can run in tiles
-    with an online softmax and a hand-written tiled backward pass, which hold
-    `(tile, tile)` blocks instead of the `(q_len, k_len)` weights, so the
-    memory of the forward and the backward pass grows linearly with the
-    sequence length. Causal attention skips the tiles above the diagonal and
-    `sliding_window` visits only the tiles that meet its band, so its cost
-    grows as `len · w`. The result equals the full computation up to float
-    rounding, with the same masks and dropout. A `mask` is cut into tiles
-    without being broadcast, so a padding mask `(..., 1, k_len)` stays small.
-    The tile loops are compiled with XLA in every mode: the first call with
-    new shapes compiles them. The full `(q_len, k_len)` computation is used
-    whatever `tile_size` says when the weights are asked for
-    (`return_weights=True`), with a `bias`, and on the JAX and PyTorch
-    backends. Second derivatives through the tiles are not supported.
+    Long sequences: on the TensorFlow backend the attention may run in tiles
+    (see `tile_size`), in memory linear in the sequence length, with the same
+    result up to float rounding, the same masks and the same dropout. The
+    full `(q_len, k_len)` computation runs whatever `tile_size` says when the
+    weights are asked for (`return_weights=True`), with a `bias`, for float64
+    inputs, and on the JAX and PyTorch backends. Second derivatives through
+    the tiles are not supported. How the tiles work:
+    `keras_attention/_tiled_tensorflow.py`; when they pay off and what they
+    save: README's "Long sequences".
 
     Example:
 

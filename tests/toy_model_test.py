@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 
 from keras_attention import build_toy_model, make_reversal_data
+from keras_attention.models.toy_model import ENCODINGS
 from tests.layer_test_case import assert_raises_with, symbolic
-
-ENCODINGS = ["sinusoidal", "learned", "rotary", "alibi", None]
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)

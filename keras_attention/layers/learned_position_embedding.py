@@ -97,7 +97,7 @@ class LearnedPositionEmbedding(PositionLayer):
         shape = super()._check_input_shape(shape)
         if self.built and shape[-1] != self.embeddings.shape[-1]:
             raise ValueError(
-                f"LearnedPositionEmbedding: the last dimension of `inputs` must "
+                f"{type(self).__name__}: the last dimension of `inputs` must "
                 f"be {self.embeddings.shape[-1]}, the depth of the table. "
                 f"Received: inputs.shape={shape}"
             )
@@ -162,7 +162,7 @@ class LearnedPositionEmbedding(PositionLayer):
 
     def _out_of_range_message(self, low, high):
         return (
-            f"LearnedPositionEmbedding: `positions` must be in [0, "
+            f"{type(self).__name__}: `positions` must be in [0, "
             f"`max_length`={self.max_length}). Received: positions from {low} "
             f"to {high}"
         )
