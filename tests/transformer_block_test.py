@@ -211,10 +211,13 @@ def test_rotary_and_alibi_layer_behaviours(tmp_path):
     )
 
 
-def test_block_forwards_rotary_embedding_to_its_attention():
+def test_block_forwards_rotary_embedding_and_alibi_to_its_attention():
     from keras_attention import RotaryEmbedding
 
     rope = RotaryEmbedding(layout="interleaved")
-    block = TransformerBlock(num_heads=2, intermediate_dim=8, rotary_embedding=rope)
+    block = TransformerBlock(
+        num_heads=2, intermediate_dim=8, rotary_embedding=rope, alibi=True
+    )
     block(np.ones((1, 3, 8), "float32"))
     assert block.attention.rotary_embedding is rope
+    assert block.attention.alibi

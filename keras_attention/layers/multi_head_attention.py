@@ -155,6 +155,11 @@ class MultiHeadAttention(AttentionLayer):
     (None, None, 32)
     >>> tuple(layer.query_dense.kernel.shape)
     (32, 4, 8)
+    >>> rotary = keras_attention.MultiHeadAttention(
+    ...     num_heads=4, key_dim=8, causal=True,
+    ...     rotary_embedding=keras_attention.RotaryEmbedding())
+    >>> tuple(rotary(keras.random.normal((2, 5, 32)), start_index=7).shape)
+    (2, 5, 32)
 
     References:
         Vaswani et al., "Attention Is All You Need", 2017.
