@@ -88,12 +88,13 @@ def scaled_dot_product_attention(
             either side, like `keras.layers.MultiHeadAttention(sliding_window=w)`.
             Combines with `causal` (then keys `i - w < j <= i`) and `mask`.
         alignment: where the queries sit among the keys when `q_len !=
-            k_len`, for `causal` and `sliding_window` (and for which weights
-            dropout drops). `"top_left"` (the default, like Keras): query `i`
-            is at position `i`. `"bottom_right"` (FlashAttention's
-            convention): query `i` is at position `k_len - q_len + i`, so the
-            last query is at the last key, as when new queries attend to a
-            cache of earlier keys: with `causal`, query `i` sees keys
+            k_len`, for `causal`, `sliding_window` and the ALiBi distances
+            (and for which weights dropout drops). `"top_left"` (the
+            default, like Keras): query `i` is at position `i`.
+            `"bottom_right"` (FlashAttention's convention): query `i` is at
+            position `k_len - q_len + i`, so the last query is at the last
+            key, as when new queries attend to a cache of earlier keys: with
+            `causal`, query `i` sees keys
             `j <= k_len - q_len + i`.
         dropout: rate in `[0, 1)` at which attention weights are dropped
             (and the rest rescaled by `1 / (1 - dropout)`) when `training`.

@@ -458,6 +458,10 @@ def test_bad_input_raises_a_clear_error(call, error, message):
         pytest.param(
             {"causal": True, "dropout": 0.5, "seed": 9, "training": True}, id="dropout"
         ),
+        pytest.param(
+            {"causal": True, "alibi_slopes": np.array([0.5, 0.25, 0.125], "float32")},
+            id="alibi",
+        ),
     ],
 )
 def test_bottom_right_queries_equal_the_last_rows_of_the_whole_sequence(options):
