@@ -166,15 +166,9 @@ class AttentionLayer(keras.layers.Layer):
         return None
 
     def _layout_mask(self, mask, query, key):
-        """A merged mask (`(batch, [heads,] q_len or 1, k_len or 1)`) laid out
-        for the projected tensors: axes of size 1 after the batch up to their
-        rank (one more for the heads of `(batch, heads, q_len, depth)`)."""
-        if mask is None:
-            return None
-        return _with_axes(mask, len(self._project_shape(query.shape)))
-
-    def _project_shape(self, query_shape):
-        return tuple(query_shape)
+        """A merged mask (`(batch, q_len or 1, k_len)`, or None) laid out for
+        the projected tensors; here they are the inputs, so as it is."""
+        return mask
 
     def _output(self, context, query):
         """The layer's output from the context `(batch, ..., q_len, depth)`."""
