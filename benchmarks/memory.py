@@ -30,44 +30,37 @@ LIMIT = 0.8  # of MemTotal: what a case may be expected to use
 
 
 def child(impl, length, mode):
-    """Prints `{"increase": bytes}`: the peak-RSS increase of one call."""
+    """Prints `{"increase": bytes}`: the peak-RSS increase of one call, on
+    the backend of `KERAS_BACKEND` (speed.py's steps: TensorFlow graph mode,
+    `jax.jit`, PyTorch eager)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import numpy as np
-    import tensorflow as tf
+    import speed
 
     import keras_attention
 
     if impl == "keras":
         layer = keras.layers.MultiHeadAttention(num_heads=HEADS, key_dim=DIM // HEADS)
-
-        def forward(x):
-            return layer(x, x)
-
     else:
         layer = keras_attention.MultiHeadAttention(
             num_heads=HEADS, key_dim=DIM // HEADS
         )
-
-        def forward(x):
-            return layer(x)
-
-    def step(x):
-        if mode == "fwd":
-            return forward(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_sum(forward(x))
-        return tape.gradient(loss, [x, *layer.trainable_variables])
-
-    step = tf.function(step)
-    np.asarray(tf.nest.flatten(step(tf.random.normal((B, 256, DIM))))[0])
-    x = tf.random.normal((B, length, DIM))
+    short = keras.random.normal((B, 256, DIM), seed=0)
+    layer(*(short, short) if impl == "keras" else (short,))
+    step = speed.make_step(
+        layer,
+        causal=False,
+        backward=mode == "fwd+bwd",
+        mode=speed.MODES[0],
+        keras_layer=impl == "keras",
+    )
+    speed.force(step(short))  # traced (and run) on a short input
+    x = keras.random.normal((B, length, DIM), seed=1)
+    if speed.BACKEND == "jax":
+        step = step.compiled(x)  # compiled for this length, not run
     _measure.reset_peak()
     before = _measure.status("VmRSS")
-    result = step(x)
-    for t in tf.nest.flatten(result):
-        np.asarray(t)
+    speed.force(step(x))
     print(json.dumps({"increase": _measure.status("VmHWM") - before}))
 
 
@@ -79,11 +72,12 @@ def estimate(impl, length, mode):
     return 64 * B * length * DIM * 4 + GIB  # activations and tiles, linear in T
 
 
-def measure(impl, length, mode):
+def measure(impl, length, mode, backend):
     if estimate(impl, length, mode) > LIMIT * _measure.memory_total():
         return None
     result = subprocess.run(
         [sys.executable, __file__, "--child", impl, str(length), mode],
+        env={**os.environ, "KERAS_BACKEND": backend},
         capture_output=True,
         text=True,
         timeout=3600,
@@ -101,10 +95,24 @@ def show(value):
     return f"{value / GIB:.2f} GiB"
 
 
+# Memory targets of the issues: (T, pass) -> GiB of ours at most, per backend;
+# TensorFlow's are fractions of Keras' figure ("of keras").
+TARGETS = {
+    "tensorflow": {(16384, "fwd"): 0.10, (8192, "fwd+bwd"): 0.20, (32768, "fwd"): 2.0},
+    "jax": {(16384, "fwd"): 0.5, (32768, "fwd+bwd"): 1.0},
+    "torch": {(16384, "fwd"): 0.5, (32768, "fwd+bwd"): 1.0},
+}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument(
         "--lengths", type=int, nargs="+", default=[4096, 8192, 16384, 32768, 65536]
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("tensorflow", "jax", "torch"),
+        default=os.environ.get("KERAS_BACKEND", "tensorflow"),
     )
     parser.add_argument(
         "--child",
@@ -117,13 +125,21 @@ def main():
         impl, length, mode = args.child
         child(impl, int(length), mode)
         return
-    print(f"B={B}, d={DIM}, h={HEADS}, fp32, self-attention, graph mode")
+    backend = args.backend
+    print(f"Machine: {_measure.machine_without_keras()}; backend {backend}")
+    print(f"Command: python benchmarks/memory.py {' '.join(sys.argv[1:])}\n")
+    quiet = _measure.Quiet(_measure.numpy_matmul_gflops)
+    quiet.check("start (NumPy)")
+    step = {"tensorflow": "graph mode", "jax": "jax.jit", "torch": "eager"}[backend]
+    print(f"\nB={B}, d={DIM}, h={HEADS}, fp32, self-attention, {step}")
     print("| T | pass | keras MHA | ours | ours / keras | fp32 scores (B·H·T²·4) |")
     print("|---|---|---|---|---|---|")
+    figures = {}
     for length in args.lengths:
         for mode in ("fwd", "fwd+bwd"):
-            theirs = measure("keras", length, mode)
-            ours = measure("ours", length, mode)
+            theirs = measure("keras", length, mode, backend)
+            ours = measure("ours", length, mode, backend)
+            figures[length, mode] = theirs, ours
             ratio = (
                 f"{100 * ours / theirs:.1f} %"
                 if isinstance(theirs, int) and isinstance(ours, int)
@@ -135,8 +151,36 @@ def main():
                 f"{scores:.1f} GiB |",
                 flush=True,
             )
+    quiet.check("end (NumPy)")
+    _, evidence = quiet.verdict()
+    summary = [f"memory ({backend}) {evidence}"]
+    for (length, mode), limit in TARGETS[backend].items():
+        if (length, mode) not in figures:
+            continue
+        theirs, ours = figures[length, mode]
+        if not isinstance(ours, int):
+            figure = None
+        elif backend == "tensorflow" and length < 32768:
+            figure = ours / theirs if isinstance(theirs, int) else None
+        else:
+            figure = ours / GIB
+        unit = " of keras" if backend == "tensorflow" and length < 32768 else " GiB"
+        summary.append(
+            _measure.target_line(
+                f"{backend} ours T={length} {mode}",
+                figure,
+                limit,
+                unit=unit,
+                lower=True,
+            )
+        )
+    for length in args.lengths:
+        if length >= 65536:
+            ours = figures[length, "fwd+bwd"][1]
+            done = "completes" if isinstance(ours, int) else f"does not: {show(ours)}"
+            summary.append(f"{backend} ours T={length} fwd+bwd {done}")
+    _measure.write_summary(f"memory-{backend}", summary)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     main()

@@ -1,30 +1,51 @@
 """Speed: our MultiHeadAttention against keras.layers.MultiHeadAttention.
 
-Method: one process, same weights (`set_weights`), graph mode
-(`tf.function`) with and without XLA, two warm-up calls each, then A, B, A,
-B ... interleaved; medians; `np.asarray` on every output forces completion.
-Ratios measured side by side are the figures to read: on a shared machine
-absolute times move with the load, so run it on a quiet one and keep the
-plain matmul figure with the table. Prints Markdown tables; `--quick` runs a
-subset.
+Method (../MEASURING.md of the team, summarised in RESULTS.md): one process,
+same weights (`set_weights`), each compiled step warmed up twice, then A, B,
+A, B ... interleaved for `--runs` runs (at least 7); every output forced to
+NumPy. Each ratio is the median of the per-run ratios keras/ours, with their
+range as its spread. Modes: TensorFlow `tf.function` without ("graph") and
+with XLA ("XLA"); JAX `jax.jit` ("jit"); PyTorch eager ("eager").
 
-    python benchmarks/speed.py [--quick] [--runs 5]
+The run records the evidence that nothing else ran (`_measure.Quiet`): the
+plain 2048² fp32 matmul at the start, between sections and at the end, and
+the CPU time other processes used. A run that is not quiet says so at the
+top of its summary; its figures are not results.
+
+    python benchmarks/speed.py [--backend tensorflow|jax|torch] [--quick] [--runs 7]
 """
 
 import argparse
 import os
-import statistics
+import sys
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+def _parse():
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--backend",
+        choices=("tensorflow", "jax", "torch"),
+        default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+    )
+    parser.add_argument("--quick", action="store_true", help="a subset of configs")
+    parser.add_argument("--runs", type=int, default=7)
+    return parser.parse_args()
+
+
+ARGS = _parse() if __name__ == "__main__" else None
+if ARGS is not None:
+    os.environ["KERAS_BACKEND"] = ARGS.backend
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import _measure  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from _measure import machine  # noqa: E402
 
 import keras_attention  # noqa: E402
+
+BACKEND = keras.backend.backend()
+MODES = {"tensorflow": ("graph", "XLA"), "jax": ("jit",), "torch": ("eager",)}[BACKEND]
 
 # (batch, seq_len, model dim, heads)
 CONFIGS = [
@@ -37,45 +58,152 @@ CONFIGS = [
 ]
 QUICK = [(8, 512, 256, 8), (1, 4096, 256, 8)]
 
+# Targets of the issues, as (batch, T, mask, pass, mode): minimum keras/ours.
+TARGETS = {
+    "tensorflow": {
+        (8, 512, "full", "fwd", "graph"): 1.0,
+        (8, 512, "full", "fwd+bwd", "graph"): 1.0,
+        (32, 128, "full", "fwd", "graph"): 1.0,
+        (32, 128, "full", "fwd+bwd", "graph"): 1.0,
+        (1, 4096, "full", "fwd+bwd", "graph"): 1.25,
+        (8, 512, "full", "fwd", "XLA"): 1.25,
+        (8, 512, "full", "fwd+bwd", "XLA"): 1.25,
+        (1, 4096, "full", "fwd", "XLA"): 2.0,
+        (1, 4096, "full", "fwd+bwd", "XLA"): 2.0,
+    },
+    "jax": {(1, 4096, "causal", "fwd+bwd", "jit"): 2.0},
+    "torch": {
+        (batch, length, mask, step, "eager"): 0.8
+        for batch, length in ((8, 512), (1, 4096))
+        for mask in ("full", "causal")
+        for step in ("fwd", "fwd+bwd")
+    },
+}[BACKEND]
 
-def _force(result):
-    for x in tf.nest.flatten(result):
-        np.asarray(x)
+
+def compile_fn(fn, mode):
+    """`fn` compiled as `mode` says."""
+    if mode in ("graph", "XLA"):
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # each step is traced once, on purpose
+
+        return tf.function(fn, jit_compile=mode == "XLA")
+    if mode == "jit":
+        import jax
+
+        return jax.jit(fn)
+    return fn
 
 
-def make_step(layer, *, causal, backward, jit_compile, keras_layer):
-    """A `tf.function` of one call of `layer` on `x` (forward, or forward and
-    the gradients of every input and weight). Keras' layer is called on
-    `(x, x)`, ours on `x` alone (self-attention)."""
+def force(result):
+    """Waits for every array of `result` by converting it to NumPy."""
+    if isinstance(result, (list, tuple)):
+        for x in result:
+            force(x)
+    else:
+        np.asarray(keras.ops.convert_to_numpy(result))
+
+
+def make_step(layer, *, causal, backward, mode, keras_layer):
+    """One compiled call of `layer` on `x`: forward, or forward and the
+    gradients of `sum(output)` with respect to `x` and every weight. Keras'
+    layer is called on `(x, x)`, ours on `x` alone (self-attention)."""
 
     def forward(x):
-        if keras_layer:
-            return layer(x, x, use_causal_mask=causal)
-        return layer(x, use_causal_mask=causal)
+        args = (x, x) if keras_layer else (x,)
+        return layer(*args, use_causal_mask=causal)
+
+    if BACKEND == "jax":
+        return _JaxStep(
+            layer, causal=causal, backward=backward, keras_layer=keras_layer
+        )
+    if not backward:
+        if BACKEND == "torch":
+            import torch
+
+            def step(x):
+                with torch.no_grad():
+                    return forward(x)
+
+            return step
+        return compile_fn(forward, mode)
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        def step(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(forward(x))
+            return tape.gradient(loss, [x, *layer.trainable_variables])
+
+        return compile_fn(step, mode)
+    import torch
 
     def step(x):
-        if not backward:
-            return forward(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_sum(forward(x))
-        return tape.gradient(loss, [x, *layer.trainable_variables])
+        x = x.detach().requires_grad_(True)
+        weights = [v.value for v in layer.trainable_variables]
+        return torch.autograd.grad(forward(x).sum(), [x, *weights])
 
-    return tf.function(step, jit_compile=jit_compile)
+    return step
+
+
+class _JaxStep:
+    """A `jax.jit` step of a layer's `stateless_call`, the weights passed as
+    arguments (not baked into the program as constants)."""
+
+    def __init__(self, layer, *, causal, backward, keras_layer):
+        import jax
+
+        self.weights = [v.value for v in layer.trainable_variables]
+        others = [v.value for v in layer.non_trainable_variables]
+
+        def forward(weights, x):
+            args = (x, x) if keras_layer else (x,)
+            y, _ = layer.stateless_call(weights, others, *args, use_causal_mask=causal)
+            return y
+
+        def loss(weights, x):
+            return keras.ops.sum(forward(weights, x))
+
+        self.fn = jax.jit(jax.grad(loss, argnums=(0, 1)) if backward else forward)
+
+    def __call__(self, x):
+        return self.fn(self.weights, x)
+
+    def compiled(self, x):
+        """The step compiled for `x`'s shape without running it (so that
+        compiling is not part of a measured call)."""
+        executable = self.fn.lower(self.weights, x).compile()
+        return lambda x: executable(self.weights, x)
 
 
 def compare(fns, x, runs):
-    """Median seconds of each function, interleaved after two warm-ups each."""
+    """Per-run seconds of each function, interleaved after two warm-ups each."""
     for fn in fns:
         for _ in range(2):
-            _force(fn(x))
+            force(fn(x))
     times = [[] for _ in fns]
     for _ in range(runs):
         for fn, bucket in zip(fns, times, strict=True):
             start = time.perf_counter()
-            _force(fn(x))
+            force(fn(x))
             bucket.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+    return times
+
+
+def ratio(numerators, denominators):
+    """(median, low, high) of the per-run ratios."""
+    return _measure.spread(
+        [a / b for a, b in zip(numerators, denominators, strict=True)]
+    )
+
+
+def matmul_gflops(runs):
+    a = keras.random.normal((2048, 2048), seed=0)
+    fn = compile_fn(lambda a: keras.ops.matmul(a, a), MODES[0])
+    (times,) = compare([fn], a, runs)
+    return 2 * 2048**3 / _measure.spread(times)[0] / 1e9
 
 
 def layers_for(dim, heads, x, **ours_kwargs):
@@ -89,121 +217,144 @@ def layers_for(dim, heads, x, **ours_kwargs):
     return theirs, ours
 
 
-def matmul_gflops(runs):
-    a = tf.random.normal((2048, 2048))
-    fn = tf.function(lambda a: tf.matmul(a, a))
-    (seconds,) = compare([fn], a, runs)
-    return 2 * 2048**3 / seconds / 1e9
-
-
-def mha_table(configs, runs):
+def mha_table(configs, runs, summary):
+    print("| B | T | d | h | mask | pass | mode | keras ms | ours ms | keras/ours |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for batch, length, dim, heads in configs:
-        x = tf.random.normal((batch, length, dim))
+        x = keras.random.normal((batch, length, dim), seed=1)
         theirs, ours = layers_for(dim, heads, x)
-        for causal in (False, True):
-            for backward in (False, True):
-                for jit in (False, True):
+        for mask in ("full", "causal"):
+            for step in ("fwd", "fwd+bwd"):
+                for mode in MODES:
                     fns = [
                         make_step(
                             layer,
-                            causal=causal,
-                            backward=backward,
-                            jit_compile=jit,
+                            causal=mask == "causal",
+                            backward=step == "fwd+bwd",
+                            mode=mode,
                             keras_layer=layer is theirs,
                         )
                         for layer in (theirs, ours)
                     ]
                     keras_s, ours_s = compare(fns, x, runs)
+                    median, low, high = ratio(keras_s, ours_s)
                     print(
-                        f"| {batch} | {length} | {dim} | {heads} | "
-                        f"{'causal' if causal else 'full'} | "
-                        f"{'fwd+bwd' if backward else 'fwd'} | "
-                        f"{'XLA' if jit else 'graph'} | {1e3 * keras_s:.1f} | "
-                        f"{1e3 * ours_s:.1f} | {keras_s / ours_s:.2f}x |",
+                        f"| {batch} | {length} | {dim} | {heads} | {mask} | "
+                        f"{step} | {mode} | "
+                        f"{1e3 * _measure.spread(keras_s)[0]:.1f} | "
+                        f"{1e3 * _measure.spread(ours_s)[0]:.1f} | "
+                        f"{median:.2f}x ({low:.2f}-{high:.2f}) |",
                         flush=True,
                     )
+                    target = TARGETS.get((batch, length, mask, step, mode))
+                    if target is not None and dim == 256:
+                        summary.append(
+                            _measure.target_line(
+                                f"{BACKEND} {mode} B={batch} T={length} {mask} "
+                                f"{step}, keras/ours",
+                                median,
+                                target,
+                                low=low,
+                                high=high,
+                            )
+                        )
 
 
 def sliding_window_table(runs, length=16384, window=256, dim=256, heads=8):
-    x = tf.random.normal((1, length, dim))
-    results = {}
-    for name, kwargs in (
-        ("full causal", {"causal": True}),
-        (
-            f"causal, sliding_window={window}",
-            {"causal": True, "sliding_window": window},
-        ),
-    ):
+    print(
+        "\n| T | window | pass | our full causal ms | our sliding window ms | ratio |"
+    )
+    print("|---|---|---|---|---|---|")
+    x = keras.random.normal((1, length, dim), seed=2)
+    layers = []
+    for kwargs in ({"causal": True}, {"causal": True, "sliding_window": window}):
         layer = keras_attention.MultiHeadAttention(
             num_heads=heads, key_dim=dim // heads, **kwargs
         )
         layer(x[:, :8])
-        for backward in (False, True):
-            fn = make_step(
-                layer,
-                causal=False,
-                backward=backward,
-                jit_compile=False,
-                keras_layer=False,
-            )
-            (results[name, backward],) = compare([fn], x, runs)
+        layers.append(layer)
+    layers[1].set_weights(layers[0].get_weights())
     for backward in (False, True):
-        full = results["full causal", backward]
-        windowed = results[f"causal, sliding_window={window}", backward]
+        fns = [
+            make_step(
+                layer, causal=None, backward=backward, mode=MODES[0], keras_layer=False
+            )
+            for layer in layers
+        ]
+        full_s, window_s = compare(fns, x, runs)
+        median, low, high = ratio(full_s, window_s)
         print(
             f"| {length} | {window} | {'fwd+bwd' if backward else 'fwd'} | "
-            f"{1e3 * full:.0f} | {1e3 * windowed:.0f} | {full / windowed:.1f}x |",
+            f"{1e3 * _measure.spread(full_s)[0]:.0f} | "
+            f"{1e3 * _measure.spread(window_s)[0]:.0f} | "
+            f"{median:.1f}x ({low:.1f}-{high:.1f}) |",
             flush=True,
         )
 
 
-def core_table(runs, peak):
-    """GFLOP/s of scaled_dot_product_attention alone, vs. the matmul."""
+def core_table(runs, peak, summary):
+    """scaled_dot_product_attention alone against keras.ops.dot_product_attention
+    (same inputs; Keras' takes `(batch, len, heads, depth)`)."""
+    print(
+        "\n| T | head_dim | ours ms | keras.ops ms | ours of matmul "
+        "| keras.ops of matmul | keras.ops/ours |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for length, head_dim in ((2048, 32), (2048, 64), (4096, 32), (4096, 64)):
         heads = 8
-        q = tf.random.normal((1, heads, length, head_dim))
+        q = keras.random.normal((1, heads, length, head_dim), seed=3)
 
         def core(q):
             return keras_attention.scaled_dot_product_attention(q, q, q)
 
         def keras_core(q):
-            t = tf.transpose(q, (0, 2, 1, 3))
+            t = keras.ops.transpose(q, (0, 2, 1, 3))
             return keras.ops.dot_product_attention(t, t, t)
 
-        ours_s, keras_s = compare([tf.function(core), tf.function(keras_core)], q, runs)
+        fns = [compile_fn(core, MODES[0]), compile_fn(keras_core, MODES[0])]
+        ours_s, keras_s = compare(fns, q, runs)
+        median, low, high = ratio(keras_s, ours_s)
         flops = 4 * heads * length * length * head_dim
-        for name, seconds in (
-            ("ours", ours_s),
-            ("keras.ops.dot_product_attention", keras_s),
-        ):
-            gflops = flops / seconds / 1e9
-            print(
-                f"| {name} | {length} | {head_dim} | {1e3 * seconds:.0f} | "
-                f"{gflops:.1f} | {100 * gflops / peak:.0f} % |",
-                flush=True,
+
+        def of_matmul(times, flops=flops):
+            return 100 * flops / _measure.spread(times)[0] / 1e9 / peak
+
+        print(
+            f"| {length} | {head_dim} | {1e3 * _measure.spread(ours_s)[0]:.0f} | "
+            f"{1e3 * _measure.spread(keras_s)[0]:.0f} | {of_matmul(ours_s):.0f} % | "
+            f"{of_matmul(keras_s):.0f} % | {median:.2f}x ({low:.2f}-{high:.2f}) |",
+            flush=True,
+        )
+        if BACKEND == "tensorflow":
+            summary.append(
+                _measure.target_line(
+                    f"{BACKEND} core T={length} head_dim={head_dim}, keras.ops/ours",
+                    median,
+                    1.3 if length == 4096 else 1.0,
+                    low=low,
+                    high=high,
+                )
             )
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="a subset of configs")
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
-    print(f"Machine: {machine()}\n")
-    peak = matmul_gflops(args.runs)
-    print(f"Plain fp32 matmul 2048x2048: {peak:.1f} GFLOP/s\n")
-    print("| B | T | d | h | mask | pass | mode | keras ms | ours ms | keras/ours |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    mha_table(QUICK if args.quick else CONFIGS, args.runs)
-    print(
-        "\n| T | window | pass | our full causal ms | our sliding window ms | ratio |"
+def main(args):
+    print(f"Machine: {_measure.machine()}")
+    print(f"Command: python benchmarks/speed.py {' '.join(sys.argv[1:])}\n", flush=True)
+    quiet = _measure.Quiet(lambda: matmul_gflops(args.runs))
+    peak = quiet.check("start")
+    summary = []
+    mha_table(QUICK if args.quick else CONFIGS, args.runs, summary)
+    quiet.check("after the layer table")
+    if BACKEND != "torch" or not args.quick:
+        sliding_window_table(args.runs)
+        quiet.check("after the sliding-window table")
+    core_table(args.runs, peak, summary)
+    quiet.check("end")
+    _, evidence = quiet.verdict()
+    _measure.write_summary(
+        f"speed-{BACKEND}", [f"speed ({BACKEND}) {evidence}", *summary]
     )
-    print("|---|---|---|---|---|---|")
-    sliding_window_table(args.runs)
-    print("\n| implementation | T | head_dim | ms | GFLOP/s | of matmul |")
-    print("|---|---|---|---|---|---|")
-    core_table(args.runs, peak)
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

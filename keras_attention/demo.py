@@ -26,7 +26,9 @@ BATCH_SIZE = 64
 ROWS = {"none": None, "sinusoidal": "sinusoidal", "learned": "learned"}
 
 
-def run_demo(output="demo-output", epochs=15, seed=0, train_size=TRAIN_SIZE):
+def run_demo(
+    output="demo-output", epochs=15, seed=0, train_size=TRAIN_SIZE, encodings=None
+):
     """Runs the demo and returns `{encoding name: held-out accuracy}`.
 
     Args:
@@ -35,7 +37,15 @@ def run_demo(output="demo-output", epochs=15, seed=0, train_size=TRAIN_SIZE):
         seed: seed of the data, the initial weights and the shuffling; the
             same seed gives the same results.
         train_size: number of training sequences.
+        encodings: the names of the `ROWS` to train, in `ROWS`' order (None:
+            all of them).
     """
+    names = list(ROWS) if encodings is None else encodings
+    if isinstance(names, str) or not names or any(n not in ROWS for n in names):
+        raise ValueError(
+            f"run_demo: `encodings` must be a list of some of {list(ROWS)}. "
+            f"Received: encodings={encodings!r}"
+        )
     os.makedirs(output, exist_ok=True)
     train_x, train_y = make_reversal_data(
         train_size, MAX_LENGTH, VOCAB_SIZE, MIN_LENGTH, seed=seed
@@ -53,6 +63,8 @@ def run_demo(output="demo-output", epochs=15, seed=0, train_size=TRAIN_SIZE):
     verbose = 1 if sys.stdout.isatty() else 2
     accuracy, models = {}, {}
     for name, encoding in ROWS.items():
+        if name not in names:
+            continue
         print(f"\nTraining with position encoding: {name}")
         keras.utils.set_random_seed(seed)
         model = build_toy_model(VOCAB_SIZE, MAX_LENGTH, encoding=encoding)

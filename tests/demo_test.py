@@ -9,6 +9,7 @@ import pytest
 import keras_attention
 from keras_attention import __main__ as command_line
 from keras_attention.demo import run_demo
+from tests.layer_test_case import assert_raises_with
 
 pytestmark = pytest.mark.end_to_end
 LINE = re.compile(r"^(none|sinusoidal|learned)\s+(\d+(?:\.\d+)?)%$", re.MULTILINE)
@@ -65,9 +66,40 @@ def test_demo_proves_position_matters(tmp_path):
 
 
 def test_demo_is_deterministic_for_a_seed(tmp_path):
-    first = run_demo(output=str(tmp_path / "a"), epochs=1, seed=3, train_size=640)
-    second = run_demo(output=str(tmp_path / "b"), epochs=1, seed=3, train_size=640)
+    # One small model twice: the seed fixes data, weights and shuffling.
+    options = dict(epochs=1, seed=3, train_size=640, encodings=["learned"])
+    first = run_demo(output=str(tmp_path / "a"), **options)
+    second = run_demo(output=str(tmp_path / "b"), **options)
+    assert list(first) == ["learned"]
     assert first == second
+
+
+ENCODINGS = "run_demo: `encodings` must be a list of some of ['none', 'sinusoidal', 'learned']. Received: encodings="
+BAD_INPUTS = [
+    pytest.param(
+        lambda: run_demo(output="unused", encodings=[]),
+        ValueError,
+        ENCODINGS + "[]",
+        id="run-demo-no-encoding",
+    ),
+    pytest.param(
+        lambda: run_demo(output="unused", encodings=["rope"]),
+        ValueError,
+        ENCODINGS + "['rope']",
+        id="run-demo-unknown-encoding",
+    ),
+    pytest.param(
+        lambda: run_demo(output="unused", encodings="learned"),
+        ValueError,
+        ENCODINGS + "'learned'",
+        id="run-demo-encodings-string",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,error,message", BAD_INPUTS)
+def test_bad_input_raises_a_clear_error(call, error, message):
+    assert_raises_with(call, error, message)
 
 
 def test_console_script_is_installed():
