@@ -83,15 +83,29 @@ test-oldest: $(OLDEST_VENV)/.installed
 	KERAS_BACKEND=tensorflow $(OLDEST_VENV)/bin/python -m pytest \
 	  -m "not end_to_end" --ignore=tests/export_test.py
 
-# Benchmarks (not tests; see benchmarks/RESULTS.md). `bench`: speed side by
-# side with keras.layers.MultiHeadAttention and memory up to T=16384.
-# `bench-long`: the memory of the largest cases, T=32768 and 65536.
-bench: $(VENV)/.installed-test
-	$(PY) benchmarks/speed.py
-	$(PY) benchmarks/memory.py --lengths 4096 8192 16384
+# Benchmarks (not tests; see benchmarks/RESULTS.md). Run them on a quiet
+# machine only: each table records the evidence (matmul at the start, between
+# sections and at the end; the CPU other processes used) and says "NOT QUIET"
+# when it is missing. `bench`: speed side by side with
+# keras.layers.MultiHeadAttention and memory up to T=16384, on TensorFlow,
+# JAX and PyTorch; it ends with one line per target (met / missed, figure,
+# spread). `bench-long`: the memory of the largest cases, T=32768 and 65536.
+bench: $(VENV)/.installed-test $(TORCH_VENV)/.installed
+	rm -rf benchmarks/last
+	$(PY) benchmarks/speed.py --backend tensorflow
+	$(PY) benchmarks/memory.py --backend tensorflow --lengths 4096 8192 16384
+	$(PY) benchmarks/speed.py --backend jax --quick
+	$(PY) benchmarks/memory.py --backend jax --lengths 4096 8192 16384
+	$(TORCH_VENV)/bin/python benchmarks/speed.py --backend torch --quick
+	$(TORCH_VENV)/bin/python benchmarks/memory.py --backend torch --lengths 4096 8192 16384
+	@echo; echo "Targets:"; cat benchmarks/last/speed-*.txt benchmarks/last/memory-*.txt
 
-bench-long: $(VENV)/.installed-test
-	$(PY) benchmarks/memory.py --lengths 32768 65536
+bench-long: $(VENV)/.installed-test $(TORCH_VENV)/.installed
+	rm -rf benchmarks/last
+	$(PY) benchmarks/memory.py --backend tensorflow --lengths 32768 65536
+	$(PY) benchmarks/memory.py --backend jax --lengths 32768 65536
+	$(TORCH_VENV)/bin/python benchmarks/memory.py --backend torch --lengths 32768 65536
+	@echo; echo "Targets:"; cat benchmarks/last/memory-*.txt
 
 # Not part of `make test`: 1,000 training steps of the toy model on random
 # lengths and padding; fails on a non-finite loss or on RSS growth > 5 %

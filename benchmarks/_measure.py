@@ -9,6 +9,7 @@ of `memory.py` stays small.
 
 import os
 import platform
+import statistics
 
 
 def status(field):
@@ -153,7 +154,7 @@ class Quiet:
 def spread(values):
     """`(median, low, high)` of a list of numbers."""
     ordered = sorted(values)
-    return ordered[len(ordered) // 2], ordered[0], ordered[-1]
+    return statistics.median(ordered), ordered[0], ordered[-1]
 
 
 def numpy_matmul_gflops(runs=7):
