@@ -8,8 +8,15 @@ VmHWM. Cases measured one after another in one process would under-report,
 because freed pages stay with the allocator. A case whose estimated peak
 cannot fit in this machine's memory is recorded as "does not fit" and never
 started: there is no swap, and an OOM kill would take the run down.
+Implementations: Keras' layer, ours, and ours with `alibi=True` (the bias is
+computed tile by tile, so it should cost no memory). Steps as in speed.py:
+TensorFlow graph mode, `jax.jit` (compiled for the measured length before
+the high-water mark is reset), PyTorch eager. The run records the quiet
+evidence of `_measure.Quiet` (NumPy's matmul at the start and the end, the
+CPU other processes used) and ends with the memory targets.
 
-    python benchmarks/memory.py [--lengths 4096 8192 ...]
+    python benchmarks/memory.py [--backend tensorflow|jax|torch]
+        [--lengths 4096 8192 ...]
 """
 
 import argparse
@@ -43,7 +50,7 @@ def child(impl, length, mode):
         layer = keras.layers.MultiHeadAttention(num_heads=HEADS, key_dim=DIM // HEADS)
     else:
         layer = keras_attention.MultiHeadAttention(
-            num_heads=HEADS, key_dim=DIM // HEADS
+            num_heads=HEADS, key_dim=DIM // HEADS, alibi=impl == "ours-alibi"
         )
     short = keras.random.normal((B, 256, DIM), seed=0)
     layer(*(short, short) if impl == "keras" else (short,))
@@ -132,14 +139,19 @@ def main():
     quiet.check("start (NumPy)")
     step = {"tensorflow": "graph mode", "jax": "jax.jit", "torch": "eager"}[backend]
     print(f"\nB={B}, d={DIM}, h={HEADS}, fp32, self-attention, {step}")
-    print("| T | pass | keras MHA | ours | ours / keras | fp32 scores (B·H·T²·4) |")
-    print("|---|---|---|---|---|---|")
-    figures = {}
+    print(
+        "| T | pass | keras MHA | ours | ours / keras | ours, alibi=True "
+        "| fp32 scores (B·H·T²·4) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    figures, alibis = {}, {}
     for length in args.lengths:
         for mode in ("fwd", "fwd+bwd"):
             theirs = measure("keras", length, mode, backend)
             ours = measure("ours", length, mode, backend)
+            alibi = measure("ours-alibi", length, mode, backend)
             figures[length, mode] = theirs, ours
+            alibis[length, mode] = alibi
             ratio = (
                 f"{100 * ours / theirs:.1f} %"
                 if isinstance(theirs, int) and isinstance(ours, int)
@@ -148,7 +160,7 @@ def main():
             scores = 4 * B * HEADS * length * length / GIB
             print(
                 f"| {length} | {mode} | {show(theirs)} | {show(ours)} | {ratio} | "
-                f"{scores:.1f} GiB |",
+                f"{show(alibi)} | {scores:.1f} GiB |",
                 flush=True,
             )
     quiet.check("end (NumPy)")
@@ -174,6 +186,23 @@ def main():
                 lower=True,
             )
         )
+    for (length, mode), alibi in alibis.items():
+        ours = figures[length, mode][1]
+        if length >= 32768 and mode == "fwd":
+            figure = (
+                alibi / ours
+                if isinstance(alibi, int) and isinstance(ours, int)
+                else None
+            )
+            summary.append(
+                _measure.target_line(
+                    f"{backend} alibi=True T={length} {mode}, of no bias",
+                    figure,
+                    1.1,
+                    unit="x",
+                    lower=True,
+                )
+            )
     for length in args.lengths:
         if length >= 65536:
             ours = figures[length, "fwd+bwd"][1]
