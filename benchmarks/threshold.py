@@ -1,0 +1,110 @@
+"""Where the tiled attention starts to pay: full against tiled, side by side.
+
+For each shape, `scaled_dot_product_attention` is compiled twice, once with
+the automatic threshold (`keras_attention.ops.TILED_FROM_LOGITS`) set so
+that it always tiles and once so that it never does, then both run
+interleaved (speed.py's method: two warm-ups, `--runs` runs, medians and the
+range of the per-run ratios). Forward, and forward+backward (the gradient
+of `sum(output)` with respect to query, key and value), fp32, head_dim 32,
+8 heads, self-attention; TensorFlow graph mode or `jax.jit`. The ratio
+full/tiled above 1 means the tiles are faster. Quiet-machine evidence as in
+speed.py.
+
+    python benchmarks/threshold.py [--backend tensorflow|jax] [--runs 7]
+"""
+
+import argparse
+import os
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser()
+    _parser.add_argument(
+        "--backend",
+        choices=("tensorflow", "jax", "torch"),
+        default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+    )
+    _parser.add_argument("--runs", type=int, default=7)
+    ARGS = _parser.parse_args()
+    os.environ["KERAS_BACKEND"] = ARGS.backend
+
+import _measure  # noqa: E402
+import keras  # noqa: E402
+import speed  # noqa: E402
+
+import keras_attention  # noqa: E402
+from keras_attention import ops as attention_ops  # noqa: E402
+
+HEADS, HEAD_DIM = 8, 32
+# (batch, seq_len): logits per call B·H·T² from 2**21 to 2**27.
+SHAPES = [(32, 128), (8, 256), (1, 1024), (8, 512), (2, 1024), (1, 2048), (4, 1024)]
+
+
+def attention_step(backward):
+    def forward(q):
+        return keras_attention.scaled_dot_product_attention(q, q, q)
+
+    if not backward:
+        return forward
+    if speed.BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        def step(q):
+            with tf.GradientTape() as tape:
+                tape.watch(q)
+                loss = tf.reduce_sum(forward(q))
+            return tape.gradient(loss, q)
+
+        return step
+    if speed.BACKEND == "jax":
+        import jax
+
+        return jax.grad(lambda q: keras.ops.sum(forward(q)))
+    import torch
+
+    def torch_step(q):
+        q = q.detach().requires_grad_(True)
+        return torch.autograd.grad(forward(q).sum(), [q])
+
+    return torch_step
+
+
+def compiled(backward, threshold, q):
+    """The step compiled (traced) with the threshold set to `threshold`."""
+    saved = attention_ops.TILED_FROM_LOGITS
+    attention_ops.TILED_FROM_LOGITS = threshold
+    try:
+        fn = speed.compile_fn(attention_step(backward), speed.MODES[0])
+        speed.force(fn(q))  # traced now, with this threshold
+    finally:
+        attention_ops.TILED_FROM_LOGITS = saved
+    return fn
+
+
+def main(runs):
+    print(f"Machine: {_measure.machine()}")
+    print(f"Command: python benchmarks/threshold.py --backend {speed.BACKEND}\n")
+    quiet = _measure.Quiet(lambda: speed.matmul_gflops(runs))
+    quiet.check("start")
+    print("| B | T | logits B·H·T² | pass | full ms | tiled ms | full/tiled |")
+    print("|---|---|---|---|---|---|---|")
+    for batch, length in SHAPES:
+        q = keras.random.normal((batch, HEADS, length, HEAD_DIM), seed=0)
+        for backward in (False, True):
+            fns = [compiled(backward, t, q) for t in (1 << 62, 0)]
+            full_s, tiled_s = speed.compare(fns, q, runs)
+            median, low, high = speed.ratio(full_s, tiled_s)
+            logits = batch * HEADS * length * length
+            print(
+                f"| {batch} | {length} | 2^{logits.bit_length() - 1} | "
+                f"{'fwd+bwd' if backward else 'fwd'} | "
+                f"{1e3 * _measure.spread(full_s)[0]:.1f} | "
+                f"{1e3 * _measure.spread(tiled_s)[0]:.1f} | "
+                f"{median:.2f}x ({low:.2f}-{high:.2f}) |",
+                flush=True,
+            )
+    quiet.check("end")
+    print("\n" + quiet.verdict()[1])
+
+
+if __name__ == "__main__":
+    main(ARGS.runs)
