@@ -22,7 +22,12 @@ from keras_attention import __version__
 FULL = {"train_size": 8000, "epochs": 15}
 QUICK = {"train_size": 4000, "epochs": 10}
 # What the demo writes into its output folder (keras_attention.demo).
-OUTPUTS = ("best_model.keras", "position_encoding.png", "attention_layer_*.png")
+OUTPUTS = (
+    "best_model.keras",
+    "position_encoding.png",
+    "attention_layer_*.png",
+    "accuracy_by_length.png",
+)
 
 
 def _positive_int(text):
@@ -50,8 +55,9 @@ def _parsers():
         help="train the toy model with and without position encoding",
         description=(
             "Trains the toy model to reverse sequences once with no position "
-            "encoding, once with the sinusoidal one and once with the learned "
-            "one, prints the held-out accuracy of each, saves the best model "
+            "encoding and once with each of the sinusoidal, learned, rotary "
+            "and ALiBi ones, prints the held-out accuracy of each on the "
+            "training lengths and on longer sequences, saves the best model "
             "and draws its attention."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
