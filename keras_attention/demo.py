@@ -161,7 +161,8 @@ def _draw_by_length(by_length, output):
             list(values), [100 * v for v in values.values()], marker=".", label=name
         )
     ax.axvline(MAX_LENGTH + 0.5, color="grey", linestyle="--", linewidth=1)
-    ax.text(MAX_LENGTH + 0.7, 50, "longer than any\ntraining sequence", color="grey")
+    ax.text(MAX_LENGTH + 0.7, 86, "longer than any\ntraining sequence", color="grey")
+    ax.set_xticks(range(MIN_LENGTH, LONGEST + 1, 2))
     ax.set_xlabel("sequence length (tokens)")
     ax.set_ylabel("held-out accuracy (%)")
     ax.set_ylim(0, 102)
