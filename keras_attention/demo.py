@@ -22,7 +22,7 @@ from keras_attention.reversal_task import make_reversal_data, real_token_accurac
 VOCAB_SIZE = 12
 MAX_LENGTH = 10
 MIN_LENGTH = 2
-TRAIN_SIZE = 8000
+TRAIN_SIZE = 6000
 TEST_SIZE = 1000
 BATCH_SIZE = 64
 # The demo's rows: a name for each `build_toy_model` encoding it compares.
@@ -40,7 +40,7 @@ LONGEST = 2 * MAX_LENGTH
 
 
 def run_demo(
-    output="demo-output", epochs=15, seed=0, train_size=TRAIN_SIZE, encodings=None
+    output="demo-output", epochs=12, seed=0, train_size=TRAIN_SIZE, encodings=None
 ):
     """Runs the demo and returns `{encoding name: held-out accuracy}`.
 

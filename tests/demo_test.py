@@ -31,7 +31,7 @@ def _run(*arguments, timeout=30):
 
 
 def test_demo_proves_position_matters(tmp_path):
-    # The --quick preset, a third of the training of `make demo` (whose
+    # The --quick preset, about half the training of `make demo` (whose
     # figures README shows), in a fresh process.
     result = _run("demo", "--quick", "--output", str(tmp_path), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
