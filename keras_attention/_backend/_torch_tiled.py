@@ -1,0 +1,250 @@
+"""Attention for the PyTorch backend in memory linear in the sequence length.
+
+Two functions, each for the float32 tensors `ops.py` prepares (the query
+already scaled, the mask boolean, grouped-query heads either as
+`(..., heads, len, depth)` with fewer key heads or grouped as
+`(..., kv_heads, groups, len, depth)` with keys `(..., kv_heads, 1, len,
+depth)`):
+
+- `attention`: the tiled kernel, a `torch.autograd.Function`. It has the
+  signature and the semantics of the TensorFlow kernel; the docstring of
+  `keras_attention/_tiled_tensorflow.py` is the shared contract (online
+  softmax forward, FlashAttention-2 backward keeping only q, k, v, the output
+  and one log-sum-exp per query, causal and sliding-window tiles never
+  visited, masks sliced tile by tile, pairs, dropout and ALiBi from
+  `_attention_pattern` on absolute positions). Lengths are always concrete on
+  PyTorch, so the loops are Python loops over slices and the last tile is
+  simply shorter: nothing is padded.
+- `fused`: `torch.nn.functional.scaled_dot_product_attention` where its
+  result is exactly ours (no dropout, no sliding window, no ALiBi), else None.
+
+Imported only when the PyTorch backend runs.
+"""
+
+import math
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from keras_attention import _attention_pattern as pattern
+
+
+def attention(
+    query,
+    key,
+    value,
+    mask,
+    *,
+    slopes,
+    causal,
+    sliding_window,
+    bottom_right,
+    dropout,
+    seed,
+    tiles,
+):
+    """Tiled attention of float32 tensors; the query is already scaled.
+
+    The arguments and the result are those of `_tiled_tensorflow.attention`,
+    with torch tensors; `tiles` are Python ints. A second derivative through
+    the kernel is not supported.
+    """
+    spec = _Spec(
+        query,
+        key,
+        value,
+        causal=causal,
+        sliding_window=sliding_window,
+        bottom_right=bottom_right,
+        dropout=dropout,
+        tiles=tiles,
+    )
+    if mask is not None and mask.dim() < 2:
+        mask = mask.reshape((1,) * (2 - mask.dim()) + tuple(mask.shape))
+    return _Tiled.apply(query, key, value, mask, slopes, seed, spec)
+
+
+class _Spec:
+    """Sizes and options shared by the forward and the backward pass."""
+
+    def __init__(
+        self, query, key, value, causal, sliding_window, bottom_right, dropout, tiles
+    ):
+        self.q_len, self.k_len = query.shape[-2], key.shape[-2]
+        # The leading shape of the logits and of the output.
+        self.leading = tuple(
+            torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+        )
+        # The position of query 0 among the keys.
+        self.first = self.k_len - self.q_len if bottom_right else 0
+        self.q_tile, self.k_tile = (int(t) for t in tiles)
+        self.causal = causal
+        self.sliding_window = sliding_window
+        self.dropout = dropout
+
+    def query_tiles(self):
+        """Every query tile as `(start, stop)`."""
+        return _spans(0, self.q_len, self.q_tile)
+
+    def key_tiles_for(self, start, stop):
+        """The key tiles that queries `start..stop-1` may see."""
+        lo, hi = 0, self.k_len
+        first_row, last_row = start + self.first, stop - 1 + self.first
+        if self.causal:
+            hi = min(hi, last_row + 1)
+        if self.sliding_window is not None:
+            lo = max(lo, first_row - self.sliding_window + 1)
+            hi = min(hi, last_row + self.sliding_window)
+        return _tiles_covering(lo, hi, self.k_len, self.k_tile)
+
+    def key_tiles(self):
+        return _spans(0, self.k_len, self.k_tile)
+
+    def query_tiles_for(self, start, stop):
+        """The query tiles that may see keys `start..stop-1`."""
+        lo, hi = 0, self.q_len
+        if self.causal:
+            lo = max(lo, start - self.first)
+        if self.sliding_window is not None:
+            lo = max(lo, start - self.sliding_window + 1 - self.first)
+            hi = min(hi, stop - 1 + self.sliding_window - self.first)
+        return _tiles_covering(lo, hi, self.q_len, self.q_tile)
+
+    def logits(self, q_tile, k_tile, rows, cols, inputs, transposed=False):
+        """Logits of the tile of queries `rows` and keys `cols` (slices), ALiBi's
+        bias added, -inf where a pair may not attend: `(..., rows, cols)`, or
+        `(..., cols, rows)` when `transposed`. Also returns the dropout
+        keep-pattern in the same layout (None without dropout)."""
+        mask, slopes, seed = inputs
+        positions_r = _positions(rows, self.first)
+        positions_c = _positions(cols, 0)
+        if transposed:
+            positions_r, positions_c = positions_r[None, :], positions_c[:, None]
+            logits = torch.matmul(k_tile, q_tile.transpose(-1, -2))
+        else:
+            positions_r, positions_c = positions_r[:, None], positions_c[None, :]
+            logits = torch.matmul(q_tile, k_tile.transpose(-1, -2))
+        if slopes is not None:
+            logits = logits + pattern.alibi_bias(slopes, positions_r, positions_c)
+        mask_tile = None
+        if mask is not None:
+            mask_tile = mask[..., _cut(mask, -2, rows), _cut(mask, -1, cols)]
+            if transposed:
+                mask_tile = mask_tile.transpose(-1, -2)
+        allowed = pattern.allowed(
+            mask_tile, self.causal, self.sliding_window, positions_r, positions_c
+        )
+        if allowed is not None:
+            logits = logits.masked_fill(torch.logical_not(allowed), -math.inf)
+        keep = None
+        if self.dropout > 0:
+            batch = pattern.batch_index(self.leading)
+            keep = pattern.dropout_keep(
+                seed, batch, positions_r, positions_c, self.dropout
+            )
+        return logits, keep
+
+    def drop(self, x, keep):
+        """Dropout of `x` (weights or their gradient) with a given pattern."""
+        if keep is None:
+            return x
+        return torch.where(keep, x * (1.0 / (1.0 - self.dropout)), 0.0)
+
+
+def _spans(start, stop, tile):
+    return [(s, min(s + tile, stop)) for s in range(start, stop, tile)]
+
+
+def _tiles_covering(lo, hi, length, tile):
+    """The whole tiles of `(0, length)` that overlap positions `lo..hi-1`."""
+    if hi <= lo:
+        return []
+    return _spans(lo // tile * tile, length, tile)[: -(-hi // tile) - lo // tile]
+
+
+def _positions(span, offset):
+    start, stop = span
+    return torch.arange(start + offset, stop + offset, dtype=torch.int32)
+
+
+def _cut(mask, axis, span):
+    """A slice of `mask` along `axis`, or all of it where it broadcasts."""
+    return slice(None) if mask.shape[axis] == 1 else slice(*span)
+
+
+def _sum_to(x, shape):
+    """`x` summed over the axes where `shape` has size 1 and `x` does not:
+    the gradient of a key or value shared by a group of query heads."""
+    axes = [
+        a for a, (n, m) in enumerate(zip(x.shape, shape, strict=True)) if m == 1 != n
+    ]
+    return x.sum(axes, keepdim=True) if axes else x
+
+
+class _Tiled(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, query, key, value, mask, slopes, seed, spec):
+        inputs = (mask, slopes, seed)
+        rows_shape = (*spec.leading, spec.q_len, 1)
+        output = query.new_empty((*spec.leading, spec.q_len, value.shape[-1]))
+        lse = query.new_empty(rows_shape)
+        for rows in spec.query_tiles():
+            q_i = query[..., slice(*rows), :]
+            size = rows[1] - rows[0]
+            row_max = query.new_full((*spec.leading, size, 1), -math.inf)
+            total = query.new_zeros((*spec.leading, size, 1))
+            acc = query.new_zeros((*spec.leading, size, value.shape[-1]))
+            for cols in spec.key_tiles_for(*rows):
+                k_j, v_j = key[..., slice(*cols), :], value[..., slice(*cols), :]
+                logits, keep = spec.logits(q_i, k_j, rows, cols, inputs)
+                new_max = torch.maximum(row_max, logits.amax(-1, keepdim=True))
+                # Rows with no allowed key so far keep a max of -inf; shift by 0.
+                shift = torch.where(new_max == -math.inf, 0.0, new_max)
+                weights = torch.exp(logits - shift)
+                rescale = torch.exp(row_max - shift)
+                total = total * rescale + weights.sum(-1, keepdim=True)
+                acc = acc * rescale + torch.matmul(spec.drop(weights, keep), v_j)
+                row_max = new_max
+            # A row with no allowed key has total 0 and acc 0: output 0.
+            has_keys = total > 0
+            output[..., slice(*rows), :] = acc / torch.where(has_keys, total, 1.0)
+            lse[..., slice(*rows), :] = torch.where(
+                has_keys, row_max + torch.log(total), 0.0
+            )
+        ctx.spec = spec
+        ctx.save_for_backward(query, key, value, mask, slopes, seed, output, lse)
+        return output
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_output):
+        query, key, value, mask, slopes, seed, output, lse = ctx.saved_tensors
+        spec = ctx.spec
+        inputs = (mask, slopes, seed)
+        # rowsum(do * o) equals rowsum(p * dp), with dropout too: one per query.
+        delta = (d_output * output).sum(-1, keepdim=True).transpose(-1, -2)
+        lse = lse.transpose(-1, -2)  # (..., 1, q_len)
+        d_query = query.new_zeros((*spec.leading, *query.shape[-2:]))
+        d_key, d_value = torch.zeros_like(key), torch.zeros_like(value)
+        # Each key tile meets the query tiles that see it as transposed tiles,
+        # (..., k_tile, q_tile), as in the TensorFlow kernel.
+        for cols in spec.key_tiles():
+            k_j, v_j = key[..., slice(*cols), :], value[..., slice(*cols), :]
+            d_k, d_v = torch.zeros_like(k_j), torch.zeros_like(v_j)
+            for rows in spec.query_tiles_for(*cols):
+                q_i = query[..., slice(*rows), :]
+                do_i = d_output[..., slice(*rows), :]
+                logits, keep = spec.logits(
+                    q_i, k_j, rows, cols, inputs, transposed=True
+                )
+                weights = torch.exp(logits - lse[..., slice(*rows)])
+                d_v += _sum_to(torch.matmul(spec.drop(weights, keep), do_i), d_v.shape)
+                d_weights = spec.drop(torch.matmul(v_j, do_i.transpose(-1, -2)), keep)
+                d_logits = weights * (d_weights - delta[..., slice(*rows)])
+                d_k += _sum_to(torch.matmul(d_logits, q_i), d_k.shape)
+                d_query[..., slice(*rows), :] += torch.matmul(
+                    d_logits.transpose(-1, -2), k_j
+                )
+            d_key[..., slice(*cols), :] = d_k
+            d_value[..., slice(*cols), :] = d_v
+        return _sum_to(d_query, query.shape), d_key, d_value, None, None, None, None
