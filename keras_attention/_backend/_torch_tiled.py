@@ -24,7 +24,9 @@ Imported only when the PyTorch backend runs.
 import math
 
 import torch
+import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+from torch.nn.attention import SDPBackend
 
 from keras_attention import _attention_pattern as pattern
 
@@ -248,3 +250,128 @@ class _Tiled(torch.autograd.Function):
             d_key[..., slice(*cols), :] = d_k
             d_value[..., slice(*cols), :] = d_v
         return _sum_to(d_query, query.shape), d_key, d_value, None, None, None, None
+
+
+# `fused` builds a boolean mask of the positions (causal with a mask, or
+# bottom-right causal with 1 < q_len < k_len) only up to this many entries
+# (1 MiB; PyTorch turns it into a float32 bias of 4 MiB): past it, it returns
+# None and the caller tiles.
+DENSE_MASK_LIMIT = 1 << 20
+
+
+def fused(query, key, value, mask, *, causal, bottom_right):
+    """`torch.nn.functional.scaled_dot_product_attention`, where its result is
+    exactly ours; None where it is not.
+
+    Takes the float32 tensors `attention` takes (the query already scaled,
+    `mask` None or boolean); there is no dropout (PyTorch's draws from its own
+    generator, ours from a hash), no sliding window and no ALiBi: with any of
+    those, the caller must not call it. PyTorch's fused CPU kernel is linear
+    in memory, forward and backward, for grouped-query heads too
+    (`enable_gqa`: keys are never copied). On top of it:
+
+    - a query with no allowed key gets zeros (PyTorch's math kernel gives NaN,
+      its fused one zeros): such rows attend to every key inside the kernel,
+      so that its backward stays finite, and their output is replaced by 0;
+    - `causal` is PyTorch's `is_causal` (top-left) without a mask. With
+      `bottom_right` and `q_len > k_len`, the first `q_len - k_len` queries
+      see no key (zeros) and the rest are top-left causal; `q_len == 1` sees
+      every key. Causal with a mask, and bottom-right causal with
+      `1 < q_len < k_len`, need a boolean mask of the positions: built when
+      it has at most `DENSE_MASK_LIMIT` entries, else None is returned.
+
+    - where PyTorch would not fuse (on CPU: query and value depths that
+      differ, say), its unfused kernel would hold the whole weights: None.
+
+    Returns:
+        float32 `(..., q_len, value_depth)`, or None.
+    """
+    q_len, k_len = query.shape[-2], key.shape[-2]
+    if mask is not None and mask.dim() < 2:
+        mask = mask.reshape((1,) * (2 - mask.dim()) + tuple(mask.shape))
+    if causal and bottom_right and q_len > k_len:
+        skip = q_len - k_len
+        if mask is not None and mask.shape[-2] != 1:
+            mask = mask[..., skip:, :]
+        rest = fused(
+            query[..., skip:, :], key, value, mask, causal=True, bottom_right=False
+        )
+        if rest is None:
+            return None
+        return torch.cat(
+            [rest.new_zeros((*rest.shape[:-2], skip, rest.shape[-1])), rest], -2
+        )
+    if causal and bottom_right and q_len == 1:
+        causal = False
+    if causal and (mask is not None or (bottom_right and q_len != k_len)):
+        first = k_len - q_len if bottom_right else 0
+        rows = torch.arange(first, first + q_len, dtype=torch.int32)[:, None]
+        cols = torch.arange(k_len, dtype=torch.int32)[None, :]
+        dense = (q_len, k_len)
+        if mask is not None:
+            dense = torch.broadcast_shapes(mask.shape, dense)
+        if math.prod(dense) > DENSE_MASK_LIMIT:
+            return None
+        mask = pattern.allowed(mask, True, None, rows, cols)
+        causal = False
+    return _sdpa(query, key, value, mask, causal)
+
+
+def _sdpa(query, key, value, mask, causal):
+    """PyTorch's kernel on `(batch, heads, len, depth)` views of the inputs,
+    axis -3 being the heads (fewer for the key and value: grouped-query)."""
+    shape = (*query.shape[:-1], value.shape[-1])
+    rank = max(query.dim(), 4)
+    query, key, value = (_rank(x, rank) for x in (query, key, value))
+    leading = query.shape[:-3]
+    query, key, value = (
+        x.expand(*leading, *x.shape[-3:]).reshape(-1, *x.shape[-3:])
+        for x in (query, key, value)
+    )
+    has_keys = None
+    if mask is not None:
+        mask = _rank(mask, rank)
+        if math.prod(mask.shape[:-3]) != 1:
+            mask = mask.expand(*leading, *mask.shape[-3:])
+        mask = mask.reshape(-1, *mask.shape[-3:])
+        # Rows with no allowed key attend to all of them, then give zeros.
+        has_keys = mask.any(-1, keepdim=True)
+        mask = torch.logical_or(mask, torch.logical_not(has_keys))
+    options = dict(
+        attn_mask=mask,
+        is_causal=causal,
+        scale=1.0,
+        enable_gqa=query.shape[-3] != key.shape[-3],
+    )
+    if _math_kernel(query, key, value, **options):
+        return None
+    output = F.scaled_dot_product_attention(query, key, value, **options)
+    if has_keys is not None:
+        output = torch.where(has_keys, output, 0.0)
+    return output.reshape(shape)
+
+
+def _math_kernel(query, key, value, attn_mask, is_causal, scale, enable_gqa):
+    """Whether PyTorch would run its unfused kernel, which holds the whole
+    `(..., q_len, k_len)` weights (on CPU: different query and value
+    depths, say). `torch._fused_sdp_choice` is what the function itself asks;
+    a PyTorch without it is assumed to fuse."""
+    choose = getattr(torch, "_fused_sdp_choice", None)
+    if choose is None:
+        return False
+    choice = choose(
+        query,
+        key,
+        value,
+        attn_mask,
+        0.0,
+        is_causal,
+        scale=scale,
+        enable_gqa=enable_gqa,
+    )
+    return SDPBackend(choice) == SDPBackend.MATH
+
+
+def _rank(x, rank):
+    """`x` with leading axes of size 1 up to `rank`."""
+    return x.reshape((1,) * (rank - x.dim()) + tuple(x.shape))
