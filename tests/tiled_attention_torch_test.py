@@ -356,16 +356,16 @@ class Recorder(TorchDispatchMode):
 @pytest.mark.parametrize(
     "options",
     [
-        dict(mask=torch.tensor(RNG.random((2, 1, 1, 96)) > 0.3)),
+        dict(mask=torch.tensor(RNG.random((2, 1, 1, 48)) > 0.3)),
         dict(causal=True, dropout=0.3, seed=seed(1), slopes=slopes(2)),
     ],
     ids=["padding mask", "causal, dropout, ALiBi"],
 )
 def test_no_tensor_as_large_as_the_logits_in_forward_and_backward(options):
-    """Lengths of 12 tiles, depth 4: the logits `(2, 2, 96, 96)` are 24 times
+    """Lengths of 6 tiles, depth 4: the logits `(2, 2, 48, 48)` are 12 times
     any input. No op output or saved tensor of the tiled forward and backward
     reaches a quarter of them; on the full path, some reach all of them."""
-    shape, logits = (2, 2, 96, 4), 2 * 2 * 96 * 96
+    shape, logits = (2, 2, 48, 4), 2 * 2 * 48 * 48
     q, k, v = normal(*shape), normal(*shape), normal(*shape)
     results = {}
     for name, attention in (("tiled", tiled), ("full", full)):

@@ -83,6 +83,7 @@ class _Spec:
         self.causal = causal
         self.sliding_window = sliding_window
         self.dropout = dropout
+        self.batch = pattern.batch_index(self.leading) if dropout > 0 else None
 
     def query_tiles(self):
         """Every query tile as `(start, stop)`."""
@@ -118,8 +119,8 @@ class _Spec:
         `(..., cols, rows)` when `transposed`. Also returns the dropout
         keep-pattern in the same layout (None without dropout)."""
         mask, slopes, seed = inputs
-        positions_r = _positions(rows, self.first)
-        positions_c = _positions(cols, 0)
+        positions_r = _positions(rows, self.first, q_tile.device)
+        positions_c = _positions(cols, 0, q_tile.device)
         if transposed:
             positions_r, positions_c = positions_r[None, :], positions_c[:, None]
             logits = torch.matmul(k_tile, q_tile.transpose(-1, -2))
@@ -140,9 +141,8 @@ class _Spec:
             logits = logits.masked_fill(torch.logical_not(allowed), -math.inf)
         keep = None
         if self.dropout > 0:
-            batch = pattern.batch_index(self.leading)
             keep = pattern.dropout_keep(
-                seed, batch, positions_r, positions_c, self.dropout
+                seed, self.batch, positions_r, positions_c, self.dropout
             )
         return logits, keep
 
@@ -164,9 +164,9 @@ def _tiles_covering(lo, hi, length, tile):
     return _spans(lo // tile * tile, length, tile)[: -(-hi // tile) - lo // tile]
 
 
-def _positions(span, offset):
+def _positions(span, offset, device):
     start, stop = span
-    return torch.arange(start + offset, stop + offset, dtype=torch.int32)
+    return torch.arange(start + offset, stop + offset, dtype=torch.int32, device=device)
 
 
 def _cut(mask, axis, span):
@@ -305,8 +305,9 @@ def fused(query, key, value, mask, *, causal, bottom_right):
         causal = False
     if causal and (mask is not None or (bottom_right and q_len != k_len)):
         first = k_len - q_len if bottom_right else 0
-        rows = torch.arange(first, first + q_len, dtype=torch.int32)[:, None]
-        cols = torch.arange(k_len, dtype=torch.int32)[None, :]
+        positions = dict(dtype=torch.int32, device=query.device)
+        rows = torch.arange(first, first + q_len, **positions)[:, None]
+        cols = torch.arange(k_len, **positions)[None, :]
         dense = (q_len, k_len)
         if mask is not None:
             dense = torch.broadcast_shapes(mask.shape, dense)
