@@ -202,10 +202,12 @@ class _Tiled(torch.autograd.Function):
                 new_max = torch.maximum(row_max, logits.amax(-1, keepdim=True))
                 # Rows with no allowed key so far keep a max of -inf; shift by 0.
                 shift = torch.where(new_max == -math.inf, 0.0, new_max)
-                weights = torch.exp(logits - shift)
+                # In place where a tensor is this loop's own: a tile's worth
+                # of allocation and memory traffic less per step.
+                weights = logits.sub_(shift).exp_()
                 rescale = torch.exp(row_max - shift)
-                total = total * rescale + weights.sum(-1, keepdim=True)
-                acc = acc * rescale + torch.matmul(spec.drop(weights, keep), v_j)
+                total.mul_(rescale).add_(weights.sum(-1, keepdim=True))
+                acc.mul_(rescale).add_(torch.matmul(spec.drop(weights, keep), v_j))
                 row_max = new_max
             # A row with no allowed key has total 0 and acc 0: output 0.
             has_keys = total > 0
@@ -239,10 +241,10 @@ class _Tiled(torch.autograd.Function):
                 logits, keep = spec.logits(
                     q_i, k_j, rows, cols, inputs, transposed=True
                 )
-                weights = torch.exp(logits - lse[..., slice(*rows)])
+                weights = logits.sub_(lse[..., slice(*rows)]).exp_()
                 d_v += _sum_to(torch.matmul(spec.drop(weights, keep), do_i), d_v.shape)
                 d_weights = spec.drop(torch.matmul(v_j, do_i.transpose(-1, -2)), keep)
-                d_logits = weights * (d_weights - delta[..., slice(*rows)])
+                d_logits = d_weights.sub_(delta[..., slice(*rows)]).mul_(weights)
                 d_k += _sum_to(torch.matmul(d_logits, q_i), d_k.shape)
                 d_query[..., slice(*rows), :] += torch.matmul(
                     d_logits.transpose(-1, -2), k_j
