@@ -280,8 +280,7 @@ def fused(query, key, value, mask, *, causal, bottom_right):
       see no key (zeros) and the rest are top-left causal; `q_len == 1` sees
       every key. Causal with a mask, and bottom-right causal with
       `1 < q_len < k_len`, need a boolean mask of the positions: built when
-      it has at most `DENSE_MASK_LIMIT` entries, else None is returned.
-
+      it has at most `DENSE_MASK_LIMIT` entries, else None is returned;
     - where PyTorch would not fuse (on CPU: query and value depths that
       differ, say), its unfused kernel would hold the whole weights: None.
 
@@ -340,12 +339,9 @@ def _sdpa(query, key, value, mask, causal):
         # Rows with no allowed key attend to all of them, then give zeros.
         has_keys = mask.any(-1, keepdim=True)
         mask = torch.logical_or(mask, torch.logical_not(has_keys))
-    options = dict(
-        attn_mask=mask,
-        is_causal=causal,
-        scale=1.0,
-        enable_gqa=query.shape[-3] != key.shape[-3],
-    )
+    options = dict(attn_mask=mask, is_causal=causal, scale=1.0)
+    if query.shape[-3] != key.shape[-3]:
+        options["enable_gqa"] = True  # PyTorch 2.5 and later
     if _math_kernel(query, key, value, **options):
         return None
     output = F.scaled_dot_product_attention(query, key, value, **options)
@@ -354,24 +350,19 @@ def _sdpa(query, key, value, mask, causal):
     return output.reshape(shape)
 
 
-def _math_kernel(query, key, value, attn_mask, is_causal, scale, enable_gqa):
+def _math_kernel(query, key, value, attn_mask, is_causal, **options):
     """Whether PyTorch would run its unfused kernel, which holds the whole
     `(..., q_len, k_len)` weights (on CPU: different query and value
-    depths, say). `torch._fused_sdp_choice` is what the function itself asks;
-    a PyTorch without it is assumed to fuse."""
+    depths, say), or cannot run the case at all (grouped-query heads before
+    PyTorch 2.5). `torch._fused_sdp_choice` is what the function itself
+    asks; a PyTorch without it is assumed to fuse."""
     choose = getattr(torch, "_fused_sdp_choice", None)
     if choose is None:
         return False
-    choice = choose(
-        query,
-        key,
-        value,
-        attn_mask,
-        0.0,
-        is_causal,
-        scale=scale,
-        enable_gqa=enable_gqa,
-    )
+    try:
+        choice = choose(query, key, value, attn_mask, 0.0, is_causal, **options)
+    except TypeError:
+        return True
     return SDPBackend(choice) == SDPBackend.MATH
 
 
