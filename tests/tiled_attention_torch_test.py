@@ -374,3 +374,23 @@ def test_no_tensor_as_large_as_the_logits_in_forward_and_backward(options):
         results[name] = max(recorder.sizes), max(recorder.saved)
     assert max(results["tiled"]) < logits / 4, results
     assert min(results["full"]) >= logits, results
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(mask=torch.tensor([True, False]).reshape(2, 1, 1, 1)),
+        dict(causal=True),
+        dict(causal=True, bottom_right=True, mask=torch.ones(48, 1, dtype=bool)),
+    ],
+    ids=["padding mask, an entry without keys", "causal", "causal with a mask"],
+)
+def test_fused_holds_no_tensor_as_large_as_the_logits(options):
+    """PyTorch's fused kernel, with the zero-row fix and the position mask
+    (only `(q_len, k_len)`, shared by the batch): nothing as large as the
+    logits `(2, 2, 48, 48)`."""
+    shape, logits = (2, 2, 48, 4), 2 * 2 * 48 * 48
+    q, k, v = normal(*shape), normal(*shape), normal(*shape)
+    with Recorder() as recorder:
+        value_and_grads(fused, q, k, v, **options)
+    assert max(*recorder.sizes, *recorder.saved) <= logits / 4
