@@ -41,9 +41,9 @@ def full(q, k, v, mask=None, **options):
     return attention_ops._full(q, k, v, mask, None, **{**DEFAULTS, **options})[0]
 
 
-def tiled(q, k, v, mask=None, **options):
+def tiled(q, k, v, mask=None, tiles=TILES, **options):
     options = {**DEFAULTS, **options}
-    return _torch_tiled.attention(q, k, v, mask, tiles=TILES, **options)
+    return _torch_tiled.attention(q, k, v, mask, tiles=tiles, **options)
 
 
 def fused(q, k, v, mask=None, causal=False, bottom_right=False):
@@ -198,11 +198,12 @@ def inputs(case, value_depth=3):
     return (q, k, v), case
 
 
+@pytest.mark.parametrize("tiles", [TILES, (5, 11)], ids=["square", "oblong"])
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_tiled_equals_full_values_and_gradients(case):
+def test_tiled_equals_full_values_and_gradients(case, tiles):
     (q, k, v), options = inputs(case)
     expected = value_and_grads(full, q, k, v, **options)
-    got = value_and_grads(tiled, q, k, v, **options)
+    got = value_and_grads(tiled, q, k, v, tiles=tiles, **options)
     assert_same(got, expected)
     for grad in got[1:]:
         assert np.all(np.isfinite(grad))
