@@ -308,6 +308,22 @@ def test_fused_takes_grouped_query_heads_ungrouped_without_copying_keys():
     assert repeated_keys not in recorder.sizes
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(dropout=0.1, seed=seed(1)),
+        dict(sliding_window=3),
+        dict(slopes=slopes(3)),
+    ],
+    ids=["dropout", "sliding window", "ALiBi"],
+)
+def test_fused_declines_what_pytorch_does_not_compute_as_we_do(options):
+    q = torch.zeros(2, 3, 9, 4)
+    options = {**DEFAULTS, **options}
+    assert _torch_tiled.fused(q, q, q, None, **options) is None
+    assert _torch_tiled.fused(q, q, q, None, **DEFAULTS) is not None
+
+
 def test_fused_declines_where_pytorch_would_not_fuse():
     """Query and value depths that differ run PyTorch's unfused kernel on
     CPU, which holds the whole weights: the caller tiles instead."""

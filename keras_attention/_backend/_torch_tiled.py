@@ -261,16 +261,29 @@ class _Tiled(torch.autograd.Function):
 DENSE_MASK_LIMIT = 1 << 20
 
 
-def fused(query, key, value, mask, *, causal, bottom_right):
+def fused(
+    query,
+    key,
+    value,
+    mask,
+    *,
+    causal,
+    bottom_right,
+    slopes=None,
+    sliding_window=None,
+    dropout=0.0,
+    seed=None,
+):
     """`torch.nn.functional.scaled_dot_product_attention`, where its result is
     exactly ours; None where it is not.
 
-    Takes the float32 tensors `attention` takes (the query already scaled,
-    `mask` None or boolean); there is no dropout (PyTorch's draws from its own
-    generator, ours from a hash), no sliding window and no ALiBi: with any of
-    those, the caller must not call it. PyTorch's fused CPU kernel is linear
-    in memory, forward and backward, for grouped-query heads too
-    (`enable_gqa`: keys are never copied). On top of it:
+    Takes the arguments of `attention` but `tiles`, so a caller can try this
+    first with the same options and tile when it returns None, as it does with
+    ALiBi `slopes`, a `sliding_window` or `dropout > 0` (PyTorch's dropout
+    draws from its own generator, ours from a hash; `seed` is not used).
+    PyTorch's fused CPU kernel is linear in memory, forward and backward,
+    for grouped-query heads too (`enable_gqa`: keys are never copied). On
+    top of it:
 
     - a query with no allowed key gets zeros (PyTorch's math kernel gives NaN,
       its fused one zeros): such rows attend to every key inside the kernel,
@@ -287,6 +300,8 @@ def fused(query, key, value, mask, *, causal, bottom_right):
     Returns:
         float32 `(..., q_len, value_depth)`, or None.
     """
+    if slopes is not None or sliding_window is not None or dropout > 0:
+        return None
     q_len, k_len = query.shape[-2], key.shape[-2]
     if mask is not None and mask.dim() < 2:
         mask = mask.reshape((1,) * (2 - mask.dim()) + tuple(mask.shape))
