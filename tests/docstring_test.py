@@ -20,7 +20,9 @@ MODULES = sorted(
         keras_attention.__path__, prefix="keras_attention."
     )
     # Backend-specific modules import their backend; `__main__` runs the CLI.
-    if not info.name.rsplit(".", 1)[-1].startswith(("_tensorflow", "_jax", "__main__"))
+    if not info.name.rsplit(".", 1)[-1].startswith(
+        ("_tensorflow", "_jax", "_torch", "__main__")
+    )
     and ".__main__" not in info.name
 )
 FINDER = doctest.DocTestFinder()
