@@ -21,6 +21,8 @@ from keras_attention import __version__
 # `--help` needs no Keras; tests/demo_test.py checks FULL against run_demo.
 FULL = {"train_size": 6000, "epochs": 12}
 QUICK = {"train_size": 4000, "epochs": 10}
+# The demo's rows (keras_attention.demo.ROWS, which the tests compare).
+ENCODINGS = ("none", "sinusoidal", "learned", "rotary", "alibi")
 # What the demo writes into its output folder (keras_attention.demo).
 OUTPUTS = (
     "best_model.keras",
@@ -87,6 +89,17 @@ def _parsers():
         metavar="S",
         help="seed of the data, the initial weights and the shuffling; "
         "the same seed gives the same accuracies",
+    )
+    demo.add_argument(
+        "--encodings",
+        nargs="+",
+        choices=ENCODINGS,
+        default=argparse.SUPPRESS,
+        metavar="NAME",
+        help=(
+            f"the encodings to train and compare, some of {', '.join(ENCODINGS)} "
+            "(default: all of them)"
+        ),
     )
     demo.add_argument(
         "--quick",
@@ -160,6 +173,9 @@ def main(argv=None):
         epochs=getattr(args, "epochs", preset["epochs"]),
         seed=args.seed,
         train_size=preset["train_size"],
+        encodings=[
+            name for name in ENCODINGS if name in getattr(args, "encodings", ENCODINGS)
+        ],
     )
 
 

@@ -76,6 +76,9 @@ def test_padding_never_reaches_real_positions():
 
 
 def test_without_encoding_the_model_is_permutation_equivariant():
+    # Why the demo's `none` row cannot learn to reverse, whatever its weights:
+    # reversal is not permutation-equivariant (swap two tokens of abc: the
+    # reversal of bac is cab, the swap of cba is bca), and this model is.
     model = build_toy_model(12, 6, d_model=16, num_heads=2, encoding=None)
     tokens = np.array([[3, 1, 4, 1, 5, 9]])
     order = np.array([5, 2, 0, 4, 1, 3])
