@@ -15,6 +15,7 @@ import numpy as np
 from keras import ops
 
 from keras_attention import _attention_pattern as pattern
+from keras_attention import _backend
 from keras_attention import _checks as checks
 
 _NAME = "scaled_dot_product_attention"
@@ -138,7 +139,7 @@ def scaled_dot_product_attention(
     weights are asked for (`return_weights=True`), with a `bias`, for float64
     inputs, and on the JAX and PyTorch backends. Second derivatives through
     the tiles are not supported. How the tiles work:
-    `keras_attention/_tiled_tensorflow.py`; when they pay off and what they
+    `keras_attention/_backend/tensorflow.py`; when they pay off and what they
     save: README's "Long sequences".
 
     Example:
@@ -225,16 +226,13 @@ def _attention(
         "seed": pattern.dropout_seed(seed) if rate > 0 else None,
     }
 
-    full = (
-        return_weights
-        or bias is not None
-        or dtype != "float32"
-        or keras.backend.backend() != "tensorflow"
-    )
-    if full:
+    # The one place that chooses the backend's code: its tiled kernel, if
+    # it has one (see `keras_attention/_backend/__init__.py`).
+    tiled = _backend.current().attention
+    if tiled is None or return_weights or bias is not None or dtype != "float32":
         context, weights = _full(query, key, value, mask, bias, **options)
     else:
-        context = _full_or_tiled(query, key, value, mask, tile_size, options)
+        context = _full_or_tiled(tiled, query, key, value, mask, tile_size, options)
         weights = None
     if groups > 1:
         context, weights = (_merge_heads(x) for x in (context, weights))
@@ -317,8 +315,9 @@ TILED_FROM_LOGITS = 1 << 22
 _TILE_FLOATS = 1 << 21
 
 
-def _full_or_tiled(query, key, value, mask, tile_size, options):
-    """The context, in tiles or not as `tile_size` and the static shapes say.
+def _full_or_tiled(tiled, query, key, value, mask, tile_size, options):
+    """The context, in tiles (the backend's kernel `tiled`) or not, as
+    `tile_size` and the static shapes say.
 
     A length unknown when the function is traced (`None`, as in a model
     built on `keras.Input((None, dim))` and exported) means the full
@@ -334,8 +333,6 @@ def _full_or_tiled(query, key, value, mask, tile_size, options):
         None in lengths or batch * lengths[0] * lengths[1] < TILED_FROM_LOGITS
     ):
         return _full(query, key, value, mask, None, **options)[0]
-    from keras_attention import _tiled_tensorflow
-
     if tile_size is None:
         # The largest power of two (up to 512) whose tiles fit _TILE_FLOATS,
         # then as many equal tiles of at most that size as each length needs.
@@ -350,7 +347,7 @@ def _full_or_tiled(query, key, value, mask, tile_size, options):
         tiles = tuple(_even_tiles(n, largest) for n in dynamic)
     else:
         tiles = (tile_size, tile_size)
-    return _tiled_tensorflow.attention(query, key, value, mask, tiles=tiles, **options)
+    return tiled(query, key, value, mask, tiles=tiles, **options)
 
 
 def _even_tiles(length, largest):

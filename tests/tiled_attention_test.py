@@ -255,11 +255,11 @@ def test_neither_pass_creates_a_q_len_by_k_len_tensor():
 def test_only_tiles_that_meet_the_pattern_are_visited(
     causal, window, bottom_right, q_len, k_len
 ):
-    from keras_attention import _tiled_tensorflow
+    from keras_attention._backend import tensorflow as tiled_tensorflow
 
     tile = 8
     q, k = normal(1, q_len, 4), normal(1, k_len, 4)
-    spec = _tiled_tensorflow._Spec(
+    spec = tiled_tensorflow._Spec(
         q,
         k,
         None,

@@ -1,4 +1,6 @@
-"""Exact attention in tiles, for the TensorFlow backend: linear memory.
+"""The TensorFlow backend's pieces (see `keras_attention/_backend/__init__.py`):
+exact attention in tiles (`attention`), in memory linear in the length, and
+the position layers' `static_value` and run-time `assert_that`.
 
 `scaled_dot_product_attention` (ops.py) calls `attention` for long sequences.
 It computes the same `softmax(q · kᵀ) · v` as the full path, without ever
@@ -25,13 +27,49 @@ whole tiles), compiled by XLA whether or not the caller is: eagerly, in
 `tf.function` and inside an XLA function alike. A second derivative through
 the kernel is not supported.
 
-Like every TensorFlow-only module of the package, it is imported only when
-the TensorFlow backend runs.
+Like every backend module of the package, it is imported only when its
+backend runs.
 """
 
 import tensorflow as tf
 
 from keras_attention import _attention_pattern as pattern
+
+
+def static_value(x):
+    """The value of `x` as a NumPy array when known now (eagerly, or a
+    constant in a graph), else None."""
+    return tf.get_static_value(x)
+
+
+def assert_that(check, template, guarded):
+    """Returns `guarded`, made to depend on a run-time check.
+
+    `check()` gives `(condition, values)`. When `condition` is False at run
+    time, TensorFlow raises `InvalidArgumentError` with `template`, whose
+    `{}` stand for `values` in order. TensorFlow prints every piece of text
+    and every value in brackets, so the text next to a value is trimmed to
+    read as its label: `... length = {} exceeds ... Received: start_index={},
+    length=3` prints as `assertion failed: [... length] [12] [exceeds ...
+    Received: start_index] [9] [length=3]`. The message is not formatted
+    with `tf.strings.format`, because XLA cannot compile string ops; XLA
+    drops the check instead (see the layers' docstrings).
+    """
+    condition, values = check()
+    pieces = template.split("{}")
+    data = []
+    for index, piece in enumerate(pieces):
+        if index > 0:  # after a value
+            piece = piece.lstrip(" ,")
+        if index < len(values):  # before a value
+            piece = piece.rstrip(" =")
+        if piece:
+            data.append(piece)
+        if index < len(values):
+            data.append(values[index])
+    assertion = tf.debugging.Assert(condition, data)
+    with tf.control_dependencies([assertion]):
+        return tf.identity(guarded)
 
 
 def attention(
