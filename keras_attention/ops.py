@@ -100,7 +100,8 @@ def scaled_dot_product_attention(
         dropout: rate in `[0, 1)` at which attention weights are dropped
             (and the rest rescaled by `1 / (1 - dropout)`) when `training`.
         seed: an int or a `keras.random.SeedGenerator` for the dropout. An int
-            gives the same dropout pattern on every call.
+            gives the same dropout pattern on every call, a generator the
+            next pattern of its sequence; None a random one.
         training: Python bool (or None, read as `False`, as Keras passes it to
             a layer called outside `fit`); dropout applies only when `True`.
         return_weights: if `True`, also return the attention weights.
@@ -129,8 +130,10 @@ def scaled_dot_product_attention(
     give symbolic outputs of the right shape.
 
     Dropout: whether the weight of query `i` for key `j` is dropped depends
-    only on the seed, the batch entry, `i` and `j` (a counter-based hash), so
-    a given seed drops the same weights on every path and every backend.
+    only on the seed, the batch entry, `i` and `j` (a counter-based hash in
+    int32 arithmetic), so a given int seed, or a generator made with a given
+    seed and used as many times before, drops the same weights on every path
+    and every backend.
 
     Long sequences: on the TensorFlow backend the attention may run in tiles
     (see `tile_size`), in memory linear in the sequence length, with the same
