@@ -355,10 +355,22 @@ def _full_or_tiled(tiled, query, key, value, mask, tile_size, options):
 
 def _even_tiles(length, largest):
     """The size of the fewest equal tiles of at most `largest` that cover
-    `length` (a Python int, or a scalar tensor when only known at run time)."""
+    `length` (a Python int, or a scalar tensor when only known at run time),
+    rounded up to a multiple of `_TILE_STEP` (or `largest`, if smaller).
+
+    The kernel pads the length to whole tiles, and compiles once per number
+    and size of tiles, not per length: the rounding lets nearby lengths
+    share a compilation, for at most `_TILE_STEP - 1` padded positions per
+    tile.
+    """
+    step = min(_TILE_STEP, largest)
     count = (length + largest - 1) // largest
     count = max(count, 1) if isinstance(length, int) else ops.maximum(count, 1)
-    return (length + count - 1) // count
+    tile = (length + count - 1) // count
+    return (tile + step - 1) // step * step
+
+
+_TILE_STEP = 64
 
 
 def _full(

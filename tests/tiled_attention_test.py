@@ -316,6 +316,35 @@ def test_long_calls_are_tiled_without_being_asked_unknown_lengths_not():
 
 
 @pytest.mark.tensorflow_only
+@pytest.mark.parametrize(
+    "lengths,batch,tile_size,most",
+    [
+        # Explicit tiles of 8: padded to 24, 32 or 40.
+        (range(17, 37), 2, 8, 3),
+        # Chosen tiles: 2 of 256 for 512, else 3 of 192 (rounded up from 171+).
+        (range(512, 532), 16, None, 2),
+    ],
+    ids=["tile_size", "chosen"],
+)
+def test_twenty_lengths_compile_a_few_times_not_twenty(lengths, batch, tile_size, most):
+    from keras_attention._backend import tensorflow as backend
+
+    counted = backend._compiled_forward
+    before = counted.experimental_get_tracing_count()
+    for length in lengths:
+        q = normal(batch, 1, length, 4)
+        padding = RNG.random((batch, 1, 1, length)) > 0.1
+        got = scaled_dot_product_attention(
+            q, q, q, padding, causal=True, tile_size=tile_size
+        )
+        if length in (lengths[0], lengths[-1]):
+            np.testing.assert_allclose(
+                to_numpy(got), to_numpy(full(q, q, q, padding, causal=True)), atol=1e-5
+            )
+    assert counted.experimental_get_tracing_count() - before <= most
+
+
+@pytest.mark.tensorflow_only
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
 def test_unknown_lengths_in_graph_mode_and_xla(jit_compile):
     import tensorflow as tf
