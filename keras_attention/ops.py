@@ -105,14 +105,16 @@ def scaled_dot_product_attention(
         training: Python bool (or None, read as `False`, as Keras passes it to
             a layer called outside `fit`); dropout applies only when `True`.
         return_weights: if `True`, also return the attention weights.
-        tile_size: optional positive int. `None` (the default) chooses: on the
-            TensorFlow backend, a call whose logits would hold
-            `batch · q_len · k_len >= 2**22` numbers (every sequence of 2048
-            or more) runs in tiles of up to 512 positions (see "Long
-            sequences" below); a length unknown when the call is traced
-            (`None`) runs the full computation, which exports to TensorFlow
-            Lite. An int runs every call in tiles of `tile_size` queries by
-            `tile_size` keys.
+        tile_size: None, 0 or a positive int. `None` (the default)
+            chooses: on the TensorFlow backend, a call whose logits would
+            hold `batch · q_len · k_len >= 2**22` numbers (every sequence of
+            2048 or more) runs in tiles of up to 512 positions (see "Long
+            sequences" below), and so does a call whose length is unknown
+            when it is traced (`None`), with its tile sizes computed at run
+            time. `0` always runs the full computation: the tile loops do
+            not convert to TensorFlow Lite builtin ops, so a model meant for
+            TensorFlow Lite sets `tile_size=0`. A positive int runs every
+            call in tiles of `tile_size` queries by `tile_size` keys.
 
     Returns:
         `context` of shape `(..., q_len, value_depth)` in the promoted dtype
@@ -322,18 +324,26 @@ def _full_or_tiled(tiled, query, key, value, mask, tile_size, options):
     """The context, in tiles (the backend's kernel `tiled`) or not, as
     `tile_size` and the static shapes say.
 
-    A length unknown when the function is traced (`None`, as in a model
-    built on `keras.Input((None, dim))` and exported) means the full
-    computation unless `tile_size` asks for tiles: the tiled loops need
-    static lengths to convert to TensorFlow Lite builtin ops, and a run-time
-    `cond` between the two paths does not work under XLA (the gradient of the
-    branch not taken is compiled with zero-sized stand-ins for its
-    intermediates). Unknown batch dimensions count as 1.
+    `tile_size=0` is the full computation. With `tile_size=None`, a call
+    whose lengths are known when it is traced runs in tiles from
+    `TILED_FROM_LOGITS` logits; one whose lengths are unknown (`None`, as
+    when `fit` retraces a model built on `keras.Input((None, dim))` for a
+    second length) runs in tiles whose size is computed at run time, since
+    the length may be long. The choice is made at trace time: a run-time
+    `cond` between the two paths does not work under XLA (the gradient of
+    the branch not taken is compiled with zero-sized stand-ins for its
+    intermediates). The tile loops do not convert to TensorFlow Lite builtin
+    ops, so a model meant for TensorFlow Lite sets `tile_size=0`. Unknown
+    batch dimensions count as 1.
     """
+    if tile_size == 0:
+        return _full(query, key, value, mask, None, **options)[0]
     lengths = (query.shape[-2], key.shape[-2])
     batch = math.prod(n for n in query.shape[:-2] if n is not None)
-    if tile_size is None and (
-        None in lengths or batch * lengths[0] * lengths[1] < TILED_FROM_LOGITS
+    if (
+        tile_size is None
+        and None not in lengths
+        and batch * lengths[0] * lengths[1] < TILED_FROM_LOGITS
     ):
         return _full(query, key, value, mask, None, **options)[0]
     if tile_size is None:
@@ -669,9 +679,7 @@ def _check_options(
         "sliding_window": checks.positive_int(
             sliding_window, "sliding_window", _NAME, allow_none=True
         ),
-        "tile_size": checks.positive_int(
-            tile_size, "tile_size", _NAME, allow_none=True
-        ),
+        "tile_size": checks.tile_size(tile_size, _NAME),
         "dropout": checks.dropout(dropout, _NAME),
         "seed": checks.seed(seed, _NAME),
     }

@@ -477,14 +477,15 @@ BAD_INPUTS = [
     pytest.param(
         lambda: attend(tile_size=-8),
         ValueError,
-        F + "`tile_size` must be None or a positive integer. Received: tile_size=-8",
+        F
+        + "`tile_size` must be None, 0 (the full computation) or a positive integer. Received: tile_size=-8",
         id="tile-size-negative",
     ),
     pytest.param(
         lambda: attend(tile_size="64"),
         TypeError,
         F
-        + "`tile_size` must be None or a positive integer. Received: tile_size='64' of type str",
+        + "`tile_size` must be None, 0 (the full computation) or a positive integer. Received: tile_size='64' of type str",
         id="tile-size-type",
     ),
     pytest.param(
