@@ -2,7 +2,7 @@
 ALiBi bias of each pair.
 
 Both the full path (`ops.py`) and the tiled TensorFlow kernel
-(`_tiled_tensorflow.py`) ask these three questions, the full path once for
+(`_backend/tensorflow.py`) ask these three questions, the full path once for
 the whole `(q_len, k_len)` matrix and the kernel once per tile. Positions are
 absolute, so a tile gets the same answers as the matching block of the whole
 matrix, and the two paths cannot drift apart. The layers use the same
@@ -81,11 +81,32 @@ def alibi_bias(slopes, rows, cols):
 
 
 def dropout_seed(seed):
-    """An int32 scalar tensor from an int, a `SeedGenerator` or None.
+    """The hash's seed, an int32 scalar tensor, from an int, a
+    `SeedGenerator` or None.
 
-    An int gives the same value on every call; a generator advances.
+    An int gives the same value on every call, a generator the next value of
+    its own sequence, both by wrapping int32 arithmetic (the `_mix` hash),
+    never through a backend's random stream: a seed drops the same weights
+    on every backend. An int is read modulo 2**64. A generator's state is
+    `[seed, draws so far]` on every backend; `next()` returns it and
+    advances it, as `keras.random` functions do. None draws a seed from
+    Keras' global generator (random, so backend-specific).
     """
-    return keras.random.randint((), 0, 2**31 - 1, dtype="int32", seed=seed)
+    if seed is None:
+        return keras.random.randint((), 0, 2**31 - 1, dtype="int32")
+    if isinstance(seed, keras.random.SeedGenerator):
+        state = ops.cast(seed.next(), "int32")
+        return _mix(ops.bitwise_xor(_mix(state[0]), state[1]))
+    seed %= 1 << 64
+    high, low = (_int32(x) for x in (seed >> 32, seed & 0xFFFFFFFF))
+    return _mix(ops.bitwise_xor(_mix(high), low))
+
+
+def _int32(value):
+    """A Python int in [0, 2**32) as the int32 scalar tensor with its bits."""
+    if value >= 1 << 31:
+        value -= 1 << 32
+    return ops.convert_to_tensor(value, dtype="int32")
 
 
 def batch_index(leading_shape):

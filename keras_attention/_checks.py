@@ -58,6 +58,23 @@ def positive_int(value, argument, owner, allow_none=False):
     return int(value)
 
 
+TILE_SIZE_EXPECTED = "None, 0 (the full computation) or a positive integer"
+
+
+def tile_size(value, owner):
+    """`tile_size`: None (choose), 0 (the full computation) or a positive
+    int, returned as a Python int (NumPy integers accepted) or None."""
+    if value is None:
+        return None
+    _number_type(value, "tile_size", owner, TILE_SIZE_EXPECTED)
+    if not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(
+            f"{owner}: `tile_size` must be {TILE_SIZE_EXPECTED}. "
+            f"Received: tile_size={value!r}"
+        )
+    return int(value)
+
+
 def boolean(value, argument, owner, allow_none=False):
     """Returns `value` as a Python bool.
 

@@ -15,6 +15,7 @@ import numpy as np
 from keras import ops
 
 from keras_attention import _attention_pattern as pattern
+from keras_attention import _backend
 from keras_attention import _checks as checks
 
 _NAME = "scaled_dot_product_attention"
@@ -99,18 +100,21 @@ def scaled_dot_product_attention(
         dropout: rate in `[0, 1)` at which attention weights are dropped
             (and the rest rescaled by `1 / (1 - dropout)`) when `training`.
         seed: an int or a `keras.random.SeedGenerator` for the dropout. An int
-            gives the same dropout pattern on every call.
+            gives the same dropout pattern on every call, a generator the
+            next pattern of its sequence; None a random one.
         training: Python bool (or None, read as `False`, as Keras passes it to
             a layer called outside `fit`); dropout applies only when `True`.
         return_weights: if `True`, also return the attention weights.
-        tile_size: optional positive int. `None` (the default) chooses: on the
-            TensorFlow backend, a call whose logits would hold
-            `batch · q_len · k_len >= 2**22` numbers (every sequence of 2048
-            or more) runs in tiles of up to 512 positions (see "Long
-            sequences" below); a length unknown when the call is traced
-            (`None`) runs the full computation, which exports to TensorFlow
-            Lite. An int runs every call in tiles of `tile_size` queries by
-            `tile_size` keys.
+        tile_size: None, 0 or a positive int. `None` (the default)
+            chooses: on the TensorFlow backend, a call whose logits would
+            hold `batch · q_len · k_len >= 2**22` numbers (every sequence of
+            2048 or more) runs in tiles of up to 512 positions (see "Long
+            sequences" below), and so does a call whose length is unknown
+            when it is traced (`None`), with its tile sizes computed at run
+            time. `0` always runs the full computation: the tile loops do
+            not convert to TensorFlow Lite builtin ops, so a model meant for
+            TensorFlow Lite sets `tile_size=0`. A positive int runs every
+            call in tiles of `tile_size` queries by `tile_size` keys.
 
     Returns:
         `context` of shape `(..., q_len, value_depth)` in the promoted dtype
@@ -128,8 +132,10 @@ def scaled_dot_product_attention(
     give symbolic outputs of the right shape.
 
     Dropout: whether the weight of query `i` for key `j` is dropped depends
-    only on the seed, the batch entry, `i` and `j` (a counter-based hash), so
-    a given seed drops the same weights on every path and every backend.
+    only on the seed, the batch entry, `i` and `j` (a counter-based hash in
+    int32 arithmetic), so a given int seed, or a generator made with a given
+    seed and used as many times before, drops the same weights on every path
+    and every backend.
 
     Long sequences: on the TensorFlow backend the attention may run in tiles
     (see `tile_size`), in memory linear in the sequence length, with the same
@@ -138,7 +144,7 @@ def scaled_dot_product_attention(
     weights are asked for (`return_weights=True`), with a `bias`, for float64
     inputs, and on the JAX and PyTorch backends. Second derivatives through
     the tiles are not supported. How the tiles work:
-    `keras_attention/_tiled_tensorflow.py`; when they pay off and what they
+    `keras_attention/_backend/tensorflow.py`; when they pay off and what they
     save: README's "Long sequences".
 
     Example:
@@ -225,16 +231,13 @@ def _attention(
         "seed": pattern.dropout_seed(seed) if rate > 0 else None,
     }
 
-    full = (
-        return_weights
-        or bias is not None
-        or dtype != "float32"
-        or keras.backend.backend() != "tensorflow"
-    )
-    if full:
+    # The one place that chooses the backend's code: its tiled kernel, if
+    # it has one (see `keras_attention/_backend/__init__.py`).
+    tiled = _backend.current().attention
+    if tiled is None or return_weights or bias is not None or dtype != "float32":
         context, weights = _full(query, key, value, mask, bias, **options)
     else:
-        context = _full_or_tiled(query, key, value, mask, tile_size, options)
+        context = _full_or_tiled(tiled, query, key, value, mask, tile_size, options)
         weights = None
     if groups > 1:
         context, weights = (_merge_heads(x) for x in (context, weights))
@@ -317,25 +320,32 @@ TILED_FROM_LOGITS = 1 << 22
 _TILE_FLOATS = 1 << 21
 
 
-def _full_or_tiled(query, key, value, mask, tile_size, options):
-    """The context, in tiles or not as `tile_size` and the static shapes say.
+def _full_or_tiled(tiled, query, key, value, mask, tile_size, options):
+    """The context, in tiles (the backend's kernel `tiled`) or not, as
+    `tile_size` and the static shapes say.
 
-    A length unknown when the function is traced (`None`, as in a model
-    built on `keras.Input((None, dim))` and exported) means the full
-    computation unless `tile_size` asks for tiles: the tiled loops need
-    static lengths to convert to TensorFlow Lite builtin ops, and a run-time
-    `cond` between the two paths does not work under XLA (the gradient of the
-    branch not taken is compiled with zero-sized stand-ins for its
-    intermediates). Unknown batch dimensions count as 1.
+    `tile_size=0` is the full computation. With `tile_size=None`, a call
+    whose lengths are known when it is traced runs in tiles from
+    `TILED_FROM_LOGITS` logits; one whose lengths are unknown (`None`, as
+    when `fit` retraces a model built on `keras.Input((None, dim))` for a
+    second length) runs in tiles whose size is computed at run time, since
+    the length may be long. The choice is made at trace time: a run-time
+    `cond` between the two paths does not work under XLA (the gradient of
+    the branch not taken is compiled with zero-sized stand-ins for its
+    intermediates). The tile loops do not convert to TensorFlow Lite builtin
+    ops, so a model meant for TensorFlow Lite sets `tile_size=0`. Unknown
+    batch dimensions count as 1.
     """
+    if tile_size == 0:
+        return _full(query, key, value, mask, None, **options)[0]
     lengths = (query.shape[-2], key.shape[-2])
     batch = math.prod(n for n in query.shape[:-2] if n is not None)
-    if tile_size is None and (
-        None in lengths or batch * lengths[0] * lengths[1] < TILED_FROM_LOGITS
+    if (
+        tile_size is None
+        and None not in lengths
+        and batch * lengths[0] * lengths[1] < TILED_FROM_LOGITS
     ):
         return _full(query, key, value, mask, None, **options)[0]
-    from keras_attention import _tiled_tensorflow
-
     if tile_size is None:
         # The largest power of two (up to 512) whose tiles fit _TILE_FLOATS,
         # then as many equal tiles of at most that size as each length needs.
@@ -350,15 +360,27 @@ def _full_or_tiled(query, key, value, mask, tile_size, options):
         tiles = tuple(_even_tiles(n, largest) for n in dynamic)
     else:
         tiles = (tile_size, tile_size)
-    return _tiled_tensorflow.attention(query, key, value, mask, tiles=tiles, **options)
+    return tiled(query, key, value, mask, tiles=tiles, **options)
 
 
 def _even_tiles(length, largest):
     """The size of the fewest equal tiles of at most `largest` that cover
-    `length` (a Python int, or a scalar tensor when only known at run time)."""
+    `length` (a Python int, or a scalar tensor when only known at run time),
+    rounded up to a multiple of `_TILE_STEP` (or `largest`, if smaller).
+
+    The kernel pads the length to whole tiles, and compiles once per number
+    and size of tiles, not per length: the rounding lets nearby lengths
+    share a compilation, for at most `_TILE_STEP - 1` padded positions per
+    tile.
+    """
+    step = min(_TILE_STEP, largest)
     count = (length + largest - 1) // largest
     count = max(count, 1) if isinstance(length, int) else ops.maximum(count, 1)
-    return (length + count - 1) // count
+    tile = (length + count - 1) // count
+    return (tile + step - 1) // step * step
+
+
+_TILE_STEP = 64
 
 
 def _full(
@@ -657,9 +679,7 @@ def _check_options(
         "sliding_window": checks.positive_int(
             sliding_window, "sliding_window", _NAME, allow_none=True
         ),
-        "tile_size": checks.positive_int(
-            tile_size, "tile_size", _NAME, allow_none=True
-        ),
+        "tile_size": checks.tile_size(tile_size, _NAME),
         "dropout": checks.dropout(dropout, _NAME),
         "seed": checks.seed(seed, _NAME),
     }

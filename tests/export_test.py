@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import keras_attention
+from keras_attention import ops as attention_ops
 
 pytestmark = pytest.mark.tensorflow_only  # SavedModel and TFLite are TensorFlow's
 
@@ -15,8 +16,11 @@ def exported(request, tmp_path_factory):
     import keras
 
     keras.utils.set_random_seed(0)
+    # tile_size=0: the full computation, which a model meant for TensorFlow
+    # Lite needs, since its length is unknown when exported (see README's
+    # "Serving").
     model = keras_attention.build_toy_model(
-        12, 10, d_model=16, num_heads=2, encoding=request.param
+        12, 10, d_model=16, num_heads=2, encoding=request.param, tile_size=0
     )
     tokens, targets = keras_attention.make_reversal_data(64, 10, 12, min_length=2)
     model.fit(tokens, targets, epochs=1, verbose=0)
@@ -90,6 +94,7 @@ def test_tflite_with_builtin_ops_only_runs_rotary_and_alibi(tmp_path):
             causal=True,
             alibi=True,
             rotary_embedding=rope,
+            tile_size=0,
         )
     )
     model.add(keras.layers.Dense(12))
@@ -112,3 +117,29 @@ def test_tflite_with_builtin_ops_only_runs_rotary_and_alibi(tmp_path):
             model.predict(x, verbose=0),
             atol=1e-4,
         )
+
+    # The same model exported for one length past the tiling threshold
+    # (batch · heads · T² >= 2**22, where `tile_size=None` would tile, and
+    # the tile loops do not convert): tile_size=0 keeps the full path.
+    length = 1536
+    assert 2 * length**2 >= attention_ops.TILED_FROM_LOGITS
+    path = str(tmp_path / "saved_model_long")
+    model.export(
+        path,
+        verbose=False,
+        input_signature=[tf.TensorSpec((1, length), tf.int32)],
+    )
+    converter = tf.lite.TFLiteConverter.from_saved_model(path)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    interpreter = Interpreter(model_content=converter.convert())
+    interpreter.allocate_tensors()
+    (inputs,) = interpreter.get_input_details()
+    (outputs,) = interpreter.get_output_details()
+    x = np.resize(tokens[0], (1, length)).astype(inputs["dtype"])
+    interpreter.set_tensor(inputs["index"], x)
+    interpreter.invoke()
+    np.testing.assert_allclose(
+        interpreter.get_tensor(outputs["index"]),
+        model.predict(x, verbose=0),
+        atol=1e-4,
+    )

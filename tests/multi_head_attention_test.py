@@ -351,10 +351,11 @@ BAD_INPUTS = [
         id="sliding-window-float",
     ),
     pytest.param(
-        lambda: mha(tile_size=0),
+        lambda: mha(tile_size=-1),
         ValueError,
-        MHA + "`tile_size` must be None or a positive integer. Received: tile_size=0",
-        id="tile-size-zero",
+        MHA
+        + "`tile_size` must be None, 0 (the full computation) or a positive integer. Received: tile_size=-1",
+        id="tile-size-negative",
     ),
     pytest.param(
         lambda: mha(seed="x"),

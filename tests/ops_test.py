@@ -204,6 +204,59 @@ def test_dropout_keeps_each_weight_independently_with_probability_one_minus_rate
     assert not np.array_equal(kept[0, :, 0], kept[0, :, 1])  # columns differ
 
 
+def numpy_keep(seed_words, shape, rate):
+    """The dropout keep-pattern `(batch, q_len, k_len)`, transcribed in
+    NumPy uint32 arithmetic from the hash's definition (lowbias32), not from
+    the package's code: every backend is checked against it."""
+
+    def mix(x):
+        x = np.asarray(x, np.uint64) & 0xFFFFFFFF
+        x ^= x >> 16
+        x = (x * 0x7FEB352D) & 0xFFFFFFFF
+        x ^= x >> 15
+        x = (x * 0x846CA68B) & 0xFFFFFFFF
+        return x ^ (x >> 16)
+
+    high, low = seed_words
+    seed = mix(mix(high) ^ low)
+    batch, q_len, k_len = shape
+    entries = np.arange(batch, dtype=np.uint64)[:, None, None]
+    rows = np.arange(q_len, dtype=np.uint64)[:, None]
+    cols = np.arange(k_len, dtype=np.uint64)[None, :]
+    row_key = mix(mix(seed + mix(entries)) + rows)
+    bits = mix(row_key ^ ((cols * 0x9E3779B9) & 0xFFFFFFFF))
+    return (bits & 0xFFFFFF) >= round(rate * (1 << 24))
+
+
+def numpy_dropped_attention(q, keep, rate):
+    logits = q @ np.swapaxes(q, -1, -2) / math.sqrt(q.shape[-1])
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    return np.where(keep, weights / (1 - rate), 0) @ q
+
+
+def test_a_seed_drops_the_same_weights_on_every_backend():
+    # The example of issue 12: before, TensorFlow and JAX differed by 5.6.
+    q = np.random.default_rng(12).normal(size=(2, 40, 16)).astype("float32")
+
+    def dropped(seed):
+        return to_numpy(
+            scaled_dot_product_attention(q, q, q, dropout=0.5, seed=seed, training=True)
+        )
+
+    # An int seed: its 64 bits, high word and low word.
+    for seed, words in [(7, (0, 7)), (2**40 + 3, (256, 3)), (-1, (2**32 - 1,) * 2)]:
+        keep = numpy_keep(words, (2, 40, 40), 0.5)
+        expected = numpy_dropped_attention(q.astype("float64"), keep, 0.5)
+        np.testing.assert_allclose(dropped(seed), expected, rtol=1e-4, atol=1e-5)
+    # A generator: its state, [seed, draws so far], is the same everywhere.
+    generator = keras.random.SeedGenerator(7)
+    for draw in range(2):
+        keep = numpy_keep((7, draw), (2, 40, 40), 0.5)
+        expected = numpy_dropped_attention(q.astype("float64"), keep, 0.5)
+        np.testing.assert_allclose(dropped(generator), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_tile_size_gives_the_same_result_on_every_backend():
     # TensorFlow runs tiles; JAX and PyTorch the full computation.
     q, k, v = normal(2, 13, 4), normal(2, 11, 4), normal(2, 11, 3)
@@ -424,14 +477,15 @@ BAD_INPUTS = [
     pytest.param(
         lambda: attend(tile_size=-8),
         ValueError,
-        F + "`tile_size` must be None or a positive integer. Received: tile_size=-8",
+        F
+        + "`tile_size` must be None, 0 (the full computation) or a positive integer. Received: tile_size=-8",
         id="tile-size-negative",
     ),
     pytest.param(
         lambda: attend(tile_size="64"),
         TypeError,
         F
-        + "`tile_size` must be None or a positive integer. Received: tile_size='64' of type str",
+        + "`tile_size` must be None, 0 (the full computation) or a positive integer. Received: tile_size='64' of type str",
         id="tile-size-type",
     ),
     pytest.param(

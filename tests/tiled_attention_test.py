@@ -255,11 +255,11 @@ def test_neither_pass_creates_a_q_len_by_k_len_tensor():
 def test_only_tiles_that_meet_the_pattern_are_visited(
     causal, window, bottom_right, q_len, k_len
 ):
-    from keras_attention import _tiled_tensorflow
+    from keras_attention._backend import tensorflow as tiled_tensorflow
 
     tile = 8
     q, k = normal(1, q_len, 4), normal(1, k_len, 4)
-    spec = _tiled_tensorflow._Spec(
+    spec = tiled_tensorflow._Spec(
         q,
         k,
         None,
@@ -291,7 +291,7 @@ def test_only_tiles_that_meet_the_pattern_are_visited(
 
 
 @pytest.mark.tensorflow_only
-def test_long_calls_are_tiled_without_being_asked_unknown_lengths_not():
+def test_long_calls_and_unknown_lengths_are_tiled_tile_size_0_never():
     import tensorflow as tf
 
     from keras_attention import ops
@@ -309,10 +309,66 @@ def test_long_calls_are_tiled_without_being_asked_unknown_lengths_not():
     assert loops(side, side)
     assert not loops(side, side // 2)
     assert loops(side, side // 2, batch=2)
-    # Unknown at trace time: the full path, which exports to TFLite builtins,
-    # unless tiles are asked for.
-    assert not loops(None, 3)
-    assert loops(None, 3, tile_size=64)
+    # Unknown at trace time: tiles, whose sizes are computed at run time.
+    assert loops(None, 3)
+    assert loops(None, None)
+    # tile_size=0: the full computation, however long (TensorFlow Lite).
+    assert not loops(side, side, tile_size=0)
+    assert not loops(None, None, tile_size=0)
+
+
+@pytest.mark.tensorflow_only
+def test_fit_on_a_second_length_traces_the_unknown_length_with_tiles(monkeypatch):
+    # Issue 12: `fit` retraces for a second length with the length unknown,
+    # and that trace ran the full O(T²) path. Whichever path a trace takes,
+    # it calls the kernel or not: record the calls.
+    from keras_attention._backend import tensorflow as backend
+
+    kernel, traced = backend.attention, []
+
+    def recorded(query, key, *args, **kwargs):
+        traced.append((query.shape[-2], key.shape[-2]))
+        return kernel(query, key, *args, **kwargs)
+
+    monkeypatch.setattr(backend, "attention", recorded)
+    inputs = keras.Input((None, 8))
+    outputs = MultiHeadAttention(num_heads=2, key_dim=4, causal=True)(inputs, inputs)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="sgd", loss="mse")
+    for length in (6, 9):  # short: only an unknown length takes the tiles
+        x = normal(2, length, 8)
+        history = model.fit(x, x, batch_size=2, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+    assert traced and set(traced) == {(None, None)}, traced
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize(
+    "lengths,batch,tile_size,most",
+    [
+        # Explicit tiles of 8: padded to 24, 32 or 40.
+        (range(17, 37), 2, 8, 3),
+        # Chosen tiles: 2 of 256 for 512, else 3 of 192 (rounded up from 171+).
+        (range(512, 532), 16, None, 2),
+    ],
+    ids=["tile_size", "chosen"],
+)
+def test_twenty_lengths_compile_a_few_times_not_twenty(lengths, batch, tile_size, most):
+    from keras_attention._backend import tensorflow as backend
+
+    counted = backend._compiled_forward
+    before = counted.experimental_get_tracing_count()
+    for length in lengths:
+        q = normal(batch, 1, length, 4)
+        padding = RNG.random((batch, 1, 1, length)) > 0.1
+        got = scaled_dot_product_attention(
+            q, q, q, padding, causal=True, tile_size=tile_size
+        )
+        if length in (lengths[0], lengths[-1]):
+            np.testing.assert_allclose(
+                to_numpy(got), to_numpy(full(q, q, q, padding, causal=True)), atol=1e-5
+            )
+    assert counted.experimental_get_tracing_count() - before <= most
 
 
 @pytest.mark.tensorflow_only

@@ -99,6 +99,13 @@ TOY = "build_toy_model: "
 
 BAD_INPUTS = [
     pytest.param(
+        lambda: toy(tile_size=1.5),
+        ValueError,
+        TOY
+        + "`tile_size` must be None, 0 (the full computation) or a positive integer. Received: tile_size=1.5",
+        id="tile-size-float",
+    ),
+    pytest.param(
         lambda: toy(encoding="relative"),
         ValueError,
         TOY

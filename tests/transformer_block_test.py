@@ -80,6 +80,13 @@ ACTIVATION = "must be the name, config or instance of a Keras activation."
 
 BAD_INPUTS = [
     pytest.param(
+        lambda: block(tile_size=-4),
+        ValueError,
+        TB
+        + "`tile_size` must be None, 0 (the full computation) or a positive integer. Received: tile_size=-4",
+        id="tile-size-negative",
+    ),
+    pytest.param(
         lambda: block(num_heads=0),
         ValueError,
         TB + "`num_heads` must be a positive integer. Received: num_heads=0",
@@ -202,6 +209,7 @@ def test_rotary_and_alibi_layer_behaviours(tmp_path):
             "causal": True,
             "rotary_embedding": RotaryEmbedding(max_wavelength=100.0),
             "alibi": True,
+            "tile_size": 0,
         },
         input_data=RNG.normal(size=(2, 5, 8)).astype("float32"),
         expected_output_shape=(2, 5, 8),
@@ -211,13 +219,14 @@ def test_rotary_and_alibi_layer_behaviours(tmp_path):
     )
 
 
-def test_block_forwards_rotary_embedding_and_alibi_to_its_attention():
+def test_block_forwards_rotary_embedding_alibi_and_tile_size_to_its_attention():
     from keras_attention import RotaryEmbedding
 
     rope = RotaryEmbedding(layout="interleaved")
     block = TransformerBlock(
-        num_heads=2, intermediate_dim=8, rotary_embedding=rope, alibi=True
+        num_heads=2, intermediate_dim=8, rotary_embedding=rope, alibi=True, tile_size=0
     )
     block(np.ones((1, 3, 8), "float32"))
     assert block.attention.rotary_embedding is rope
     assert block.attention.alibi
+    assert block.attention.tile_size == 0

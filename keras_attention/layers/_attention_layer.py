@@ -41,7 +41,7 @@ class AttentionLayer(keras.layers.Layer):
         sliding_window = checks.positive_int(
             sliding_window, "sliding_window", owner, allow_none=True
         )
-        tile_size = checks.positive_int(tile_size, "tile_size", owner, allow_none=True)
+        tile_size = checks.tile_size(tile_size, owner)
         seed = checks.layer_seed(seed, owner)
         super().__init__(**kwargs)
         self.causal = causal

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_attention import _backend
 from keras_attention import _checks as checks
 
 # The positions are int32: `start_index + seq_len` may not exceed this.
@@ -88,10 +89,9 @@ class PositionLayer(keras.layers.Layer):
         valid = ops.greater_equal(positions, 0)
         if max_length is not None:
             valid = ops.logical_and(valid, ops.less(positions, max_length))
-        if keras.backend.backend() == "tensorflow":
-            positions = _assert_fits(
-                owner, start_index, start, length, max_length, positions
-            )
+        positions = _assert_fits(
+            owner, start_index, start, length, max_length, positions
+        )
         return positions, valid
 
     def _check_inputs(self, inputs):
@@ -134,36 +134,38 @@ class PositionLayer(keras.layers.Layer):
 
 
 def _assert_fits(owner, start_index, start, length, max_length, positions):
-    """Returns `positions`, guarded by TensorFlow run-time checks of a
-    `start_index` traced by `tf.function` (`start` is None) or of a run-time
-    `length` (not an int)."""
-    from keras_attention.layers import _tensorflow_checks
-
+    """Returns `positions`, guarded by run-time checks (where the backend
+    has them, see `_backend.assert_that`) of a `start_index` traced by
+    `tf.function` (`start` is None) or of a run-time `length` (not an int)."""
+    backend = _backend.current()
     if start is None:
-        positions = _tensorflow_checks.assert_that(
-            ops.greater_equal(start_index, 0),
+        positions = backend.assert_that(
+            lambda: (ops.greater_equal(start_index, 0), [start_index]),
             negative_start_message(owner, "{}"),
-            [start_index],
             positions,
         )
-    # In int64, so that the sum cannot wrap; a negative start is reported
-    # above, not here as well.
-    start_64 = ops.cast(start_index, "int64")
-    end = start_64 + ops.cast(length, "int64")
     limit, limit_text = _limit(max_length)
     # Values known now are written into the message, the others filled in
     # when the check fails.
-    shown_start, shown_length, values = start, length, [end]
-    if start is None:
-        shown_start = "{}"
-        values.append(start_index)
-    if not isinstance(length, int):
-        shown_length = "{}"
-        values.append(length)
-    return _tensorflow_checks.assert_that(
-        ops.logical_or(ops.less(start_64, 0), ops.less_equal(end, limit)),
+    shown_start = "{}" if start is None else start
+    shown_length = length if isinstance(length, int) else "{}"
+
+    def check():
+        # In int64, so that the sum cannot wrap; a negative start is
+        # reported above, not here as well.
+        start_64 = ops.cast(start_index, "int64")
+        end = start_64 + ops.cast(length, "int64")
+        values = [end]
+        if start is None:
+            values.append(start_index)
+        if not isinstance(length, int):
+            values.append(length)
+        condition = ops.logical_or(ops.less(start_64, 0), ops.less_equal(end, limit))
+        return condition, values
+
+    return backend.assert_that(
+        check,
         fit_message(owner, "{}", shown_start, shown_length, limit_text),
-        values,
         positions,
     )
 
@@ -233,13 +235,4 @@ def static_value(x):
     None (a symbolic tensor, or one traced by `tf.function` or `jax.jit`)."""
     if keras.utils.is_keras_tensor(x):
         return None
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        from keras_attention.layers import _tensorflow_checks
-
-        return _tensorflow_checks.static_value(x)
-    if backend == "jax":
-        from keras_attention.layers import _jax_checks
-
-        return _jax_checks.static_value(x)
-    return ops.convert_to_numpy(x)
+    return _backend.current().static_value(x)

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_attention import _backend
 from keras_attention import _checks as checks
 from keras_attention.layers._position_layer import PositionLayer, static_value
 
@@ -146,13 +147,11 @@ class LearnedPositionEmbedding(PositionLayer):
             if known.size and (known.min() < 0 or known.max() >= self.max_length):
                 raise ValueError(self._out_of_range_message(known.min(), known.max()))
             valid = None
-        elif keras.backend.backend() == "tensorflow":
-            from keras_attention.layers import _tensorflow_checks
-
-            positions = _tensorflow_checks.assert_that(
-                ops.all(valid),
+        else:
+            unchecked = positions
+            positions = _backend.current().assert_that(
+                lambda: (ops.all(valid), [ops.min(unchecked), ops.max(unchecked)]),
                 self._out_of_range_message("{}", "{}"),
-                [ops.min(positions), ops.max(positions)],
                 positions,
             )
         rows = self._encode(positions, None)  # positions.shape + (dim,)

@@ -28,6 +28,9 @@ class TransformerBlock(keras.layers.Layer):
         rotary_embedding: optional `keras_attention.RotaryEmbedding` for the
             attention's query and key (see `MultiHeadAttention`).
         alibi: if `True`, the attention uses ALiBi (see `MultiHeadAttention`).
+        tile_size: the attention's `tile_size` (see `MultiHeadAttention`):
+            `None` chooses, `0` the full computation (a model meant for
+            TensorFlow Lite), a positive int tiles of that size.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -64,6 +67,7 @@ class TransformerBlock(keras.layers.Layer):
         layer_norm_epsilon: float = 1e-5,
         rotary_embedding=None,
         alibi: bool = False,
+        tile_size: int | None = None,
         **kwargs,
     ):
         owner = type(self).__name__
@@ -77,6 +81,7 @@ class TransformerBlock(keras.layers.Layer):
         checks.positive_number(layer_norm_epsilon, "layer_norm_epsilon", owner)
         rotary_embedding = as_rotary_embedding(rotary_embedding, owner)
         checks.boolean(alibi, "alibi", owner)
+        tile_size = checks.tile_size(tile_size, owner)
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
@@ -86,6 +91,7 @@ class TransformerBlock(keras.layers.Layer):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.rotary_embedding = rotary_embedding
         self.alibi = alibi
+        self.tile_size = tile_size
         self.supports_masking = True
 
     def build(self, inputs_shape):
@@ -101,6 +107,7 @@ class TransformerBlock(keras.layers.Layer):
             causal=self.causal,
             rotary_embedding=self.rotary_embedding,
             alibi=self.alibi,
+            tile_size=self.tile_size,
             name="attention",
             **sublayer,
         )
@@ -200,5 +207,6 @@ class TransformerBlock(keras.layers.Layer):
             layer_norm_epsilon=self.layer_norm_epsilon,
             rotary_embedding=keras.saving.serialize_keras_object(self.rotary_embedding),
             alibi=self.alibi,
+            tile_size=self.tile_size,
         )
         return config

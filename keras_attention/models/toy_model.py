@@ -22,6 +22,7 @@ def build_toy_model(
     num_layers: int = 2,
     encoding: str | None = "sinusoidal",
     dropout: float = 0.0,
+    tile_size: int | None = None,
 ):
     """A small Transformer encoder for per-token prediction, built with `model.add`.
 
@@ -51,6 +52,9 @@ def build_toy_model(
             attention) or `None` (no position information: the model is then
             permutation-equivariant).
         dropout: dropout rate in `[0, 1)` inside the blocks.
+        tile_size: the blocks' `tile_size`: `None` chooses, `0` the full
+            computation, which a model meant for TensorFlow Lite needs (see
+            README's "Serving").
 
     Returns:
         A compiled `keras.Sequential` mapping int tokens `(batch, seq_len)` to
@@ -81,6 +85,7 @@ def build_toy_model(
             f"'rotary', 'alibi' or None. Received: encoding={encoding!r}"
         )
     checks.dropout(dropout, _NAME)
+    checks.tile_size(tile_size, _NAME)
 
     model = keras.Sequential(name=f"toy_model_{encoding or 'none'}")
     model.add(keras.Input((None,), dtype="int32", name="tokens"))
@@ -107,6 +112,7 @@ def build_toy_model(
                 dropout=dropout,
                 rotary_embedding=RotaryEmbedding() if encoding == "rotary" else None,
                 alibi=encoding == "alibi",
+                tile_size=tile_size,
                 name=f"block_{index}",
             )
         )

@@ -1,4 +1,6 @@
-"""Exact attention in tiles, for the TensorFlow backend: linear memory.
+"""The TensorFlow backend's pieces (see `keras_attention/_backend/__init__.py`):
+exact attention in tiles (`attention`), in memory linear in the length, and
+the position layers' `static_value` and run-time `assert_that`.
 
 `scaled_dot_product_attention` (ops.py) calls `attention` for long sequences.
 It computes the same `softmax(q · kᵀ) · v` as the full path, without ever
@@ -25,13 +27,49 @@ whole tiles), compiled by XLA whether or not the caller is: eagerly, in
 `tf.function` and inside an XLA function alike. A second derivative through
 the kernel is not supported.
 
-Like every TensorFlow-only module of the package, it is imported only when
-the TensorFlow backend runs.
+Like every backend module of the package, it is imported only when its
+backend runs.
 """
 
 import tensorflow as tf
 
 from keras_attention import _attention_pattern as pattern
+
+
+def static_value(x):
+    """The value of `x` as a NumPy array when known now (eagerly, or a
+    constant in a graph), else None."""
+    return tf.get_static_value(x)
+
+
+def assert_that(check, template, guarded):
+    """Returns `guarded`, made to depend on a run-time check.
+
+    `check()` gives `(condition, values)`. When `condition` is False at run
+    time, TensorFlow raises `InvalidArgumentError` with `template`, whose
+    `{}` stand for `values` in order. TensorFlow prints every piece of text
+    and every value in brackets, so the text next to a value is trimmed to
+    read as its label: `... length = {} exceeds ... Received: start_index={},
+    length=3` prints as `assertion failed: [... length] [12] [exceeds ...
+    Received: start_index] [9] [length=3]`. The message is not formatted
+    with `tf.strings.format`, because XLA cannot compile string ops; XLA
+    drops the check instead (see the layers' docstrings).
+    """
+    condition, values = check()
+    pieces = template.split("{}")
+    data = []
+    for index, piece in enumerate(pieces):
+        if index > 0:  # after a value
+            piece = piece.lstrip(" ,")
+        if index < len(values):  # before a value
+            piece = piece.rstrip(" =")
+        if piece:
+            data.append(piece)
+        if index < len(values):
+            data.append(values[index])
+    assertion = tf.debugging.Assert(condition, data)
+    with tf.control_dependencies([assertion]):
+        return tf.identity(guarded)
 
 
 def attention(
@@ -76,7 +114,20 @@ def attention(
         bottom_right=bottom_right,
         dropout=dropout,
     )
-    shared = (mask, seed, slopes, *tiles)
+    # The lengths are padded to whole tiles here, outside the compiled
+    # kernels, and passed to them as run-time values: the kernels' shapes,
+    # hence their traces and XLA compilations, depend on the number and size
+    # of the tiles, not on the lengths. The padded keys are masked, the
+    # padded queries' outputs dropped (and their gradients are zero).
+    q_len, k_len = _dims(query)[-2], _dims(key)[-2]
+    q_padded, k_padded = (
+        _whole_tiles(n, t) for n, t in zip((q_len, k_len), tiles, strict=True)
+    )
+    query = _pad_length(query, q_padded - q_len)
+    key, value = (_pad_length(x, k_padded - k_len) for x in (key, value))
+    mask = _pad_mask(mask, q_padded, k_padded)
+    lengths = [tf.convert_to_tensor(n, tf.int32) for n in (q_len, k_len)]
+    shared = (mask, seed, slopes, *lengths, *tiles)
 
     @tf.custom_gradient
     def tiled(query, key, value):
@@ -93,7 +144,47 @@ def attention(
 
         return output, grad
 
-    return tiled(query, key, value)
+    return tiled(query, key, value)[..., :q_len, :]
+
+
+def _whole_tiles(length, tile):
+    """`length` rounded up to a multiple of `tile` (ints or tensors)."""
+    return (length + tile - 1) // tile * tile
+
+
+def _pad_length(x, extra):
+    """`x` `(..., len, dim)` with `extra` zero positions appended."""
+    if isinstance(extra, int) and extra == 0:
+        return x
+    paddings = [[0, 0]] * (len(x.shape) - 2) + [[0, extra], [0, 0]]
+    return tf.pad(x, paddings)
+
+
+def _pad_mask(mask, q_padded, k_padded):
+    """A mask whose size is linear in the lengths (a padding mask
+    `(..., 1, k_len)`, a query mask `(..., q_len, 1)`), padded with False to
+    whole tiles, so that its shape depends on the tiles too. A `(q_len,
+    k_len)` mask is left as it is, never copied: `_MaskTiles` reads its last
+    tiles past the end (and each new length then compiles anew), as is a
+    mask whose shape is not known when traced."""
+    if mask is None:
+        return None
+    mask = tf.convert_to_tensor(mask)
+    shape = mask.shape.as_list()
+    if len(shape) < 2:
+        shape = [1] * (2 - len(shape)) + shape
+        mask = tf.reshape(mask, shape)
+    rows, cols = shape[-2:]
+    if None in (rows, cols) or (rows != 1 and cols != 1):
+        return mask
+    extra = [
+        0 if n == 1 else padded - n
+        for n, padded in zip((rows, cols), (q_padded, k_padded), strict=True)
+    ]
+    if all(isinstance(n, int) and n == 0 for n in extra):
+        return mask
+    paddings = [[0, 0]] * (len(shape) - 2) + [[0, extra[0]], [0, extra[1]]]
+    return tf.pad(mask, paddings, constant_values=False)
 
 
 class _Spec:
@@ -115,15 +206,18 @@ class _Spec:
         seed,
         tiles,
         slopes=None,
+        lengths=None,
     ):
         self.rank = len(query.shape)
-        *self.leading, self.q_len, _ = _dims(query)
-        self.k_len = _dims(key)[-2]
+        # The arrays' lengths (whole tiles when padded) and the sequences'.
+        *self.leading, self.q_padded, _ = _dims(query)
+        self.k_padded = _dims(key)[-2]
+        self.q_len, self.k_len = lengths or (self.q_padded, self.k_padded)
         # The position of query 0 among the keys.
         self.first = self.k_len - self.q_len if bottom_right else 0
         self.q_tile, self.k_tile = tiles
-        self.q_tiles = -(-self.q_len // self.q_tile)
-        self.k_tiles = -(-self.k_len // self.k_tile)
+        self.q_tiles = -(-self.q_padded // self.q_tile)
+        self.k_tiles = -(-self.k_padded // self.k_tile)
         self.causal = causal
         self.sliding_window = sliding_window
         self.dropout = dropout
@@ -304,9 +398,18 @@ def _swap_last(x):
     return tf.linalg.matrix_transpose(x)
 
 
-def _forward(query, key, value, mask, seed, slopes, q_tile, k_tile, **config):
+def _forward(
+    query, key, value, mask, seed, slopes, q_len, k_len, q_tile, k_tile, **config
+):
     spec = _Spec(
-        query, key, mask, seed=seed, tiles=(q_tile, k_tile), slopes=slopes, **config
+        query,
+        key,
+        mask,
+        seed=seed,
+        tiles=(q_tile, k_tile),
+        slopes=slopes,
+        lengths=(q_len, k_len),
+        **config,
     )
     q_tiles = _to_tiles(query, spec.q_tile, spec.q_tiles)
     k_tiles = _to_tiles(key, spec.k_tile, spec.k_tiles)
@@ -350,8 +453,8 @@ def _forward(query, key, value, mask, seed, slopes, q_tile, k_tile, **config):
         query_tile,
         [0, _tile_array(spec.q_tiles, out_shape), _tile_array(spec.q_tiles, row_shape)],
     )
-    # (..., q_len, value_depth) and (q_tiles, ..., q_tile, 1)
-    return _from_tiles(outputs.stack(), spec.q_len), lses.stack()
+    # (..., padded q_len, value_depth) and (q_tiles, ..., q_tile, 1)
+    return _from_tiles(outputs.stack(), spec.q_padded), lses.stack()
 
 
 def _tile_array(size, element_shape):
@@ -366,6 +469,8 @@ def _backward(
     mask,
     seed,
     slopes,
+    q_len,
+    k_len,
     q_tile,
     k_tile,
     output,
@@ -374,7 +479,14 @@ def _backward(
     **config,
 ):
     spec = _Spec(
-        query, key, mask, seed=seed, tiles=(q_tile, k_tile), slopes=slopes, **config
+        query,
+        key,
+        mask,
+        seed=seed,
+        tiles=(q_tile, k_tile),
+        slopes=slopes,
+        lengths=(q_len, k_len),
+        **config,
     )
     # Each key tile meets the query tiles that see it as transposed tiles,
     # (..., k_tile, q_tile): every product is then a plain matmul or one that
@@ -427,15 +539,16 @@ def _backward(
         ],
     )
     return (
-        _from_tiles(_swap_last(d_queries.stack()), spec.q_len),
-        _from_tiles(d_keys.stack(), spec.k_len),
-        _from_tiles(d_values.stack(), spec.k_len),
+        _from_tiles(_swap_last(d_queries.stack()), spec.q_padded),
+        _from_tiles(d_keys.stack(), spec.k_padded),
+        _from_tiles(d_values.stack(), spec.k_padded),
     )
 
 
 # Compiled by XLA whatever the caller does: XLA fuses the elementwise work of
 # a tile into a few loops over memory where TensorFlow's executor runs one op
 # after another (measured 1.5-2x faster forward on 2 CPU cores). Each new set
-# of static shapes and options compiles once.
+# of static shapes and options compiles once; `attention` pads the lengths
+# to whole tiles, so the shapes change with the tiles, not every length.
 _compiled_forward = tf.function(_forward, jit_compile=True)
 _compiled_backward = tf.function(_backward, jit_compile=True)

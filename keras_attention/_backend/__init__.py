@@ -1,0 +1,36 @@
+"""Backend-specific code: all of it lives in this package, nowhere else.
+
+The rest of the package is written with `keras.ops` and never asks which
+backend runs. Where a backend needs code of its own, that code goes in this
+package, one module per backend (`tensorflow.py`, `jax.py`, `torch.py`, and
+`portable.py` for any other backend), as Keras does with
+`keras/src/backend/<name>/`. Each module implements the same names:
+
+- `attention(query, key, value, mask, *, slopes, causal, sliding_window,
+  bottom_right, dropout, seed, tiles)`: exact attention in tiles, in memory
+  linear in the length, or `None` where the backend has no tiled kernel (then
+  `ops.py` runs the full computation).
+- `static_value(x)`: the value of tensor `x` as a NumPy array when it is
+  known now, else None (inside `tf.function`, `jax.jit`, ...).
+- `assert_that(check, template, guarded)`: `guarded`, checked at run time
+  where the backend can (TensorFlow); `check()` gives `(condition, values)`
+  and is only called there, so other backends build nothing.
+
+`current()` is the one place that chooses the module, from
+`keras.backend.backend()`. Modules are imported lazily, when first chosen:
+importing `keras_attention` never imports TensorFlow, JAX or PyTorch beyond
+what Keras itself imports. No module outside this package compares
+`keras.backend.backend()` with a name.
+"""
+
+import importlib
+
+import keras
+
+_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+def current():
+    """The module of this package for the backend Keras runs now."""
+    name = _MODULES.get(keras.backend.backend(), "portable")
+    return importlib.import_module(f"{__name__}.{name}")
