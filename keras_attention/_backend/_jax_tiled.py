@@ -139,17 +139,26 @@ class _Spec:
             hi = jnp.minimum(hi, jnp.maximum(last_col + w - 1, -1) // self.q_tile + 1)
         return lo, hi
 
-    def logits(self, q_tile, k_tile, i, j):
-        """Logits `(..., q_tile, k_tile)` of tile `(i, j)`, ALiBi's bias
-        added, -inf where a pair may not attend; and the dropout
-        keep-pattern (None without dropout)."""
-        rows = (i * self.q_tile + jnp.arange(self.q_tile, dtype=jnp.int32))[:, None]
+    def logits(self, a, b, i, j, transposed=False):
+        """Logits `a · b` `(..., q_tile, k_tile)` of tile `(i, j)`, ALiBi's
+        bias added, -inf where a pair may not attend; and the dropout
+        keep-pattern in the same layout (None without dropout).
+
+        `a` is a query tile and `b` a transposed key tile `(..., depth,
+        k_tile)`; with `transposed`, `a` is a key tile and `b` a transposed
+        query tile, and both results are `(..., k_tile, q_tile)`.
+        """
+        rows = i * self.q_tile + jnp.arange(self.q_tile, dtype=jnp.int32)
         rows = rows + self.first
-        cols = (j * self.k_tile + jnp.arange(self.k_tile, dtype=jnp.int32))[None, :]
-        logits = jnp.matmul(q_tile, jnp.swapaxes(k_tile, -1, -2))
+        cols = j * self.k_tile + jnp.arange(self.k_tile, dtype=jnp.int32)
+        if transposed:
+            rows, cols = rows[None, :], cols[:, None]
+        else:
+            rows, cols = rows[:, None], cols[None, :]
+        logits = jnp.matmul(a, b)
         if self.slopes is not None:
             logits = logits + pattern.alibi_bias(self.slopes, rows, cols)
-        mask = None if self.mask is None else self.mask.tile(i, j)
+        mask = None if self.mask is None else self.mask.tile(i, j, transposed)
         allowed = pattern.allowed(mask, self.causal, self.sliding_window, rows, cols)
         if self.padded_keys:
             allowed = pattern.combine(allowed, cols < self.k_len)
@@ -186,7 +195,7 @@ class _MaskTiles:
             full = size != 1
             self.axes.append((full, size, tile, full and size % tile != 0))
 
-    def tile(self, i, j):
+    def tile(self, i, j, transposed):
         starts, sizes, shifts = [], [], []
         for index, (full, size, tile, rolls) in zip((i, j), self.axes, strict=True):
             if full:
@@ -205,7 +214,7 @@ class _MaskTiles:
         for axis, shift in zip((-2, -1), shifts, strict=True):
             if shift is not None:
                 tile = jnp.roll(tile, -shift, axis)
-        return tile
+        return jnp.swapaxes(tile, -1, -2) if transposed else tile
 
 
 def _to_tiles(x, tile, count):
@@ -235,13 +244,19 @@ def _sum_to(x, shape):
     return jnp.sum(x, axis=axes, keepdims=True) if axes else x
 
 
+def _swap(x):
+    """`(..., a, b)` -> `(..., b, a)`."""
+    return jnp.swapaxes(x, -1, -2)
+
+
 def _tile(tiles, index):
     return lax.dynamic_index_in_dim(tiles, index, keepdims=False)
 
 
 def _forward(query, key, value, mask, seed, slopes, config):
     spec = _Spec(query, key, value, mask, seed, slopes, config)
-    k_tiles = _to_tiles(key, spec.k_tile, spec.k_tiles)
+    # Transposed once here rather than in every iteration.
+    k_tiles = _swap(_to_tiles(key, spec.k_tile, spec.k_tiles))
     v_tiles = _to_tiles(value, spec.k_tile, spec.k_tiles)
     row_shape = (*spec.lead, spec.q_tile, 1)
     out_shape = (*spec.lead, spec.q_tile, value.shape[-1])
@@ -287,29 +302,39 @@ def _forward(query, key, value, mask, seed, slopes, config):
 def _backward(config, residuals, d_output):
     query, key, value, mask, seed, slopes, output, lse_tiles = residuals
     spec = _Spec(query, key, value, mask, seed, slopes, config)
+    # Each key tile meets the query tiles that see it as transposed tiles,
+    # (..., k_tile, q_tile): every product is then a plain matmul or one that
+    # transposes a small operand, never a (k_tile, q_tile) one, which XLA
+    # would copy; the small operands are transposed once, before the loops.
+    # `dq` is accumulated transposed, (..., depth, q_tile).
     q_tiles = _to_tiles(query, spec.q_tile, spec.q_tiles)
+    q_tiles_t = _swap(q_tiles)
     k_tiles = _to_tiles(key, spec.k_tile, spec.k_tiles)
     v_tiles = _to_tiles(value, spec.k_tile, spec.k_tiles)
     do_tiles = _to_tiles(d_output, spec.q_tile, spec.q_tiles)
+    do_tiles_t = _swap(do_tiles)
     # rowsum(do * o) equals rowsum(p * dp), with dropout too: one per query.
     delta = jnp.sum(d_output * output, -1, keepdims=True)
-    delta_tiles = _to_tiles(delta, spec.q_tile, spec.q_tiles)
+    # (q_tiles, ..., 1, q_tile)
+    delta_tiles = _swap(_to_tiles(delta, spec.q_tile, spec.q_tiles))
+    lse_tiles = _swap(lse_tiles)
     k_shape, v_shape = k_tiles.shape[1:], v_tiles.shape[1:]
 
     def key_tile(d_queries, inputs):
         j, k_j, v_j = inputs
+        k_j_t = _swap(k_j)
 
         def query_tile(i, carry):
             d_key, d_value, d_queries = carry
             q_i, do_i = _tile(q_tiles, i), _tile(do_tiles, i)
-            logits, keep = spec.logits(q_i, k_j, i, j)
-            weights = jnp.exp(logits - _tile(lse_tiles, i))  # (..., q_tile, k_tile)
-            dropped_t = jnp.swapaxes(spec.drop(weights, keep), -1, -2)
-            d_value += _sum_to(jnp.matmul(dropped_t, do_i), v_shape)
-            d_weights = spec.drop(jnp.matmul(do_i, jnp.swapaxes(v_j, -1, -2)), keep)
+            logits, keep = spec.logits(k_j, _tile(q_tiles_t, i), i, j, transposed=True)
+            weights = jnp.exp(logits - _tile(lse_tiles, i))  # (..., k_tile, q_tile)
+            d_value += _sum_to(jnp.matmul(spec.drop(weights, keep), do_i), v_shape)
+            d_weights = jnp.matmul(v_j, _tile(do_tiles_t, i))
+            d_weights = spec.drop(d_weights, keep)
             d_logits = weights * (d_weights - _tile(delta_tiles, i))
-            d_key += _sum_to(jnp.matmul(jnp.swapaxes(d_logits, -1, -2), q_i), k_shape)
-            d_query = jnp.matmul(d_logits, k_j)
+            d_key += _sum_to(jnp.matmul(d_logits, q_i), k_shape)
+            d_query = jnp.matmul(k_j_t, d_logits)
             d_queries = lax.dynamic_update_index_in_dim(
                 d_queries, _tile(d_queries, i) + d_query, i, 0
             )
@@ -323,10 +348,13 @@ def _backward(config, residuals, d_output):
         return d_queries, (d_key, d_value)
 
     indices = jnp.arange(spec.k_tiles, dtype=jnp.int32)
-    d_queries = jnp.zeros((spec.q_tiles, *spec.lead, spec.q_tile, query.shape[-1]))
+    d_queries = jnp.zeros(
+        (spec.q_tiles, *spec.lead, query.shape[-1], spec.q_tile), jnp.float32
+    )
     d_queries, (d_keys, d_values) = lax.scan(
         key_tile, d_queries, (indices, k_tiles, v_tiles)
     )
+    d_queries = _swap(d_queries)
     return (
         _sum_to(_from_tiles(d_queries, spec.q_len), query.shape),
         _from_tiles(d_keys, spec.k_len),
