@@ -215,3 +215,54 @@ def test_compiled_once_per_shape_and_options():
         mask = jnp.asarray(RNG.random((1, 1, 12)) > 0.5)
         tiled(q * seed, k, v, mask, **dict(options, seed=jnp.int32(seed)))
     assert _jax_tiled._tiled._cache_size() == before + 1
+
+
+@pytest.mark.parametrize(
+    "q_len, k_len, options",
+    [
+        (21, 37, dict(causal=True)),
+        (37, 21, dict(causal=True, bottom_right=True)),
+        (37, 30, dict(sliding_window=6)),
+        (19, 40, dict(sliding_window=9, causal=True, bottom_right=True)),
+        (40, 17, dict(sliding_window=4)),
+    ],
+)
+def test_loops_visit_exactly_the_tiles_that_hold_an_attending_pair(
+    q_len, k_len, options
+):
+    # Tiles above the causal diagonal or outside the window's band are never
+    # visited: the loop bounds are the smallest that cover every pair.
+    config = _jax_tiled._Config(**dict(OPTIONS, **options, tiles=TILES))
+    spec = _jax_tiled._Spec(
+        np.zeros((q_len, 4)),
+        np.zeros((k_len, 4)),
+        np.zeros((k_len, 3)),
+        None,
+        None,
+        None,
+        config,
+    )
+    rows = np.arange(q_len)[:, None] + spec.first
+    cols = np.arange(k_len)[None, :]
+    allowed = np.ones((q_len, k_len), bool)
+    if config.causal:
+        allowed &= cols <= rows
+    if config.sliding_window:
+        allowed &= np.abs(rows - cols) < config.sliding_window
+    q_tile, k_tile = TILES
+    blocks = np.zeros((spec.q_tiles, spec.k_tiles), bool)
+    for i, j in zip(*np.nonzero(allowed), strict=True):
+        blocks[i // q_tile, j // k_tile] = True
+
+    def visited(bounds, count):
+        lo, hi = (int(n) for n in bounds)
+        return np.isin(np.arange(count), np.arange(lo, hi))
+
+    for i in range(spec.q_tiles):
+        np.testing.assert_array_equal(
+            visited(spec.key_range(i), spec.k_tiles), blocks[i]
+        )
+    for j in range(spec.k_tiles):
+        np.testing.assert_array_equal(
+            visited(spec.query_range(j), spec.q_tiles), blocks[:, j]
+        )
