@@ -22,6 +22,7 @@ def build_toy_model(
     num_layers: int = 2,
     encoding: str | None = "sinusoidal",
     dropout: float = 0.0,
+    causal: bool = False,
 ):
     """A small Transformer encoder for per-token prediction, built with `model.add`.
 
@@ -51,6 +52,8 @@ def build_toy_model(
             attention) or `None` (no position information: the model is then
             permutation-equivariant).
         dropout: dropout rate in `[0, 1)` inside the blocks.
+        causal: if `True`, every block's attention is causal (position `i`
+            sees positions `<= i`): a decoder, for `keras_attention.generate`.
 
     Returns:
         A compiled `keras.Sequential` mapping int tokens `(batch, seq_len)` to
@@ -81,6 +84,7 @@ def build_toy_model(
             f"'rotary', 'alibi' or None. Received: encoding={encoding!r}"
         )
     checks.dropout(dropout, _NAME)
+    causal = checks.boolean(causal, "causal", _NAME)
 
     model = keras.Sequential(name=f"toy_model_{encoding or 'none'}")
     model.add(keras.Input((None,), dtype="int32", name="tokens"))
@@ -105,6 +109,7 @@ def build_toy_model(
                 num_heads=num_heads,
                 intermediate_dim=2 * d_model,
                 dropout=dropout,
+                causal=causal,
                 rotary_embedding=RotaryEmbedding() if encoding == "rotary" else None,
                 alibi=encoding == "alibi",
                 name=f"block_{index}",
