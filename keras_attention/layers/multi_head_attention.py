@@ -452,8 +452,7 @@ class MultiHeadAttention(AttentionLayer):
                 raise ValueError(
                     f"{owner}: with a `cache`, the layer attends from `query` "
                     f"to itself and the cache, and takes no `{argument}` "
-                    f"({reason}). Received: {argument} of type "
-                    f"{type(given).__name__}"
+                    f"({reason}). Received: a `{argument}`"
                 )
         key_cache, value_cache, index, per_row = self._check_cache(
             query, cache, cache_index, mask
@@ -592,6 +591,7 @@ class MultiHeadAttention(AttentionLayer):
                 f"shapes {shapes[0]} and {shapes[1]}"
             )
         dtypes = [keras.backend.standardize_dtype(part.dtype) for part in cache]
+        # (Keras' call casts a floating cache to the compute dtype first.)
         if any(dtype != self.compute_dtype for dtype in dtypes):
             raise ValueError(
                 f"{owner}: `cache` must hold the layer's compute dtype "
