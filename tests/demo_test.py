@@ -182,3 +182,25 @@ def test_full_preset_is_run_demos_default():
     assert command_line.FULL == {
         name: parameters[name].default for name in ("train_size", "epochs")
     }
+
+
+def test_generation_demo_quick_preset(capsys):
+    # `demo --task generate --quick`, in this process: too little training
+    # for the accuracy to mean anything; the format, and the cache changes
+    # no token.
+    command_line.main(["demo", "--task", "generate", "--quick"])
+    out = capsys.readouterr().out
+    assert re.search(r"^exact match: \d+\.\d%$", out, re.MULTILINE)
+    assert "cached and uncached outputs identical: yes" in out
+    assert re.search(
+        r"^tokens per second \(one generate call each, compilation included\): "
+        r"cached \d+, uncached \d+$",
+        out,
+        re.MULTILINE,
+    )
+
+
+def test_generation_demo_bad_task_exits_2():
+    result = _run("demo", "--task", "translate")
+    assert result.returncode == 2
+    assert "argument --task: invalid choice: 'translate'" in result.stderr
