@@ -137,13 +137,47 @@ class MultiHeadAttention(AttentionLayer):
             `value` passed) needs both: `start_index=(query_start,
             key_start)`, e.g. `(t, 0)` for a query at step `t` attending to
             keys from step 0.
+        cache: keyword-only, for decoding one step at a time: the pair
+            `(key_cache, value_cache)` from `init_cache(batch_size,
+            max_length)` or from the previous call (see "Decoding" below).
+        cache_index: keyword-only, with `cache`: the number of positions
+            already in the cache, where this call's keys and values are
+            written; an int or an integer tensor, scalar or `(batch,)` (a
+            position per row, for prompts of different lengths).
 
     Returns:
         `(batch, q_len, *output_shape)`, and with
         `return_attention_scores=True` also the weights
         `(batch, num_heads, q_len, k_len)` (for rank > 3 inputs,
         `(batch, <other axes>, num_heads, <query attention axes>,
-        <key attention axes>)`, as Keras).
+        <key attention axes>)`, as Keras). With a `cache`, a tuple that ends
+        with the updated cache: `(output, new_cache)`, or `(output, weights,
+        new_cache)` with weights over the cache's `max_length` positions.
+
+    Decoding (self-attention, rank-3 inputs): `cache = layer.init_cache(
+    batch_size, max_length)` holds the keys and values of `num_key_value_heads`
+    heads, `(batch, num_key_value_heads, max_length, key_dim)` and
+    `(..., value_dim)`, in the layer's compute dtype (the attention itself
+    still runs in float32). `output, cache = layer(x, cache=cache,
+    cache_index=i)` writes the keys and values of `x` `(batch, q_len, dim)`
+    at positions `i .. i + q_len - 1` and attends from them to the cache:
+    query `t` is at position `i + t` and, with `causal`, sees cache
+    positions `<= i + t` (bottom-right alignment); without `causal`, every
+    filled position `< i + q_len`. Positions past the filled part get no
+    weight. A `rotary_embedding` rotates at those positions, ALiBi measures
+    its distances from them and `sliding_window` counts from them, so the
+    steps give the outputs of one call on the whole sequence. With a
+    `(batch,)` `cache_index` each row has its own positions: right-pad
+    prompts of different lengths, pass their lengths as `cache_index` for
+    the first new token, and each prompt's positions count from its first
+    token. With a cache the padding `mask` only zeroes padded queries'
+    outputs; keys are masked by position alone. `cache_index + q_len` must
+    not exceed `max_length` (checked when the values are known; in a
+    compiled loop it is not). Not supported with a cache: `value`, `key`,
+    `attention_mask`, `start_index`. Each call attends to all `max_length`
+    positions under a mask, and a single eager call copies the cache: run
+    the steps in one compiled loop (`keras.ops.while_loop`, as
+    `keras_attention.generate` does) with the cache as a loop variable.
 
     Example:
 
