@@ -15,7 +15,7 @@ import pytest
 import keras_attention
 from keras_attention import generation
 from keras_attention.layers.multi_head_attention import MultiHeadAttention
-from tests.layer_test_case import assert_raises_with, to_numpy
+from tests.layer_test_case import MIXED_TOLERANCE, assert_raises_with, to_numpy
 
 VOCAB = 12
 G = "generate: "
@@ -339,3 +339,22 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("call,error,message", BAD_INPUTS)
 def test_bad_input_raises_a_clear_error(call, error, message):
     assert_raises_with(call, error, message)
+
+
+def test_cache_holds_the_compute_dtype():
+    layer = MultiHeadAttention(2, 4, causal=True, dtype="mixed_float16")
+    x = keras.random.normal((2, 3, 8))
+    full = to_numpy(layer(x))  # builds the layer outside `jax.jit`
+
+    def decode(x):
+        cache = layer.init_cache(2, 4)
+        first, cache = layer(x, cache=cache, cache_index=0)
+        last, cache = layer(x[:, :1], cache=cache, cache_index=np.array([3, 2]))
+        return first, last, cache
+
+    first, last, cache = compiled(decode)(x)
+    dtypes = {keras.backend.standardize_dtype(t.dtype) for t in (first, last, *cache)}
+    assert dtypes == {"float16"}
+    np.testing.assert_allclose(
+        to_numpy(first), full, atol=MIXED_TOLERANCE["mixed_float16"]
+    )
