@@ -9,6 +9,7 @@ drives dropout), so a seed gives the same draws on every backend.
 """
 
 import random
+import weakref
 
 import keras
 import numpy as np
@@ -30,6 +31,8 @@ _POSITIONWISE = (
     keras.layers.Activation,
 )
 _UNIFORM_BITS = 24
+# model -> {options: tf.function}: TensorFlow's compiled loops, reused.
+_TF_FUNCTIONS = weakref.WeakKeyDictionary()
 
 
 def generate(
@@ -100,7 +103,8 @@ def generate(
     step attends to all of them under a mask, and rewrites them (each row
     writes at its own position), so a step costs time proportional to that
     length, not to the positions filled so far. Keep `max_new_tokens` to
-    what you need. The whole loop compiles once per call.
+    what you need. The whole loop compiles once per call on JAX; on
+    TensorFlow once per model, options and shapes (later calls reuse it).
 
     By hand (any model, e.g. a Functional one): call each attention layer
     with its cache, in a step function you compile yourself, e.g.
@@ -142,10 +146,15 @@ def generate(
     buffer[:, :prompt_len] = tokens
     loop = _cached_loop if use_cache else _uncached_loop
 
+    # The loop holds the model weakly: a cached `tf.function` (below) must
+    # not keep it alive.
+    model_ref = weakref.ref(model)
+
     def run(buffer, lengths, seed):
+        decoder = model_ref()
         return loop(
-            model,
-            (embedding, middle, head),
+            decoder,
+            _decoder_layers(decoder),
             buffer,
             lengths,
             prompt_len,
@@ -159,8 +168,17 @@ def generate(
     if backend == "tensorflow":
         import tensorflow as tf
 
-        run = tf.function(run, jit_compile=True)
+        # A `tf.function` reads the model's variables when it runs, so one
+        # compiled loop serves every call with the same options and shapes.
+        key = (use_cache, prompt_len, max_new_tokens, end_token) + tuple(
+            sorted((name, value) for name, value in options.items() if name != "seed")
+        )
+        functions = _TF_FUNCTIONS.setdefault(model, {})
+        if key not in functions:
+            functions[key] = tf.function(run, jit_compile=True)
+        run = functions[key]
     elif backend == "jax":
+        # `jax.jit` would keep the weights of its first call: compile anew.
         import jax
 
         run = jax.jit(run)
