@@ -16,6 +16,7 @@ __all__ = [
     "attention_weights",
     "attention_weights_by_layer",
     "build_toy_model",
+    "generate",
     "make_reversal_data",
     "plot_attention",
     "plot_position_encoding",
@@ -45,6 +46,7 @@ def _command_line_is_starting():
 
 
 if not _command_line_is_starting():
+    from keras_attention.generation import generate
     from keras_attention.inspection import attention_weights, attention_weights_by_layer
     from keras_attention.layers.learned_position_embedding import (
         LearnedPositionEmbedding,

@@ -66,6 +66,14 @@ def _parsers():
         allow_abbrev=False,
     )
     demo.add_argument(
+        "--task",
+        choices=("table", "generate"),
+        default="table",
+        help="table: the reversal task with each position encoding; generate: "
+        "a causal model answers prompts with keras_attention.generate, with "
+        "and without the key/value cache",
+    )
+    demo.add_argument(
         "--output",
         default="demo-output",
         metavar="DIR",
@@ -155,6 +163,13 @@ def main(argv=None):
     parser, demo_parser = _parsers()
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
+    if args.task == "generate":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from keras_attention.generation_demo import run_generation_demo
+
+        overrides = {"epochs": args.epochs} if hasattr(args, "epochs") else {}
+        run_generation_demo(seed=args.seed, quick=args.quick, **overrides)
+        return
     try:
         replaced = _prepare_output(args.output, args.overwrite)
     except OSError as error:

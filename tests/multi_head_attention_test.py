@@ -260,6 +260,15 @@ def mha(**kwargs):
 
 MHA = "MultiHeadAttention: "
 
+
+def cached_call(cache=None, cache_index=0, **kwargs):
+    """A call of a causal layer with a cache of 4 positions on 2 new steps;
+    `cache` makes a bad cache from the layer."""
+    layer = mha(causal=True)
+    cache = layer.init_cache(2, 4) if cache is None else cache(layer)
+    return layer(normal(2, 2, 8), cache=cache, cache_index=cache_index, **kwargs)
+
+
 BAD_INPUTS = [
     pytest.param(
         lambda: mha(num_heads=0),
@@ -471,6 +480,114 @@ BAD_INPUTS = [
         MHA
         + "`value_mask` must be boolean or integer, non-zero at real positions and zero at padding (Keras' convention). Received: value_mask with dtype float32",
         id="float-padding-mask",
+    ),
+    pytest.param(
+        lambda: cached_call(cache_index=3),
+        ValueError,
+        MHA + "the cache overflows: `cache_index` + q_len must be at most the "
+        "cache's max_length=4. Received: cache_index=3, q_len=2",
+        id="cache-overflow",
+    ),
+    pytest.param(
+        lambda: cached_call(cache_index=np.array([0, 3], "int32")),
+        ValueError,
+        MHA + "the cache overflows: `cache_index` + q_len must be at most the "
+        "cache's max_length=4. Received: cache_index=[0, 3], q_len=2",
+        id="cache-overflow-per-row",
+    ),
+    pytest.param(
+        lambda: cached_call(cache_index=-1),
+        ValueError,
+        MHA + "`cache_index` must be >= 0. Received: cache_index=-1",
+        id="cache-index-negative",
+    ),
+    pytest.param(
+        lambda: cached_call(cache_index=np.zeros((3,), "int32")),
+        ValueError,
+        MHA + "`cache_index` must have shape () or (batch,)=(2,). "
+        "Received: cache_index.shape=(3,)",
+        id="cache-index-wrong-shape",
+    ),
+    pytest.param(
+        lambda: cached_call(cache_index=np.float32(1.0)),
+        TypeError,
+        MHA + "`cache_index` must be an int or an integer tensor of shape () or "
+        "(batch,). Received: cache_index with dtype float32",
+        id="cache-index-float",
+    ),
+    pytest.param(
+        lambda: cached_call(cache_index=None),
+        ValueError,
+        MHA + "a `cache` needs `cache_index`, the number of positions already in "
+        "it (an int, or a `(batch,)` integer tensor for one per row). "
+        "Received: cache_index=None",
+        id="cache-without-index",
+    ),
+    pytest.param(
+        lambda: mha(causal=True)(normal(2, 2, 8), cache_index=0),
+        ValueError,
+        MHA + "`cache_index` needs a `cache` (see `init_cache`). "
+        "Received: cache=None, cache_index=0",
+        id="cache-index-without-cache",
+    ),
+    pytest.param(
+        lambda: cached_call(cache=lambda layer: layer.init_cache(2, 4)[0]),
+        ValueError,
+        MHA + "`cache` must be the pair (key_cache, value_cache) that "
+        "`init_cache` returns. Received: cache of type "
+        + type(keras.ops.zeros(())).__name__,
+        id="cache-not-a-pair",
+    ),
+    pytest.param(
+        lambda: cached_call(cache=lambda layer: mha(num_heads=4).init_cache(2, 4)),
+        ValueError,
+        MHA + "`cache` must be (key_cache, value_cache) of shapes (2, 2, "
+        "max_length, 4) and (2, 2, max_length, 4), as `init_cache(batch_size, "
+        "max_length)` makes them. Received: shapes (2, 4, 4, 4) and (2, 4, 4, 4)",
+        id="cache-wrong-shape",
+    ),
+    pytest.param(
+        lambda: cached_call(
+            cache=lambda layer: tuple(
+                keras.ops.cast(c, "int32") for c in layer.init_cache(2, 4)
+            )
+        ),
+        ValueError,
+        MHA + "`cache` must hold the layer's compute dtype float32. Received: "
+        "cache dtypes int32 and int32",
+        id="cache-wrong-dtype",
+    ),
+    pytest.param(
+        lambda: cached_call(value=normal(2, 2, 8)),
+        ValueError,
+        MHA + "with a `cache`, the layer attends from `query` to itself and the "
+        "cache, and takes no `value` (the keys are the cache, masked by "
+        "position). Received: a `value`",
+        id="cache-with-value",
+    ),
+    pytest.param(
+        lambda: cached_call(start_index=1),
+        ValueError,
+        MHA + "with a `cache`, the layer attends from `query` to itself and the "
+        "cache, and takes no `start_index` (the positions follow `cache_index`). "
+        "Received: a `start_index`",
+        id="cache-with-start-index",
+    ),
+    pytest.param(
+        lambda: keras_attention.ScaledDotProductAttention()(
+            normal(2, 2, 8), cache=(), cache_index=0
+        ),
+        ValueError,
+        "ScaledDotProductAttention: `cache` and `cache_index` need the "
+        "projections of `MultiHeadAttention`; this layer keeps no cache. "
+        "Received: cache_index=0",
+        id="cache-on-scaled-dot-product-attention",
+    ),
+    pytest.param(
+        lambda: mha().init_cache(0, 4),
+        ValueError,
+        MHA + "`batch_size` must be a positive integer. Received: batch_size=0",
+        id="init-cache-batch-zero",
     ),
 ]
 

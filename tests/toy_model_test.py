@@ -177,6 +177,12 @@ BAD_INPUTS = [
         "LearnedPositionEmbedding: the positions do not fit: `start_index` + length = 6 exceeds `max_length` = 4. Received: start_index=0, length=6",
         id="learned-too-long-symbolic",
     ),
+    pytest.param(
+        lambda: toy(causal="yes"),
+        TypeError,
+        TOY + "`causal` must be a bool. Received: causal='yes'",
+        id="causal-not-bool",
+    ),
 ]
 
 

@@ -190,6 +190,13 @@ BAD_INPUTS = [
         + "`mask` must have shape (batch, seq_len)=(2, 3) or broadcast to it. Received: mask.shape=(2, 4)",
         id="padding-mask-shape",
     ),
+    pytest.param(
+        lambda: block(causal=True).init_cache(2, 4),
+        ValueError,
+        TB + "`init_cache` needs the block built, as the input width sizes the "
+        "heads: call it once or build its model first.",
+        id="init-cache-unbuilt",
+    ),
 ]
 
 

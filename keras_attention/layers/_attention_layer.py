@@ -81,7 +81,25 @@ class AttentionLayer(keras.layers.Layer):
         mask=None,
         *,
         start_index=None,
+        cache=None,
+        cache_index=None,
     ):
+        if cache is not None or cache_index is not None:
+            return self._cached_call(
+                query,
+                value,
+                key,
+                cache=cache,
+                cache_index=cache_index,
+                mask=query_mask if query_mask is not None else mask,
+                value_mask=value_mask,
+                key_mask=key_mask,
+                attention_mask=attention_mask,
+                return_attention_scores=return_attention_scores,
+                training=training,
+                use_causal_mask=use_causal_mask,
+                start_index=start_index,
+            )
         owner = type(self).__name__
         return_attention_scores = checks.boolean(
             return_attention_scores, "return_attention_scores", owner
@@ -152,6 +170,19 @@ class AttentionLayer(keras.layers.Layer):
         `starts`: the first positions of the query and the key for the
         rotary embedding, or None without one."""
         return query, key, value
+
+    def _cached_call(self, query, value, key, *, cache, cache_index, **kwargs):
+        """The call with a key/value cache (`MultiHeadAttention` has one)."""
+        raise ValueError(
+            f"{type(self).__name__}: `cache` and `cache_index` need the "
+            "projections of `MultiHeadAttention`; this layer keeps no cache. "
+            f"Received: cache_index={cache_index!r}"
+        )
+
+    def _cached_output_spec(self, query, value, key, cache, cache_index, scores):
+        return self._cached_call(
+            query, value, key, cache=cache, cache_index=cache_index
+        )
 
     def _start_indices(self, start_index, self_attention):
         """The first positions `(query, key)` for `_project`, from the
@@ -271,7 +302,13 @@ class AttentionLayer(keras.layers.Layer):
         mask=None,
         *,
         start_index=None,
+        cache=None,
+        cache_index=None,
     ):
+        if cache is not None or cache_index is not None:
+            return self._cached_output_spec(
+                query, value, key, cache, cache_index, return_attention_scores
+            )
         self._start_indices(start_index, value is None)
         value = query if value is None else value
         key = value if key is None else key

@@ -18,9 +18,9 @@ from keras import ops
 
 from keras_attention import _checks as checks
 from keras_attention.layers._attention_layer import AttentionLayer
-from keras_attention.layers._position_layer import static_start_index
+from keras_attention.layers._position_layer import static_start_index, static_value
 from keras_attention.layers.rotary_embedding import as_rotary_embedding
-from keras_attention.ops import alibi_slopes
+from keras_attention.ops import alibi_slopes, scaled_dot_product_attention
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -139,13 +139,47 @@ class MultiHeadAttention(AttentionLayer):
             `value` passed) needs both: `start_index=(query_start,
             key_start)`, e.g. `(t, 0)` for a query at step `t` attending to
             keys from step 0.
+        cache: keyword-only, for decoding one step at a time: the pair
+            `(key_cache, value_cache)` from `init_cache(batch_size,
+            max_length)` or from the previous call (see "Decoding" below).
+        cache_index: keyword-only, with `cache`: the number of positions
+            already in the cache, where this call's keys and values are
+            written; an int or an integer tensor, scalar or `(batch,)` (a
+            position per row, for prompts of different lengths).
 
     Returns:
         `(batch, q_len, *output_shape)`, and with
         `return_attention_scores=True` also the weights
         `(batch, num_heads, q_len, k_len)` (for rank > 3 inputs,
         `(batch, <other axes>, num_heads, <query attention axes>,
-        <key attention axes>)`, as Keras).
+        <key attention axes>)`, as Keras). With a `cache`, a tuple that ends
+        with the updated cache: `(output, new_cache)`, or `(output, weights,
+        new_cache)` with weights over the cache's `max_length` positions.
+
+    Decoding (self-attention, rank-3 inputs): `cache = layer.init_cache(
+    batch_size, max_length)` holds the keys and values of `num_key_value_heads`
+    heads, `(batch, num_key_value_heads, max_length, key_dim)` and
+    `(..., value_dim)`, in the layer's compute dtype (the attention itself
+    still runs in float32). `output, cache = layer(x, cache=cache,
+    cache_index=i)` writes the keys and values of `x` `(batch, q_len, dim)`
+    at positions `i .. i + q_len - 1` and attends from them to the cache:
+    query `t` is at position `i + t` and, with `causal`, sees cache
+    positions `<= i + t` (bottom-right alignment); without `causal`, every
+    filled position `< i + q_len`. Positions past the filled part get no
+    weight. A `rotary_embedding` rotates at those positions, ALiBi measures
+    its distances from them and `sliding_window` counts from them, so the
+    steps give the outputs of one call on the whole sequence. With a
+    `(batch,)` `cache_index` each row has its own positions: right-pad
+    prompts of different lengths, pass their lengths as `cache_index` for
+    the first new token, and each prompt's positions count from its first
+    token. With a cache the padding `mask` only zeroes padded queries'
+    outputs; keys are masked by position alone. `cache_index + q_len` must
+    not exceed `max_length` (checked when the values are known; in a
+    compiled loop it is not). Not supported with a cache: `value`, `key`,
+    `attention_mask`, `start_index`. Each call attends to all `max_length`
+    positions under a mask, and a single eager call copies the cache: run
+    the steps in one compiled loop (`keras.ops.while_loop`, as
+    `keras_attention.generate` does) with the cache as a loop variable.
 
     Example:
 
@@ -378,6 +412,291 @@ class MultiHeadAttention(AttentionLayer):
             self._to_heads(key),
             self._to_heads(self._value_dense(value)),
         )
+
+    # The key/value cache of decoding: self-attention of new positions to
+    # every earlier one, one call per step.
+
+    def init_cache(self, batch_size: int, max_length: int):
+        """An empty key/value cache for `call(..., cache=, cache_index=)`.
+
+        Args:
+            batch_size: the batch size of the calls.
+            max_length: the number of positions the cache holds (prompt and
+                generated tokens together).
+
+        Returns:
+            The pair `(key_cache, value_cache)`, zeros of shapes
+            `(batch_size, num_key_value_heads, max_length, key_dim)` and
+            `(batch_size, num_key_value_heads, max_length, value_dim)` in the
+            layer's compute dtype. The layer need not be built.
+        """
+        owner = type(self).__name__
+        batch_size = checks.positive_int(batch_size, "batch_size", owner)
+        max_length = checks.positive_int(max_length, "max_length", owner)
+        shape = (batch_size, self.num_key_value_heads, max_length)
+        return (
+            ops.zeros(shape + (self.key_dim,), dtype=self.compute_dtype),
+            ops.zeros(shape + (self.value_dim,), dtype=self.compute_dtype),
+        )
+
+    def _cached_call(
+        self,
+        query,
+        value,
+        key,
+        *,
+        cache,
+        cache_index,
+        mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        return_attention_scores=False,
+        training=None,
+        use_causal_mask=None,
+        start_index=None,
+    ):
+        owner = type(self).__name__
+        return_attention_scores = checks.boolean(
+            return_attention_scores, "return_attention_scores", owner
+        )
+        causal = (
+            self.causal
+            if use_causal_mask is None
+            else checks.boolean(use_causal_mask, "use_causal_mask", owner)
+        )
+        if self.flash_attention and return_attention_scores:
+            raise ValueError(
+                f"{owner}: `return_attention_scores=True` is not supported with "
+                "`flash_attention=True`, as in Keras. Received: "
+                "return_attention_scores=True"
+            )
+        for argument, given in (
+            ("value", value),
+            ("key", key),
+            ("value_mask", value_mask),
+            ("key_mask", key_mask),
+            ("attention_mask", attention_mask),
+            ("start_index", start_index),
+        ):
+            if given is not None:
+                reason = (
+                    "the positions follow `cache_index`"
+                    if argument == "start_index"
+                    else "the keys are the cache, masked by position"
+                )
+                raise ValueError(
+                    f"{owner}: with a `cache`, the layer attends from `query` "
+                    f"to itself and the cache, and takes no `{argument}` "
+                    f"({reason}). Received: a `{argument}`"
+                )
+        key_cache, value_cache, index, per_row = self._check_cache(
+            query, cache, cache_index, mask
+        )
+        q_len = ops.shape(query)[1]
+        # The positions of the new steps, (batch or 1, q_len): they count
+        # from each row's `cache_index`.
+        positions = ops.expand_dims(index, -1) + ops.arange(q_len, dtype="int32")
+        query_heads = self._query_dense(query)
+        new_key = self._key_dense(query)
+        if self.rotary_embedding is not None:
+            rotary_positions = ops.broadcast_to(positions, (ops.shape(query)[0], q_len))
+            query_heads, new_key = (
+                self.rotary_embedding._apply(x, rotary_positions)
+                for x in (query_heads, new_key)
+            )
+        new_value = self._value_dense(query)
+        # (batch, heads, q_len, dim), written at the positions.
+        query_heads, new_key, new_value = (
+            ops.transpose(x, (0, 2, 1, 3)) for x in (query_heads, new_key, new_value)
+        )
+        key_cache = _write(key_cache, new_key, index, per_row)
+        value_cache = _write(value_cache, new_value, index, per_row)
+
+        max_length = ops.shape(key_cache)[2]
+        rows = ops.reshape(positions, (-1, 1, q_len, 1))  # (b, 1, q, 1)
+        cols = ops.reshape(ops.arange(max_length, dtype="int32"), (1, 1, 1, -1))
+        if causal:
+            # Bottom-right: query t sees the cache up to its own position.
+            allowed = ops.less_equal(cols, rows)
+        else:
+            filled = ops.reshape(index + q_len, (-1, 1, 1, 1))
+            allowed = ops.less(cols, filled)
+        distance = rows - cols
+        if self.sliding_window is not None:
+            allowed = ops.logical_and(
+                allowed, ops.less(ops.abs(distance), self.sliding_window)
+            )
+        bias = None
+        if self.alibi:
+            # ALiBi from each row's positions: -slope * |i - j|.
+            slopes = ops.reshape(ops.convert_to_tensor(self._alibi_slopes), (-1, 1, 1))
+            bias = -ops.cast(slopes, "float32") * ops.cast(ops.abs(distance), "float32")
+        result = scaled_dot_product_attention(
+            query_heads,
+            key_cache,
+            value_cache,
+            allowed,
+            bias=bias,
+            scale=self.scale,
+            dropout=self.dropout,
+            seed=self.seed_generator,
+            training=bool(training),
+            return_weights=return_attention_scores,
+            tile_size=self.tile_size,
+        )
+        context, weights = result if return_attention_scores else (result, None)
+        if mask is not None:
+            # A padded query gets a zero context, as without a cache.
+            query_mask = ops.reshape(ops.not_equal(mask, 0), (-1, 1, q_len, 1))
+            context = ops.where(query_mask, context, ops.zeros_like(context))
+        output = self._output(context, query)
+        new_cache = (key_cache, value_cache)
+        if return_attention_scores:
+            return output, weights, new_cache
+        return output, new_cache
+
+    def _check_cache(self, query, cache, cache_index, mask):
+        """Returns `(key_cache, value_cache, index, per_row)`: the checked
+        cache and `cache_index` as int32 `()` or `(batch,)`."""
+        owner = type(self).__name__
+        checks.floating(query, "query", owner)
+        query_shape = tuple(query.shape)
+        if len(query_shape) != 3:
+            raise ValueError(
+                f"{owner}: a `cache` needs `query` of rank 3, (batch, q_len, "
+                f"dim). Received: query.shape={query_shape}"
+            )
+        self._check_shapes(query_shape, query_shape, query_shape)
+        checks.mask(
+            mask,
+            "mask",
+            owner,
+            "(batch, q_len)",
+            query_shape[:2],
+            "non-zero at real positions and zero at padding",
+        )
+        if cache is None:
+            raise ValueError(
+                f"{owner}: `cache_index` needs a `cache` (see `init_cache`). "
+                f"Received: cache=None, cache_index={cache_index!r}"
+            )
+        if cache_index is None:
+            raise ValueError(
+                f"{owner}: a `cache` needs `cache_index`, the number of "
+                "positions already in it (an int, or a `(batch,)` integer "
+                "tensor for one per row). Received: cache_index=None"
+            )
+        if not isinstance(cache, (tuple, list)) or len(cache) != 2:
+            raise ValueError(
+                f"{owner}: `cache` must be the pair (key_cache, value_cache) "
+                "that `init_cache` returns. Received: cache of type "
+                f"{type(cache).__name__}"
+                + (f" and length {len(cache)}" if isinstance(cache, tuple) else "")
+            )
+        key_cache, value_cache = cache
+        batch = query_shape[0]
+        heads = self.num_key_value_heads
+        expected = (
+            (batch, heads, None, self.key_dim),
+            (batch, heads, None, self.value_dim),
+        )
+        for part in cache:
+            checks.tensor(part, "cache", owner)
+        shapes = [tuple(part.shape) for part in cache]
+        fits = (
+            all(
+                len(shape) == 4
+                and all(
+                    e is None or s is None or s == e
+                    for s, e in zip(shape, expect, strict=False)
+                )
+                for shape, expect in zip(shapes, expected, strict=True)
+            )
+            and shapes[0][2] == shapes[1][2]
+        )
+        if not fits:
+            described = [
+                "(" + ", ".join("max_length" if e is None else str(e) for e in x) + ")"
+                for x in expected
+            ]
+            raise ValueError(
+                f"{owner}: `cache` must be (key_cache, value_cache) of shapes "
+                f"{described[0]} and {described[1]}, as "
+                "`init_cache(batch_size, max_length)` makes them. Received: "
+                f"shapes {shapes[0]} and {shapes[1]}"
+            )
+        dtypes = [keras.backend.standardize_dtype(part.dtype) for part in cache]
+        # (Keras' call casts a floating cache to the compute dtype first.)
+        if any(dtype != self.compute_dtype for dtype in dtypes):
+            raise ValueError(
+                f"{owner}: `cache` must hold the layer's compute dtype "
+                f"{self.compute_dtype}. Received: cache dtypes {dtypes[0]} and "
+                f"{dtypes[1]}"
+            )
+        index = self._check_cache_index(cache_index, batch)
+        per_row = len(index.shape) == 1
+        known = static_value(index)
+        max_length, q_len = shapes[0][2], query_shape[1]
+        if known is not None and None not in (max_length, q_len):
+            if (known < 0).any():
+                raise ValueError(
+                    f"{owner}: `cache_index` must be >= 0. "
+                    f"Received: cache_index={known.tolist()}"
+                )
+            if (known + q_len > max_length).any():
+                raise ValueError(
+                    f"{owner}: the cache overflows: `cache_index` + q_len must "
+                    f"be at most the cache's max_length={max_length}. "
+                    f"Received: cache_index={known.tolist()}, q_len={q_len}"
+                )
+        return key_cache, value_cache, index, per_row
+
+    def _check_cache_index(self, cache_index, batch):
+        owner = type(self).__name__
+        if checks.is_integer(cache_index):
+            return ops.convert_to_tensor(int(cache_index), dtype="int32")
+        if not (hasattr(cache_index, "shape") and hasattr(cache_index, "dtype")):
+            raise TypeError(
+                f"{owner}: `cache_index` must be an int or an integer tensor of "
+                f"shape () or (batch,). Received: cache_index of type "
+                f"{type(cache_index).__name__}"
+            )
+        dtype = keras.backend.standardize_dtype(cache_index.dtype)
+        shape = tuple(cache_index.shape)
+        if "int" not in dtype:
+            raise TypeError(
+                f"{owner}: `cache_index` must be an int or an integer tensor of "
+                f"shape () or (batch,). Received: cache_index with dtype {dtype}"
+            )
+        if shape != () and (
+            len(shape) != 1 or None not in (shape[0], batch) and shape[0] != batch
+        ):
+            raise ValueError(
+                f"{owner}: `cache_index` must have shape () or (batch,)="
+                f"({batch},). Received: cache_index.shape={shape}"
+            )
+        return ops.cast(cache_index, "int32")
+
+    def _cached_output_spec(self, query, value, key, cache, cache_index, scores):
+        key_cache, value_cache, _, _ = self._check_cache(
+            query, cache, cache_index, None
+        )
+        shape = tuple(query.shape)
+        output = keras.KerasTensor(
+            self._output_shape(shape, shape, shape), dtype=self.compute_dtype
+        )
+        new_cache = tuple(
+            keras.KerasTensor(part.shape, dtype=self.compute_dtype)
+            for part in (key_cache, value_cache)
+        )
+        if not scores:
+            return output, new_cache
+        weights = keras.KerasTensor(
+            (shape[0], self.num_heads, shape[1], key_cache.shape[2]),
+            dtype=self.compute_dtype,
+        )
+        return output, weights, new_cache
 
     def _start_indices(self, start_index, self_attention):
         owner = type(self).__name__
@@ -674,6 +993,25 @@ class MultiHeadAttention(AttentionLayer):
                     keras.dtype_policies.DTypePolicyMap(policy, policies)
                 )
         return config
+
+
+def _write(cache, new, index, per_row):
+    """`cache` `(batch, heads, max_length, dim)` with `new` `(batch, heads,
+    q_len, dim)` written from position `index` (int32 `()`, or `(batch,)`
+    for a position per row)."""
+    new = ops.cast(new, cache.dtype)
+    if not per_row:
+        return ops.slice_update(cache, (0, 0, index, 0), new)
+    # A position per row: each cache position takes the new step it holds,
+    # if any (a select over the cache, as no backend scatters per row).
+    max_length, q_len = ops.shape(cache)[2], ops.shape(new)[2]
+    step = ops.arange(max_length, dtype="int32") - ops.expand_dims(index, -1)
+    written = ops.logical_and(ops.greater_equal(step, 0), ops.less(step, q_len))
+    batch, heads, _, dim = ops.shape(new)
+    steps = ops.reshape(ops.clip(step, 0, q_len - 1), (-1, 1, max_length, 1))
+    steps = ops.broadcast_to(steps, (batch, heads, max_length, dim))
+    gathered = ops.take_along_axis(new, steps, axis=2)
+    return ops.where(ops.reshape(written, (-1, 1, max_length, 1)), gathered, cache)
 
 
 def _rotary(rotary_embedding, key_dim, owner):

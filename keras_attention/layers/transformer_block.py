@@ -39,9 +39,16 @@ class TransformerBlock(keras.layers.Layer):
         training: whether dropout applies.
         return_attention_scores: if `True`, also return the attention weights
             `(batch, num_heads, seq_len, seq_len)`.
+        cache, cache_index: keyword-only, for decoding with a key/value
+            cache: `cache` from `init_cache(batch_size, max_length)` (or the
+            previous call), `cache_index` the number of positions already in
+            it, an int or a `(batch,)` integer tensor (one per row). See
+            `MultiHeadAttention`; the weights then have `max_length` keys.
 
     Returns:
-        `(batch, seq_len, width)`, and the weights when asked for.
+        `(batch, seq_len, width)`, and the weights when asked for; with a
+        `cache`, a tuple that ends with the updated cache:
+        `(outputs, new_cache)` or `(outputs, weights, new_cache)`.
 
     Example:
 
@@ -165,29 +172,77 @@ class TransformerBlock(keras.layers.Layer):
         checks.not_strings(inputs, "inputs", type(self).__name__)
         return super().__call__(*args, **kwargs)
 
-    def call(self, inputs, mask=None, training=None, return_attention_scores=False):
+    def init_cache(self, batch_size: int, max_length: int):
+        """An empty key/value cache of the block's attention (see
+        `MultiHeadAttention.init_cache`); the block must be built (called
+        once, or part of a built model), as its width sizes the heads."""
+        if not self.built:
+            raise ValueError(
+                f"{type(self).__name__}: `init_cache` needs the block built, as "
+                "the input width sizes the heads: call it once or build its "
+                "model first."
+            )
+        return self.attention.init_cache(batch_size, max_length)
+
+    def call(
+        self,
+        inputs,
+        mask=None,
+        training=None,
+        return_attention_scores=False,
+        *,
+        cache=None,
+        cache_index=None,
+    ):
         self._check_inputs(inputs, mask)
+        cached = cache is not None or cache_index is not None
+        extra = {"cache": cache, "cache_index": cache_index} if cached else {}
         attended = self.attention(
             self.attention_norm(inputs),
             mask=mask,
             training=training,
             return_attention_scores=return_attention_scores,
+            **extra,
         )
+        new_cache = None
+        if cached:
+            *attended, new_cache = attended
+            attended = tuple(attended) if return_attention_scores else attended[0]
         attended, scores = attended if return_attention_scores else (attended, None)
         x = inputs + self.residual_dropout(attended, training=training)
         hidden = self.intermediate(self.feedforward_norm(x))
         x = x + self.residual_dropout(self.output_dense(hidden), training=training)
-        return (x, scores) if return_attention_scores else x
+        outputs = (x, scores) if return_attention_scores else (x,)
+        if cached:
+            return (*outputs, new_cache)
+        return outputs if return_attention_scores else x
 
     def compute_output_shape(self, inputs_shape):
         self._check_shape(inputs_shape)
         return tuple(inputs_shape)
 
     def compute_output_spec(
-        self, inputs, mask=None, training=None, return_attention_scores=False
+        self,
+        inputs,
+        mask=None,
+        training=None,
+        return_attention_scores=False,
+        *,
+        cache=None,
+        cache_index=None,
     ):
         shape = self._check_inputs(inputs, mask)
         output = keras.KerasTensor(shape, dtype=self.compute_dtype)
+        if cache is not None or cache_index is not None:
+            return (
+                output,
+                *self.attention.compute_output_spec(
+                    inputs,
+                    return_attention_scores=return_attention_scores,
+                    cache=cache,
+                    cache_index=cache_index,
+                )[1:],
+            )
         if not return_attention_scores:
             return output
         batch, length = shape[0], shape[1]

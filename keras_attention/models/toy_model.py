@@ -23,6 +23,7 @@ def build_toy_model(
     encoding: str | None = "sinusoidal",
     dropout: float = 0.0,
     tile_size: int | None = None,
+    causal: bool = False,
 ):
     """A small Transformer encoder for per-token prediction, built with `model.add`.
 
@@ -55,6 +56,8 @@ def build_toy_model(
         tile_size: the blocks' `tile_size`: `None` chooses, `0` the full
             computation, which a model meant for TensorFlow Lite needs (see
             README's "Serving").
+        causal: if `True`, every block's attention is causal (position `i`
+            sees positions `<= i`): a decoder, for `keras_attention.generate`.
 
     Returns:
         A compiled `keras.Sequential` mapping int tokens `(batch, seq_len)` to
@@ -86,6 +89,7 @@ def build_toy_model(
         )
     checks.dropout(dropout, _NAME)
     checks.tile_size(tile_size, _NAME)
+    causal = checks.boolean(causal, "causal", _NAME)
 
     model = keras.Sequential(name=f"toy_model_{encoding or 'none'}")
     model.add(keras.Input((None,), dtype="int32", name="tokens"))
@@ -110,6 +114,7 @@ def build_toy_model(
                 num_heads=num_heads,
                 intermediate_dim=2 * d_model,
                 dropout=dropout,
+                causal=causal,
                 rotary_embedding=RotaryEmbedding() if encoding == "rotary" else None,
                 alibi=encoding == "alibi",
                 tile_size=tile_size,

@@ -1,0 +1,384 @@
+"""The key/value cache and `generate`: cached steps equal the full pass, the
+same tokens with and without the cache, prompts decoded in a batch as alone,
+and the bad inputs of `generate`.
+
+Tiny models, no training: each `generate` call compiles its loop once, so the
+file makes few of them.
+"""
+
+import functools
+import re
+
+import keras
+import numpy as np
+import pytest
+
+import keras_attention
+from keras_attention import __main__, generation
+from keras_attention.layers.multi_head_attention import MultiHeadAttention
+from tests.layer_test_case import (
+    MIXED_TOLERANCE,
+    assert_raises_with,
+    jax_only,
+    to_numpy,
+)
+
+VOCAB = 12
+G = "generate: "
+
+
+@functools.cache
+def toy(encoding="rotary"):
+    """A causal toy model, seeded (built once per encoding per session)."""
+    keras.utils.set_random_seed(1)
+    return keras_attention.build_toy_model(
+        VOCAB,
+        16,
+        d_model=16,
+        num_heads=2,
+        num_layers=1,
+        encoding=encoding,
+        causal=True,
+    )
+
+
+def gqa_window_model():
+    """Bare attention layers in a Sequential: GQA, MQA, a sliding window."""
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32"),
+            keras.layers.Embedding(VOCAB, 16),
+            keras_attention.SinusoidalPositionEncoding(),
+            MultiHeadAttention(4, 4, num_key_value_heads=2, causal=True),
+            MultiHeadAttention(
+                4, 4, num_key_value_heads=1, sliding_window=2, causal=True
+            ),
+            keras.layers.Dense(VOCAB),
+        ]
+    )
+    return model
+
+
+def compiled(function):
+    """`function` under `jax.jit` on JAX, whose op-by-op eager calls are
+    slow; as it is elsewhere."""
+    if keras.backend.backend() != "jax":
+        return function
+    import jax
+
+    return jax.jit(function)
+
+
+MODELS = {
+    "rotary": lambda: toy("rotary"),
+    "rotary-linear": lambda: keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32"),
+            keras.layers.Embedding(VOCAB, 16),
+            MultiHeadAttention(
+                2,
+                8,
+                causal=True,
+                rotary_embedding=keras_attention.RotaryEmbedding(
+                    scaling={"type": "linear", "factor": 2.0}
+                ),
+            ),
+            keras.layers.Dense(VOCAB),
+        ]
+    ),
+    "alibi": lambda: toy("alibi"),
+    "learned": lambda: toy("learned"),
+    "gqa-mqa-window": gqa_window_model,
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_cached_logits_equal_the_full_pass_at_every_step(name):
+    # Prompts of lengths 3 and 1 in one batch, right-padded: each row writes
+    # and reads its cache at its own positions (a per-row cache_index).
+    model = MODELS[name]()
+    tokens = np.array([[3, 4, 5, 6, 7, 8], [9, 2, 10, 11, 3, 0]], dtype="int32")
+    lengths = np.array([3, 1], dtype="int32")
+    full = to_numpy(model(tokens))  # (2, 6, vocab)
+    layers = generation._decoder_layers(model)
+    caches = tuple(
+        layer.init_cache(2, 6) for layer in layers[1] if hasattr(layer, "init_cache")
+    )
+    forward = compiled(functools.partial(generation._forward, layers))
+    positions = np.tile(np.arange(3, dtype="int32"), (2, 1))
+    logits, caches = forward(tokens[:, :3], positions, caches, np.int32(0))
+    for row, length in enumerate(lengths):
+        np.testing.assert_allclose(
+            to_numpy(logits)[row, :length], full[row, :length], atol=1e-5
+        )
+    for step in range(3):
+        index = lengths + step
+        rows = np.arange(2)
+        logits, caches = forward(
+            tokens[rows, index][:, None], index[:, None], caches, index
+        )
+        np.testing.assert_allclose(to_numpy(logits)[:, 0], full[rows, index], atol=1e-5)
+
+
+def test_transformer_block_cache_returns_output_and_cache():
+    model = toy("rotary")
+    block = model.get_layer("block_0")
+    x = keras.random.normal((2, 4, 16))
+    full = to_numpy(block(x))
+
+    def decode(x):
+        cache = block.init_cache(2, 5)
+        first, cache = block(x[:, :3], cache=cache, cache_index=0)
+        last, weights, cache = block(
+            x[:, 3:], cache=cache, cache_index=3, return_attention_scores=True
+        )
+        return first, last, weights, cache
+
+    first, last, weights, cache = compiled(decode)(x)
+    np.testing.assert_allclose(to_numpy(first), full[:, :3], atol=1e-5)
+    np.testing.assert_allclose(to_numpy(last), full[:, 3:], atol=1e-5)
+    assert tuple(weights.shape) == (2, 2, 1, 5)
+    assert tuple(cache[0].shape) == (2, 2, 5, 8)
+    # Positions past the filled part get no weight.
+    assert np.all(to_numpy(weights)[:, :, :, 4] == 0)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"sampler": "greedy", "end_token": 9},
+        # "top_k" and "top_p" are this sampler with one filter required.
+        {"sampler": "random", "top_k": 4, "top_p": 0.8, "temperature": 1.5, "seed": 3},
+    ],
+    ids=["greedy", "random-top-k-top-p"],
+)
+def test_same_tokens_with_and_without_the_cache(options):
+    model = toy("rotary")
+    prompts = [[3, 4, 5], [6, 7]]
+    cached = keras_attention.generate(model, prompts, 5, **options)
+    uncached = keras_attention.generate(model, prompts, 5, use_cache=False, **options)
+    np.testing.assert_array_equal(cached, uncached)
+    assert cached.shape == (2, 8) and cached.dtype == np.int32
+    np.testing.assert_array_equal(cached[:, :3], [[3, 4, 5], [6, 7, cached[1, 2]]])
+    assert cached[1, 7] == 0  # the shorter prompt's padding comes last
+    for row, length in zip(cached, (3, 2), strict=True):
+        new = row[length : length + 5]
+        ends = np.flatnonzero(new == options.get("end_token"))
+        stop = ends[0] + 1 if ends.size else 5
+        assert np.all(new[:stop] > 0)  # padding is never generated
+        assert np.all(new[stop:] == 0)  # nothing after the end token
+    if options["sampler"] == "greedy":
+        # The second prompt alone gives the tokens it gets in the batch.
+        alone = keras_attention.generate(model, [[6, 7]], 5, **options)
+        np.testing.assert_array_equal(cached[1, :7], alone[0])
+
+
+def subclassed():
+    class Decoder(keras.Model):
+        def call(self, x):
+            return x
+
+    return Decoder(name="decoder")
+
+
+def functional():
+    tokens = keras.Input((None,), dtype="int32")
+    logits = keras.layers.Dense(VOCAB)(keras.layers.Embedding(VOCAB, 8)(tokens))
+    return keras.Model(tokens, logits, name="func")
+
+
+def generate(model=None, prompts=((3, 4),), max_new_tokens=2, **kwargs):
+    model = toy("rotary") if model is None else model
+    prompts = [list(p) for p in prompts]
+    return keras_attention.generate(model, prompts, max_new_tokens, **kwargs)
+
+
+def encoder():
+    keras.utils.set_random_seed(0)
+    return keras_attention.build_toy_model(
+        VOCAB, 16, d_model=16, num_heads=2, num_layers=1
+    )
+
+
+SEQUENTIAL = (
+    "generate: `model` must be a keras.Sequential: an Embedding, this package's "
+    "causal layers, and a final Dense (as build_toy_model(..., causal=True) "
+    "makes). Decode other models with a step function that calls the attention "
+    "layers with `cache=` and `cache_index=` (see the docstring). "
+)
+
+BAD_INPUTS = [
+    pytest.param(
+        lambda: generate(sampler="beam"),
+        ValueError,
+        G + "`sampler` must be one of ('greedy', 'random', 'top_k', 'top_p'). "
+        "Received: sampler='beam'",
+        id="unknown-sampler",
+    ),
+    pytest.param(
+        lambda: generate(sampler="random", temperature=-0.5),
+        ValueError,
+        G + "`temperature` must be >= 0 (0 means greedy). Received: temperature=-0.5",
+        id="negative-temperature",
+    ),
+    pytest.param(
+        lambda: generate(sampler="random", top_p=0.0),
+        ValueError,
+        G + "`top_p` must be None or a number in (0, 1]. Received: top_p=0.0",
+        id="top-p-zero",
+    ),
+    pytest.param(
+        lambda: generate(sampler="random", top_p=1.5),
+        ValueError,
+        G + "`top_p` must be None or a number in (0, 1]. Received: top_p=1.5",
+        id="top-p-above-one",
+    ),
+    pytest.param(
+        lambda: generate(sampler="top_k"),
+        ValueError,
+        G + "sampler='top_k' needs `top_k`. Received: top_k=None",
+        id="top-k-sampler-without-top-k",
+    ),
+    pytest.param(
+        lambda: generate(top_k=3),
+        ValueError,
+        G + "`top_k` and `top_p` restrict a random draw; sampler='greedy' takes "
+        "neither (use sampler='random'). Received: top_k=3, top_p=None",
+        id="greedy-with-top-k",
+    ),
+    pytest.param(
+        lambda: generate(sampler="random", top_k=0),
+        ValueError,
+        G + "`top_k` must be None or a positive integer. Received: top_k=0",
+        id="top-k-zero",
+    ),
+    pytest.param(
+        lambda: generate(max_new_tokens=0),
+        ValueError,
+        G + "`max_new_tokens` must be a positive integer. Received: max_new_tokens=0",
+        id="max-new-tokens-zero",
+    ),
+    pytest.param(
+        lambda: generate(end_token=0),
+        ValueError,
+        G + "`end_token` must be None or a token id in [1, 12) (0 is padding). "
+        "Received: end_token=0",
+        id="end-token-padding",
+    ),
+    pytest.param(
+        lambda: generate(seed=-1, sampler="random"),
+        ValueError,
+        G + "`seed` must be None or an int in [0, 2**31). Received: seed=-1",
+        id="seed-negative",
+    ),
+    pytest.param(
+        lambda: generate(prompts=((0, 3),)),
+        ValueError,
+        G + "every prompt must hold at least one token, with 0 (padding) only "
+        "after its last one. Received: prompts with lengths [2] and 1 padding "
+        "tokens inside them",
+        id="prompt-left-padded",
+    ),
+    pytest.param(
+        lambda: generate(prompts=((3, 12),)),
+        ValueError,
+        G + "`prompts` must hold token ids in [0, 12). Received: ids from 3 to 12",
+        id="prompt-token-out-of-vocabulary",
+    ),
+    pytest.param(
+        lambda: keras_attention.generate(toy("rotary"), np.zeros((2,), "int32"), 2),
+        ValueError,
+        G + "`prompts` must be integer tokens (batch, prompt_len), right-padded "
+        "with 0, or a list of token lists. Received: prompts of shape (2,) and "
+        "dtype int32",
+        id="prompts-rank-1",
+    ),
+    pytest.param(
+        lambda: generate(model=toy("learned"), max_new_tokens=15),
+        ValueError,
+        G + "the prompts and the new tokens need 17 positions, and the position "
+        "layer 'position_embedding' encodes 16: shorten `max_new_tokens` or the "
+        "prompts. Received: max_new_tokens=15, prompt length 2",
+        id="learned-table-overflow",
+    ),
+    pytest.param(
+        lambda: generate(model=functional()),
+        ValueError,
+        SEQUENTIAL + "Received: a Functional model 'func'",
+        id="functional-model",
+    ),
+    pytest.param(
+        lambda: generate(model=subclassed()),
+        ValueError,
+        SEQUENTIAL + "Received: a Decoder model 'decoder'",
+        id="subclassed-model",
+    ),
+    pytest.param(
+        lambda: generate(model=encoder()),
+        ValueError,
+        G + "every attention layer must be causal (a token may not see later "
+        "ones). Received: layer 'block_0' with causal=False",
+        id="non-causal-model",
+    ),
+    pytest.param(
+        lambda: generate(
+            model=keras.Sequential(
+                [
+                    keras.Input((None,), dtype="int32"),
+                    keras.layers.Embedding(VOCAB, 8),
+                    keras.layers.GRU(8, return_sequences=True, name="gru"),
+                    keras.layers.Dense(VOCAB),
+                ]
+            )
+        ),
+        ValueError,
+        G + "the layers between the Embedding and the final Dense must be "
+        "TransformerBlock, MultiHeadAttention, SinusoidalPositionEncoding, "
+        "LearnedPositionEmbedding, Dense, Dropout, LayerNormalization or "
+        "Activation. Received: layer 'gru' of type GRU",
+        id="unsupported-layer",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,error,message", BAD_INPUTS)
+def test_bad_input_raises_a_clear_error(call, error, message):
+    assert_raises_with(call, error, message)
+
+
+def test_cache_holds_the_compute_dtype():
+    layer = MultiHeadAttention(2, 4, causal=True, dtype="mixed_float16")
+    x = keras.random.normal((2, 3, 8))
+    full = to_numpy(layer(x))  # builds the layer outside `jax.jit`
+
+    def decode(x):
+        cache = layer.init_cache(2, 4)
+        first, cache = layer(x, cache=cache, cache_index=0)
+        last, cache = layer(x[:, :1], cache=cache, cache_index=np.array([3, 2]))
+        return first, last, cache
+
+    first, last, cache = compiled(decode)(x)
+    dtypes = {keras.backend.standardize_dtype(t.dtype) for t in (first, last, *cache)}
+    assert dtypes == {"float16"}
+    np.testing.assert_allclose(
+        to_numpy(first), full, atol=MIXED_TOLERANCE["mixed_float16"]
+    )
+
+
+@jax_only
+def test_generation_demo_quick_preset(capsys):
+    # `demo --task generate --quick`, in this process: too little training
+    # for the accuracy to mean anything; the format, and the cache changes
+    # no token. On JAX only: the TensorFlow session trains the reversal
+    # demo's model, and each session trains at most one.
+    __main__.main(["demo", "--task", "generate", "--quick"])
+    out = capsys.readouterr().out
+    assert re.search(r"^exact match: \d+\.\d%$", out, re.MULTILINE)
+    assert "cached and uncached outputs identical: yes" in out
+    assert re.search(
+        r"^tokens per second \(one generate call each, compilation included\): "
+        r"cached \d+, uncached \d+$",
+        out,
+        re.MULTILINE,
+    )
