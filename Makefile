@@ -75,7 +75,7 @@ $(OLDEST_VENV)/.installed: setup.cfg pyproject.toml $(OLDEST_CONSTRAINTS)
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install \
 	  -c $(OLDEST_CONSTRAINTS) "keras==3.9.0" "tensorflow==2.16.1" \
-	  numpy pytest hypothesis matplotlib
+	  "scipy==1.10.0" numpy pytest hypothesis matplotlib
 	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e .
 	touch $@
 

@@ -12,6 +12,7 @@ __all__ = [
     "SinusoidalPositionEncoding",
     "TransformerBlock",
     "alibi_slopes",
+    "attention_flow",
     "attention_rollout",
     "attention_weights",
     "attention_weights_by_layer",
@@ -66,4 +67,4 @@ if not _command_line_is_starting():
     from keras_attention.ops import alibi_slopes, scaled_dot_product_attention
     from keras_attention.plotting import plot_attention, plot_position_encoding
     from keras_attention.reversal_task import make_reversal_data, real_token_accuracy
-    from keras_attention.rollout import attention_rollout
+    from keras_attention.rollout import attention_flow, attention_rollout
