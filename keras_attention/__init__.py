@@ -13,6 +13,7 @@ __all__ = [
     "TransformerBlock",
     "alibi_slopes",
     "attention_flow",
+    "attention_html",
     "attention_rollout",
     "attention_weights",
     "attention_weights_by_layer",
@@ -46,6 +47,7 @@ def _command_line_is_starting():
 
 
 if not _command_line_is_starting():
+    from keras_attention.head_view import attention_html
     from keras_attention.inspection import attention_weights, attention_weights_by_layer
     from keras_attention.layers.learned_position_embedding import (
         LearnedPositionEmbedding,
