@@ -13,7 +13,8 @@ CHECK_VENV = $(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
   echo "    sudo apt-get install python3-venv"; \
   exit 1; }
 
-.PHONY: demo test lint pytest-tf pytest-jax test-torch test-oldest bench bench-long soak
+.PHONY: demo test lint pytest-tf pytest-jax test-torch test-oldest test-browser \
+  browser-programs bench bench-long soak
 
 $(PY):
 	@$(CHECK_VENV)
@@ -75,13 +76,37 @@ $(OLDEST_VENV)/.installed: setup.cfg pyproject.toml $(OLDEST_CONSTRAINTS)
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install \
 	  -c $(OLDEST_CONSTRAINTS) "keras==3.9.0" "tensorflow==2.16.1" \
-	  numpy pytest hypothesis matplotlib
+	  "scipy==1.10.0" numpy pytest hypothesis matplotlib
 	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e .
 	touch $@
 
 test-oldest: $(OLDEST_VENV)/.installed
 	KERAS_BACKEND=tensorflow $(OLDEST_VENV)/bin/python -m pytest \
 	  -m "not end_to_end" --ignore=tests/export_test.py
+
+# Not part of `make test`: attention_html's page in headless Chromium
+# (tests/browser, which pytest does not collect otherwise), driven by selenium
+# from its own venv (selenium and its dependencies pinned in constraints.txt;
+# it finds Debian's chromedriver, downloads none). Debian's chromium and chromium-driver must be installed
+# first: a make target does not call sudo, it says what to install.
+BROWSER_VENV := .venv-browser
+browser-programs:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "error: make test-browser needs chromium and chromedriver. On Debian/Ubuntu:"; \
+	  echo "    sudo apt-get install chromium chromium-driver"; \
+	  exit 1; }
+
+$(BROWSER_VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
+	@$(CHECK_VENV)
+	$(PYTHON) -m venv $(BROWSER_VENV)
+	$(BROWSER_VENV)/bin/python -m pip --disable-pip-version-check -q install \
+	  -c $(CONSTRAINTS) -e . pytest selenium
+	touch $@
+
+# browser-programs first (also under make -j): no venv is built without them.
+test-browser: browser-programs
+	$(MAKE) --no-print-directory $(BROWSER_VENV)/.installed
+	KERAS_BACKEND=tensorflow $(BROWSER_VENV)/bin/python -m pytest tests/browser
 
 # Benchmarks (not tests; see benchmarks/RESULTS.md). Run them on a quiet
 # machine only: each table records the evidence (matmul at the start, between

@@ -12,6 +12,8 @@ __all__ = [
     "SinusoidalPositionEncoding",
     "TransformerBlock",
     "alibi_slopes",
+    "attention_flow",
+    "attention_html",
     "attention_rollout",
     "attention_weights",
     "attention_weights_by_layer",
@@ -47,6 +49,7 @@ def _command_line_is_starting():
 
 if not _command_line_is_starting():
     from keras_attention.generation import generate
+    from keras_attention.head_view import attention_html
     from keras_attention.inspection import attention_weights, attention_weights_by_layer
     from keras_attention.layers.learned_position_embedding import (
         LearnedPositionEmbedding,
@@ -68,4 +71,4 @@ if not _command_line_is_starting():
     from keras_attention.ops import alibi_slopes, scaled_dot_product_attention
     from keras_attention.plotting import plot_attention, plot_position_encoding
     from keras_attention.reversal_task import make_reversal_data, real_token_accuracy
-    from keras_attention.rollout import attention_rollout
+    from keras_attention.rollout import attention_flow, attention_rollout

@@ -8,9 +8,11 @@ from keras_attention import (
     MultiHeadAttention,
     ScaledDotProductAttention,
     TransformerBlock,
+    attention_flow,
     attention_rollout,
     attention_weights,
 )
+from keras_attention.rollout import _max_flows
 from tests.layer_test_case import assert_raises_with
 
 
@@ -68,6 +70,66 @@ def test_product_of_the_layer_maps_residual_aware_and_mask_aware():
     )
 
 
+def test_flow_of_a_graph_small_enough_to_solve_by_hand():
+    # Two positions, two layers; first[i, j] is the edge from i after layer 1
+    # to j before it. Output 0 reaches input 0 through both middle nodes
+    # (min(.5, 1) + min(.5, .5) = 1) and input 1 only through middle node 1
+    # (.5); output 1 goes through middle node 1 only: .5 to each input.
+    first = np.array([[1.0, 0.0], [0.5, 0.5]])
+    second = np.array([[0.5, 0.5], [0.0, 1.0]])
+    flow = _max_flows(np.stack([first, second]))
+    np.testing.assert_allclose(flow, [[1.0, 0.5], [0.5, 0.5]], atol=1e-5)
+    # Where rollout multiplies along paths: [[.75, .25], [.5, .5]].
+    np.testing.assert_allclose(second @ first, [[0.75, 0.25], [0.5, 0.5]])
+    # A shared bottleneck: two paths through one edge of capacity .3.
+    chain = np.zeros((3, 3, 3))
+    chain[0] = [[0.3, 0, 0], [0, 1, 0], [0, 0, 1]]  # middle 0 -> input 0: .3
+    chain[1] = [[1, 0, 0], [0, 1, 0], [0.5, 0.5, 0]]
+    chain[2] = [[0, 0, 0], [0, 0, 0], [0.5, 0, 0.5]]  # output 2 -> 0 and 2
+    # Output 2 -> 0 -> 0 -> input 0 and 2 -> 2 -> 0 -> input 0: both through
+    # the .3 edge: .3, not the sum of their bottlenecks (.6).
+    np.testing.assert_allclose(_max_flows(chain)[2, 0], 0.3, atol=1e-5)
+
+
+def test_flow_of_one_layer_is_its_map():
+    model = keras.Sequential([keras.Input((2, 2)), ScaledDotProductAttention()])
+    x = np.eye(2, dtype="float32")[None]
+    for residual in (None, 0.5):
+        np.testing.assert_allclose(
+            attention_flow(model, x, residual=residual),
+            attention_rollout(model, x, residual=residual),
+            atol=1e-5,
+        )
+
+
+def test_flow_through_two_calls_is_the_sum_of_path_bottlenecks():
+    # Two attention calls: the paths i -> k -> j share only their ends, so
+    # the maximum flow is sum_k min(second[i, k], first[k, j]) exactly.
+    model = _mixed_model()
+    block, bare = (w.mean(axis=1) for w in attention_weights(model, TOKENS))
+    real = TOKENS != 0
+    first = 0.5 * real[:, :, None] * np.eye(4) + 0.5 * block
+    expected = np.minimum(bare[:, :, :, None], first[:, None, :, :]).sum(axis=2)
+    raw = attention_flow(model, TOKENS, normalize=False)
+    assert raw.shape == (2, 4, 4)
+    np.testing.assert_allclose(raw, expected, atol=1e-5)
+    # Bounded: each flow at most 1 (a row's capacity); padded positions 0.
+    assert raw.min() >= 0 and raw.max() <= 1 + 1e-5
+    np.testing.assert_array_equal(raw[0, 3], 0)
+    np.testing.assert_array_equal(raw[0, :, 3], 0)
+    flow = attention_flow(model, TOKENS)
+    np.testing.assert_allclose(flow.sum(-1)[real], 1, rtol=1e-5)
+    np.testing.assert_allclose(
+        flow, raw / raw.sum(-1, keepdims=True).clip(1e-30), atol=1e-6
+    )
+    per_head = attention_flow(model, TOKENS, head_fusion="none", residual=0.0)
+    heads = attention_weights(model, TOKENS)
+    expected = np.minimum(heads[1][..., None], heads[0][:, :, None]).sum(axis=3)
+    expected /= expected.sum(-1, keepdims=True).clip(1e-30)
+    assert per_head.shape == (2, 2, 4, 4)
+    np.testing.assert_allclose(per_head, expected, atol=1e-5)
+
+
 def _cross_model():
     query, value = keras.Input((2, 4)), keras.Input((3, 4))
     return keras.Model(
@@ -95,6 +157,26 @@ BAD_INPUTS = [
         ValueError,
         "attention_rollout: every attention call must be self-attention over one sequence, weights (batch, heads, seq_len, seq_len). Received: cross with weights.shape=(1, 2, 2, 3)",
         id="cross-attention",
+    ),
+    pytest.param(
+        lambda: attention_flow(_mixed_model(), TOKENS, residual=-0.1),
+        ValueError,
+        "attention_flow: `residual` must be None or a number in [0, 1]. Received: residual=-0.1",
+        id="flow-residual-below-zero",
+    ),
+    pytest.param(
+        lambda: attention_flow(_mixed_model(), TOKENS, normalize="yes"),
+        TypeError,
+        "attention_flow: `normalize` must be a bool. Received: normalize='yes'",
+        id="flow-normalize-not-bool",
+    ),
+    pytest.param(
+        lambda: attention_flow(
+            _cross_model(), [np.ones((1, 2, 4)), np.ones((1, 3, 4))]
+        ),
+        ValueError,
+        "attention_flow: every attention call must be self-attention over one sequence, weights (batch, heads, seq_len, seq_len). Received: cross with weights.shape=(1, 2, 2, 3)",
+        id="flow-cross-attention",
     ),
 ]
 
