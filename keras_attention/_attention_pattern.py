@@ -22,9 +22,13 @@ _BITS = 24  # the uniform integer compared with the dropout rate
 
 
 def boolean(mask):
-    """A boolean or integer mask as booleans (non-zero means True); None as
-    None. A boolean mask is returned as is, never copied."""
-    if mask is None or keras.backend.standardize_dtype(mask.dtype) == "bool":
+    """A boolean or integer mask as a boolean tensor of the backend
+    (non-zero means True); None as None. A boolean tensor is returned as is,
+    never copied."""
+    if mask is None:
+        return None
+    mask = ops.convert_to_tensor(mask)
+    if keras.backend.standardize_dtype(mask.dtype) == "bool":
         return mask
     return ops.not_equal(mask, 0)
 

@@ -106,12 +106,13 @@ def scaled_dot_product_attention(
             a layer called outside `fit`); dropout applies only when `True`.
         return_weights: if `True`, also return the attention weights.
         tile_size: None, 0 or a positive int. `None` (the default)
-            chooses: on the TensorFlow backend, a call whose logits would
+            chooses: on TensorFlow, JAX and PyTorch (there after its fused
+            kernel, see "Long sequences"), a call whose logits would
             hold `batch · q_len · k_len >= 2**22` numbers (every sequence of
             2048 or more) runs in tiles of up to 512 positions (see "Long
             sequences" below), and so does a call whose length is unknown
-            when it is traced (`None`), with its tile sizes computed at run
-            time. `0` always runs the full computation: the tile loops do
+            when it is traced (`None`, TensorFlow), with its tile sizes
+            computed at run time. `0` always runs the full computation: the tile loops do
             not convert to TensorFlow Lite builtin ops, so a model meant for
             TensorFlow Lite sets `tile_size=0`. A positive int runs every
             call in tiles of `tile_size` queries by `tile_size` keys.
@@ -137,15 +138,18 @@ def scaled_dot_product_attention(
     seed and used as many times before, drops the same weights on every path
     and every backend.
 
-    Long sequences: on the TensorFlow backend the attention may run in tiles
-    (see `tile_size`), in memory linear in the sequence length, with the same
-    result up to float rounding, the same masks and the same dropout. The
-    full `(q_len, k_len)` computation runs whatever `tile_size` says when the
-    weights are asked for (`return_weights=True`), with a `bias`, for float64
-    inputs, and on the JAX and PyTorch backends. Second derivatives through
-    the tiles are not supported. How the tiles work:
-    `keras_attention/_backend/tensorflow.py`; when they pay off and what they
-    save: README's "Long sequences".
+    Long sequences: on the TensorFlow, JAX and PyTorch backends the
+    attention may run in tiles (see `tile_size`), in memory linear in the
+    sequence length, with the same result up to float rounding, the same
+    masks and the same dropout. On PyTorch, with `tile_size=None`,
+    `torch.nn.functional.scaled_dot_product_attention` runs instead wherever
+    its result is ours (no dropout, ALiBi or sliding window); its CPU kernel
+    is linear in memory too. The full `(q_len, k_len)` computation runs
+    whatever `tile_size` says when the weights are asked for
+    (`return_weights=True`), with a `bias`, for float64 inputs, and on other
+    backends. Second derivatives through the tiles are not supported. How
+    the tiles work: `keras_attention/_backend/tensorflow.py`; when they pay
+    off and what they save: README's "Long sequences".
 
     Example:
 
@@ -231,13 +235,18 @@ def _attention(
         "seed": pattern.dropout_seed(seed) if rate > 0 else None,
     }
 
-    # The one place that chooses the backend's code: its tiled kernel, if
-    # it has one (see `keras_attention/_backend/__init__.py`).
-    tiled = _backend.current().attention
-    if tiled is None or return_weights or bias is not None or dtype != "float32":
+    # The one place that chooses the backend's code: its fused or tiled
+    # kernel, if it has one (see `keras_attention/_backend/__init__.py`).
+    kernels = _backend.current()
+    if (
+        kernels.attention is None
+        or return_weights
+        or bias is not None
+        or dtype != "float32"
+    ):
         context, weights = _full(query, key, value, mask, bias, **options)
     else:
-        context = _full_or_tiled(tiled, query, key, value, mask, tile_size, options)
+        context = _full_or_tiled(kernels, query, key, value, mask, tile_size, options)
         weights = None
     if groups > 1:
         context, weights = (_merge_heads(x) for x in (context, weights))
@@ -320,11 +329,13 @@ TILED_FROM_LOGITS = 1 << 22
 _TILE_FLOATS = 1 << 21
 
 
-def _full_or_tiled(tiled, query, key, value, mask, tile_size, options):
-    """The context, in tiles (the backend's kernel `tiled`) or not, as
-    `tile_size` and the static shapes say.
+def _full_or_tiled(kernels, query, key, value, mask, tile_size, options):
+    """The context from the backend module `kernels`: fused, in tiles or the
+    full computation, as `tile_size` and the static shapes say.
 
-    `tile_size=0` is the full computation. With `tile_size=None`, a call
+    With `tile_size=None`, the backend's `fused` kernel runs first where it
+    has one and its result is ours (PyTorch's
+    `scaled_dot_product_attention`). `tile_size=0` is the full computation. With `tile_size=None`, a call
     whose lengths are known when it is traced runs in tiles from
     `TILED_FROM_LOGITS` logits; one whose lengths are unknown (`None`, as
     when `fit` retraces a model built on `keras.Input((None, dim))` for a
@@ -336,6 +347,10 @@ def _full_or_tiled(tiled, query, key, value, mask, tile_size, options):
     ops, so a model meant for TensorFlow Lite sets `tile_size=0`. Unknown
     batch dimensions count as 1.
     """
+    if tile_size is None and kernels.fused is not None:
+        context = kernels.fused(query, key, value, mask, **options)
+        if context is not None:
+            return context
     if tile_size == 0:
         return _full(query, key, value, mask, None, **options)[0]
     lengths = (query.shape[-2], key.shape[-2])
@@ -360,7 +375,7 @@ def _full_or_tiled(tiled, query, key, value, mask, tile_size, options):
         tiles = tuple(_even_tiles(n, largest) for n in dynamic)
     else:
         tiles = (tile_size, tile_size)
-    return tiled(query, key, value, mask, tiles=tiles, **options)
+    return kernels.attention(query, key, value, mask, tiles=tiles, **options)
 
 
 def _even_tiles(length, largest):

@@ -232,7 +232,10 @@ def test_loops_visit_exactly_the_tiles_that_hold_an_attending_pair(
 ):
     # Tiles above the causal diagonal or outside the window's band are never
     # visited: the loop bounds are the smallest that cover every pair.
-    config = _jax_tiled._Config(**dict(OPTIONS, **options, tiles=TILES))
+    fields = dict(OPTIONS, **options, tiles=TILES)
+    config = _jax_tiled._Config(
+        **{name: fields[name] for name in _jax_tiled._Config._fields}
+    )
     spec = _jax_tiled._Spec(
         np.zeros((q_len, 4)),
         np.zeros((k_len, 4)),

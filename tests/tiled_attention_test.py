@@ -1,4 +1,5 @@
-"""The tiled path (TensorFlow) against the full path, pair for pair.
+"""The tiled path (and, on PyTorch, the fused one) against the full path,
+pair for pair, on every backend; TensorFlow-only tests check its graphs.
 
 The full path is reached with `return_weights=True`, which always uses it;
 the tiled path with a small `tile_size`, so that short sequences already span
@@ -29,19 +30,44 @@ def tiled(q, k, v, mask=None, **kwargs):
     return scaled_dot_product_attention(q, k, v, mask, tile_size=TILE, **kwargs)
 
 
-def value_and_grads(attention, q, k, v, **kwargs):
-    """The output and the gradients of `sum(output * cotangent)`."""
-    import tensorflow as tf
+def default(q, k, v, mask=None, **kwargs):
+    """`tile_size=None`: the full path at these lengths, except on PyTorch,
+    where its fused kernel runs whenever its result is ours."""
+    return scaled_dot_product_attention(q, k, v, mask, **kwargs)
 
-    q, k, v = (tf.convert_to_tensor(x) for x in (q, k, v))
-    with tf.GradientTape() as tape:
-        tape.watch([q, k, v])
+
+def value_and_grads(attention, q, k, v, **kwargs):
+    """The output and the gradients of `sum(output * cotangent)`, by the
+    backend's own differentiation."""
+    backend = keras.backend.backend()
+
+    def loss(q, k, v):
         output = attention(q, k, v, **kwargs)
-        output32 = tf.cast(output, "float32")
-        count = tf.cast(tf.size(output32), "float32")
-        cotangent = tf.reshape(tf.cos(tf.range(count)), tf.shape(output32))
-        loss = tf.reduce_sum(output32 * cotangent)
-    return [output, *tape.gradient(loss, [q, k, v])]
+        output32 = keras.ops.cast(output, "float32")
+        count = keras.ops.size(output32)
+        cotangent = keras.ops.cos(keras.ops.arange(count, dtype="float32"))
+        cotangent = keras.ops.reshape(cotangent, keras.ops.shape(output32))
+        return keras.ops.sum(output32 * cotangent), output
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        q, k, v = (tf.convert_to_tensor(x) for x in (q, k, v))
+        with tf.GradientTape() as tape:
+            tape.watch([q, k, v])
+            total, output = loss(q, k, v)
+        return [output, *tape.gradient(total, [q, k, v])]
+    if backend == "jax":
+        import jax
+
+        grads, output = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(q, k, v)
+        return [output, *grads]
+    import torch
+
+    q, k, v = (torch.tensor(x, requires_grad=True) for x in (q, k, v))
+    total, output = loss(q, k, v)
+    total.backward()
+    return [output.detach(), q.grad, k.grad, v.grad]
 
 
 def assert_same(got, expected):
@@ -109,22 +135,22 @@ CASES = {
 }
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("path", [tiled, default], ids=["tiled", "default"])
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_tiled_equals_full_values_and_gradients(case):
+def test_tiled_equals_full_values_and_gradients(case, path):
     case = dict(case)
     lead, q_len, k_len = case.pop("lead"), case.pop("q_len"), case.pop("k_len")
     q, k, v = normal(*lead, q_len, 4), normal(*lead, k_len, 4), normal(*lead, k_len, 3)
     expected = value_and_grads(full, q, k, v, **case)
-    got = value_and_grads(tiled, q, k, v, **case)
+    got = value_and_grads(path, q, k, v, **case)
     assert_same(got, expected)
 
 
-@pytest.mark.tensorflow_only
-def test_rows_that_see_nothing_are_zero_with_finite_gradients():
+@pytest.mark.parametrize("path", [tiled, default], ids=["tiled", "default"])
+def test_rows_that_see_nothing_are_zero_with_finite_gradients(path):
     q, k, v = normal(2, 3, 21, 4), normal(2, 3, 27, 4), normal(2, 3, 27, 3)
     mask = with_empty_rows((2, 1, 21, 27), [3, 17])
-    output, *grads = value_and_grads(tiled, q, k, v, mask=mask)
+    output, *grads = value_and_grads(path, q, k, v, mask=mask)
     assert np.all(to_numpy(output)[..., [3, 17], :] == 0)
     assert np.any(to_numpy(output)[..., 4, :] != 0)
     for grad in grads:
@@ -132,7 +158,6 @@ def test_rows_that_see_nothing_are_zero_with_finite_gradients():
     assert np.all(to_numpy(grads[0])[..., [3, 17], :] == 0)
 
 
-@pytest.mark.tensorflow_only
 @pytest.mark.parametrize("seed", [5, "generator"])
 def test_dropout_drops_the_same_weights_on_both_paths(seed):
     q, k, v = normal(2, 3, 21, 4), normal(2, 3, 19, 4), normal(2, 3, 19, 3)

@@ -10,6 +10,10 @@ package, one module per backend (`tensorflow.py`, `jax.py`, `torch.py`, and
   bottom_right, dropout, seed, tiles)`: exact attention in tiles, in memory
   linear in the length, or `None` where the backend has no tiled kernel (then
   `ops.py` runs the full computation).
+- `fused(query, key, value, mask, *, slopes, causal, sliding_window,
+  bottom_right, dropout, seed)`: the backend's own fused attention where its
+  result is exactly ours, else `None` (the caller goes on to `attention`);
+  `fused` itself is `None` where the backend has no such kernel.
 - `static_value(x)`: the value of tensor `x` as a NumPy array when it is
   known now, else None (inside `tf.function`, `jax.jit`, ...).
 - `assert_that(check, template, guarded)`: `guarded`, checked at run time

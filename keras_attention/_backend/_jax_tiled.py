@@ -1,6 +1,6 @@
 """Exact attention in tiles, for the JAX backend: linear memory.
 
-The JAX twin of `keras_attention/_tiled_tensorflow.py`, whose docstring
+The JAX twin of `keras_attention/_backend/tensorflow.py`, whose docstring
 states the contract both kernels keep (inputs, what is tiled and skipped,
 zero rows, dropout and ALiBi from `_attention_pattern` on absolute
 positions). In short, `attention` computes the full path's
@@ -48,7 +48,7 @@ def attention(
 ):
     """Tiled attention of float32 arrays; the query is already scaled.
 
-    The arguments are those of `_tiled_tensorflow.attention`, with `tiles`
+    The arguments are those of `_backend/tensorflow.attention`, with `tiles`
     Python ints (JAX always knows the lengths). A key, value, mask or slopes
     axis of size 1 broadcasts against the query (grouped-query attention);
     the gradients of the key and value are summed back to their shapes.
@@ -120,8 +120,12 @@ class _Spec:
             hi = jnp.minimum(hi, jnp.maximum(last_row, -1) // self.k_tile + 1)
         if self.sliding_window is not None:
             w = self.sliding_window
-            lo = jnp.maximum(first_row - w + 1, 0) // self.k_tile
+            lowest = jnp.maximum(first_row - w + 1, 0)
+            lo = lowest // self.k_tile
             hi = jnp.minimum(hi, jnp.maximum(last_row + w - 1, -1) // self.k_tile + 1)
+            # Queries past every key (more queries than keys) see none, not
+            # the padding of the last tile.
+            hi = jnp.where(lowest >= self.k_len, lo, hi)
         return lo, hi
 
     def query_range(self, j):
@@ -135,8 +139,12 @@ class _Spec:
             lo = jnp.maximum(first_col, 0) // self.q_tile
         if self.sliding_window is not None:
             w = self.sliding_window
-            lo = jnp.maximum(lo, jnp.maximum(first_col - w + 1, 0) // self.q_tile)
+            lowest = jnp.maximum(first_col - w + 1, 0)
+            lo = jnp.maximum(lo, lowest // self.q_tile)
             hi = jnp.minimum(hi, jnp.maximum(last_col + w - 1, -1) // self.q_tile + 1)
+            hi = jnp.where(lowest >= self.q_len, lo, hi)
+        if self.causal:
+            hi = jnp.where(jnp.maximum(first_col, 0) >= self.q_len, lo, hi)
         return lo, hi
 
     def logits(self, a, b, i, j, transposed=False):

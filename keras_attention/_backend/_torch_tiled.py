@@ -8,7 +8,7 @@ depth)`):
 
 - `attention`: the tiled kernel, a `torch.autograd.Function`. It has the
   signature and the semantics of the TensorFlow kernel; the docstring of
-  `keras_attention/_tiled_tensorflow.py` is the shared contract (online
+  `keras_attention/_backend/tensorflow.py` is the shared contract (online
   softmax forward, FlashAttention-2 backward keeping only q, k, v, the output
   and one log-sum-exp per query, causal and sliding-window tiles never
   visited, masks sliced tile by tile, pairs, dropout and ALiBi from
@@ -47,7 +47,7 @@ def attention(
 ):
     """Tiled attention of float32 tensors; the query is already scaled.
 
-    The arguments and the result are those of `_tiled_tensorflow.attention`,
+    The arguments and the result are those of `_backend/tensorflow.attention`,
     with torch tensors; `tiles` are Python ints. A second derivative through
     the kernel is not supported.
     """

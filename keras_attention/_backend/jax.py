@@ -1,7 +1,8 @@
 """The JAX backend's pieces (see `keras_attention/_backend/__init__.py`).
 
-No tiled kernel yet: `attention` is None, so the full computation runs.
-JAX has no run-time assertion that survives `jax.jit`, so `assert_that`
+`attention` is the tiled kernel of `_jax_tiled.py` (`jax.custom_vjp`);
+JAX has no fused kernel that is linear in memory on CPU, so `fused` is
+None. JAX has no run-time assertion that survives `jax.jit`, so `assert_that`
 returns its tensor unchecked; the layers mark values they could not check
 (out-of-range positions give NaN rows).
 """
@@ -9,7 +10,9 @@ returns its tensor unchecked; the layers mark values they could not check
 import jax
 import numpy as np
 
-attention = None
+from keras_attention._backend._jax_tiled import attention
+
+fused = None
 
 
 def static_value(x):

@@ -4,6 +4,7 @@ now (see `keras_attention/_backend/__init__.py`)."""
 from keras import ops
 
 attention = None
+fused = None
 
 
 def static_value(x):

@@ -35,6 +35,9 @@ import tensorflow as tf
 
 from keras_attention import _attention_pattern as pattern
 
+# TensorFlow's fused attention is GPU-only; on CPU the tiles are the kernel.
+fused = None
+
 
 def static_value(x):
     """The value of `x` as a NumPy array when known now (eagerly, or a

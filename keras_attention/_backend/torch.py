@@ -1,13 +1,14 @@
 """The PyTorch backend's pieces (see `keras_attention/_backend/__init__.py`).
 
-No tiled kernel yet: `attention` is None, so the full computation runs.
-PyTorch runs eagerly, so every value is known when it is checked
+`fused` is `torch.nn.functional.scaled_dot_product_attention` where its
+result is ours (tried first), `attention` the tiled kernel for the rest
+(dropout, ALiBi, sliding windows): both in `_torch_tiled.py`. PyTorch runs eagerly, so every value is known when it is checked
 (`static_value`), and `assert_that` has nothing left to check.
 """
 
 from keras import ops
 
-attention = None
+from keras_attention._backend._torch_tiled import attention, fused
 
 
 def static_value(x):
