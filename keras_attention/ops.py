@@ -112,10 +112,11 @@ def scaled_dot_product_attention(
             2048 or more) runs in tiles of up to 512 positions (see "Long
             sequences" below), and so does a call whose length is unknown
             when it is traced (`None`, TensorFlow), with its tile sizes
-            computed at run time. `0` always runs the full computation: the tile loops do
-            not convert to TensorFlow Lite builtin ops, so a model meant for
-            TensorFlow Lite sets `tile_size=0`. A positive int runs every
-            call in tiles of `tile_size` queries by `tile_size` keys.
+            computed at run time. `0` always runs the full computation: the
+            tile loops do not convert to TensorFlow Lite builtin ops, so a
+            model meant for TensorFlow Lite sets `tile_size=0`. A positive
+            int runs every call in tiles of `tile_size` queries by
+            `tile_size` keys.
 
     Returns:
         `context` of shape `(..., q_len, value_depth)` in the promoted dtype
@@ -335,8 +336,9 @@ def _full_or_tiled(kernels, query, key, value, mask, tile_size, options):
 
     With `tile_size=None`, the backend's `fused` kernel runs first where it
     has one and its result is ours (PyTorch's
-    `scaled_dot_product_attention`). `tile_size=0` is the full computation. With `tile_size=None`, a call
-    whose lengths are known when it is traced runs in tiles from
+    `scaled_dot_product_attention`). `tile_size=0` is the full computation.
+    With `tile_size=None`, a call whose lengths are known when it is traced
+    runs in tiles from
     `TILED_FROM_LOGITS` logits; one whose lengths are unknown (`None`, as
     when `fit` retraces a model built on `keras.Input((None, dim))` for a
     second length) runs in tiles whose size is computed at run time, since

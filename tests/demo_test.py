@@ -238,6 +238,8 @@ def test_command_line_names_the_demos_rows():
     from keras_attention.demo import ROWS
 
     assert command_line.ENCODINGS == tuple(ROWS)
+
+
 def test_generation_demo_bad_task_exits_2():
     result = _run("demo", "--task", "translate")
     assert result.returncode == 2

@@ -12,6 +12,8 @@ import numpy as np
 
 from keras_attention._backend._jax_tiled import attention
 
+__all__ = ["assert_that", "attention", "fused", "static_value"]
+
 fused = None
 
 

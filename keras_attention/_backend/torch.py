@@ -2,13 +2,16 @@
 
 `fused` is `torch.nn.functional.scaled_dot_product_attention` where its
 result is ours (tried first), `attention` the tiled kernel for the rest
-(dropout, ALiBi, sliding windows): both in `_torch_tiled.py`. PyTorch runs eagerly, so every value is known when it is checked
-(`static_value`), and `assert_that` has nothing left to check.
+(dropout, ALiBi, sliding windows): both in `_torch_tiled.py`. PyTorch runs
+eagerly, so every value is known when it is checked (`static_value`), and
+`assert_that` has nothing left to check.
 """
 
 from keras import ops
 
 from keras_attention._backend._torch_tiled import attention, fused
+
+__all__ = ["assert_that", "attention", "fused", "static_value"]
 
 
 def static_value(x):
