@@ -92,8 +92,9 @@ class MultiHeadAttention(AttentionLayer):
             `alignment` when `q_len != k_len`). The call argument
             `use_causal_mask` overrides it for one call.
         tile_size: `None` (default) lets `scaled_dot_product_attention`
-            choose: on TensorFlow, long sequences, and lengths unknown when
-            traced, run in tiles in memory linear in the length. `0` forces
+            choose: long sequences (and, on TensorFlow, lengths unknown
+            when traced) run in tiles in memory linear in the length, on
+            PyTorch its fused kernel where it applies. `0` forces
             the full computation (for TensorFlow Lite, see README's
             "Serving"); a positive int tiles of that many positions.
             `return_attention_scores=True` always uses the full computation.
