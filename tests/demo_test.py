@@ -131,7 +131,7 @@ def test_console_script_is_installed():
         timeout=120,
     )
     assert bad.returncode == 2
-    assert f"{USAGE}[-h] [--output DIR] [--epochs N]" in bad.stderr
+    assert f"{USAGE}[-h] [--task {{table,generate}}] [--output DIR]" in bad.stderr
     assert bad.stderr.endswith(
         "error: argument --epochs: must be a positive integer, got '0'\n"
     )

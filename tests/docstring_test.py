@@ -19,10 +19,9 @@ MODULES = sorted(
     for info in pkgutil.walk_packages(
         keras_attention.__path__, prefix="keras_attention."
     )
-    # Backend-specific modules import their backend; `__main__` runs the CLI.
-    if not info.name.rsplit(".", 1)[-1].startswith(
-        ("_tensorflow", "_jax", "_torch", "__main__")
-    )
+    # Backend modules (`_backend.*`) import their backend; `__main__` runs
+    # the CLI.
+    if not info.name.startswith("keras_attention._backend.")
     and ".__main__" not in info.name
 )
 FINDER = doctest.DocTestFinder()

@@ -110,7 +110,7 @@ BAD_INPUTS = [
         lambda: ScaledDotProductAttention(tile_size="8"),
         TypeError,
         SDPA
-        + "`tile_size` must be None or a positive integer. Received: tile_size='8' of type str",
+        + "`tile_size` must be None, 0 (the full computation) or a positive integer. Received: tile_size='8' of type str",
         id="tile-size-type",
     ),
     pytest.param(
