@@ -209,23 +209,28 @@ def numpy_keep(seed_words, shape, rate):
     NumPy uint32 arithmetic from the hash's definition (lowbias32), not from
     the package's code: every backend is checked against it."""
 
+    # Every constant a uint64 too: NumPy 1 turns uint64 with a Python int
+    # into float64.
+    u64 = np.uint64
+    mask32 = u64(0xFFFFFFFF)
+
     def mix(x):
-        x = np.asarray(x, np.uint64) & 0xFFFFFFFF
-        x ^= x >> 16
-        x = (x * 0x7FEB352D) & 0xFFFFFFFF
-        x ^= x >> 15
-        x = (x * 0x846CA68B) & 0xFFFFFFFF
-        return x ^ (x >> 16)
+        x = np.asarray(x, u64) & mask32
+        x ^= x >> u64(16)
+        x = (x * u64(0x7FEB352D)) & mask32
+        x ^= x >> u64(15)
+        x = (x * u64(0x846CA68B)) & mask32
+        return x ^ (x >> u64(16))
 
     high, low = seed_words
-    seed = mix(mix(high) ^ low)
+    seed = mix(mix(high) ^ u64(low))
     batch, q_len, k_len = shape
-    entries = np.arange(batch, dtype=np.uint64)[:, None, None]
-    rows = np.arange(q_len, dtype=np.uint64)[:, None]
-    cols = np.arange(k_len, dtype=np.uint64)[None, :]
+    entries = np.arange(batch, dtype=u64)[:, None, None]
+    rows = np.arange(q_len, dtype=u64)[:, None]
+    cols = np.arange(k_len, dtype=u64)[None, :]
     row_key = mix(mix(seed + mix(entries)) + rows)
-    bits = mix(row_key ^ ((cols * 0x9E3779B9) & 0xFFFFFFFF))
-    return (bits & 0xFFFFFF) >= round(rate * (1 << 24))
+    bits = mix(row_key ^ ((cols * u64(0x9E3779B9)) & mask32))
+    return (bits & u64(0xFFFFFF)) >= u64(round(rate * (1 << 24)))
 
 
 def numpy_dropped_attention(q, keep, rate):
@@ -258,7 +263,8 @@ def test_a_seed_drops_the_same_weights_on_every_backend():
 
 
 def test_tile_size_gives_the_same_result_on_every_backend():
-    # TensorFlow runs tiles; JAX and PyTorch the full computation.
+    # Tiles of 4 against the default path (the full computation at this
+    # length; PyTorch's fused kernel there).
     q, k, v = normal(2, 13, 4), normal(2, 11, 4), normal(2, 11, 3)
     a = scaled_dot_product_attention(q, k, v, causal=True, tile_size=4)
     b = scaled_dot_product_attention(q, k, v, causal=True)
