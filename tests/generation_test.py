@@ -370,8 +370,8 @@ def test_cache_holds_the_compute_dtype():
 def test_generation_demo_quick_preset(capsys):
     # `demo --task generate --quick`, in this process: too little training
     # for the accuracy to mean anything; the format, and the cache changes
-    # no token. On JAX only: the TensorFlow session trains the reversal
-    # demo's model, and each session trains at most one.
+    # no token. On JAX only: each session trains at most one model (the
+    # TensorFlow session the notebook's, PyTorch's the reversal demo's).
     __main__.main(["demo", "--task", "generate", "--quick"])
     out = capsys.readouterr().out
     assert re.search(r"^exact match: \d+\.\d%$", out, re.MULTILINE)
