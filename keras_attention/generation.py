@@ -16,6 +16,7 @@ import numpy as np
 from keras import ops
 
 from keras_attention import _attention_pattern as pattern
+from keras_attention import _backend
 from keras_attention import _checks as checks
 from keras_attention.layers._position_layer import PositionLayer
 from keras_attention.layers.multi_head_attention import MultiHeadAttention
@@ -31,8 +32,6 @@ _POSITIONWISE = (
     keras.layers.Activation,
 )
 _UNIFORM_BITS = 24
-# model -> {options: tf.function}: TensorFlow's compiled loops, reused.
-_TF_FUNCTIONS = weakref.WeakKeyDictionary()
 
 
 def generate(
@@ -146,7 +145,7 @@ def generate(
     buffer[:, :prompt_len] = tokens
     loop = _cached_loop if use_cache else _uncached_loop
 
-    # The loop holds the model weakly: a cached `tf.function` (below) must
+    # The loop holds the model weakly: a cached compiled loop (below) must
     # not keep it alive.
     model_ref = weakref.ref(model)
 
@@ -164,24 +163,12 @@ def generate(
         )
 
     seed_tensor = np.asarray(options["seed"], dtype="int32")
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        # A `tf.function` reads the model's variables when it runs, so one
-        # compiled loop serves every call with the same options and shapes.
-        key = (use_cache, prompt_len, max_new_tokens, end_token) + tuple(
-            sorted((name, value) for name, value in options.items() if name != "seed")
-        )
-        functions = _TF_FUNCTIONS.setdefault(model, {})
-        if key not in functions:
-            functions[key] = tf.function(run, jit_compile=True)
-        run = functions[key]
-    elif backend == "jax":
-        # `jax.jit` would keep the weights of its first call: compile anew.
-        import jax
-
-        run = jax.jit(run)
+    # Compiled as the backend does it (`keras_attention/_backend/`): on
+    # TensorFlow one XLA function per model, options and shapes, reused.
+    key = (use_cache, prompt_len, max_new_tokens, end_token) + tuple(
+        sorted((name, value) for name, value in options.items() if name != "seed")
+    )
+    run = _backend.current().compiled_loop(run, model, key)
     out = run(
         ops.convert_to_tensor(buffer),
         ops.convert_to_tensor(lengths),

@@ -14,6 +14,9 @@ package, one module per backend (`tensorflow.py`, `jax.py`, `torch.py`, and
   bottom_right, dropout, seed)`: the backend's own fused attention where its
   result is exactly ours, else `None` (the caller goes on to `attention`);
   `fused` itself is `None` where the backend has no such kernel.
+- `compiled_loop(function, owner, key)`: `function` compiled whole, as
+  `generate` runs its decoding loop (XLA on TensorFlow, reused per `owner`
+  and `key`; `jax.jit` on JAX; as it is elsewhere).
 - `static_value(x)`: the value of tensor `x` as a NumPy array when it is
   known now, else None (inside `tf.function`, `jax.jit`, ...).
 - `assert_that(check, template, guarded)`: `guarded`, checked at run time

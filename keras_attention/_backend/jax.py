@@ -12,7 +12,7 @@ import numpy as np
 
 from keras_attention._backend._jax_tiled import attention
 
-__all__ = ["assert_that", "attention", "fused", "static_value"]
+__all__ = ["assert_that", "attention", "compiled_loop", "fused", "static_value"]
 
 fused = None
 
@@ -28,3 +28,10 @@ def assert_that(check, template, guarded):
     """`guarded` as it is: nothing to check at run time under JAX."""
     del check, template
     return guarded
+
+
+def compiled_loop(function, owner, key):
+    """`jax.jit(function)`, anew per call: a jitted function would keep the
+    weights of its first call as constants."""
+    del owner, key
+    return jax.jit(function)

@@ -16,3 +16,9 @@ def assert_that(check, template, guarded):
     """`guarded` as it is: no run-time checks on this backend."""
     del check, template
     return guarded
+
+
+def compiled_loop(function, owner, key):
+    """`function` as it is: run as it is."""
+    del owner, key
+    return function

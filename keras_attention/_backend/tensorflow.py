@@ -31,12 +31,28 @@ Like every backend module of the package, it is imported only when its
 backend runs.
 """
 
+import weakref
+
 import tensorflow as tf
 
 from keras_attention import _attention_pattern as pattern
 
 # TensorFlow's fused attention is GPU-only; on CPU the tiles are the kernel.
 fused = None
+
+# owner -> {key: tf.function}: compiled loops, reused while the owner lives.
+_LOOPS = weakref.WeakKeyDictionary()
+
+
+def compiled_loop(function, owner, key):
+    """`function` as one XLA-compiled `tf.function`, reused for the same
+    `owner` (held weakly) and hashable `key`: a `tf.function` reads the
+    owner's variables when it runs, so later calls with other weights reuse
+    the compilation."""
+    loops = _LOOPS.setdefault(owner, {})
+    if key not in loops:
+        loops[key] = tf.function(function, jit_compile=True)
+    return loops[key]
 
 
 def static_value(x):

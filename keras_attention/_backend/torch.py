@@ -11,7 +11,7 @@ from keras import ops
 
 from keras_attention._backend._torch_tiled import attention, fused
 
-__all__ = ["assert_that", "attention", "fused", "static_value"]
+__all__ = ["assert_that", "attention", "compiled_loop", "fused", "static_value"]
 
 
 def static_value(x):
@@ -23,3 +23,9 @@ def assert_that(check, template, guarded):
     """`guarded` as it is: its values were checked when known."""
     del check, template
     return guarded
+
+
+def compiled_loop(function, owner, key):
+    """`function` as it is: PyTorch runs it eagerly."""
+    del owner, key
+    return function
