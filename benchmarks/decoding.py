@@ -13,6 +13,7 @@ import argparse
 import functools
 import time
 
+import _measure
 import keras
 import numpy as np
 from keras import ops
@@ -103,6 +104,8 @@ def main():
             (512, 8192),
             256,
         )
+    quiet = _measure.Quiet(_measure.numpy_matmul_gflops)
+    quiet.check("start")
     keras.utils.set_random_seed(0)
     model = keras_attention.build_toy_model(
         VOCAB,
@@ -131,6 +134,8 @@ def main():
         f"{1e3 * times[small]:.2f}, {large} {1e3 * times[large]:.2f} "
         f"({times[large] / times[small]:.1f}x)"
     )
+    quiet.check("end")
+    print(quiet.verdict()[1])
 
 
 if __name__ == "__main__":
