@@ -321,8 +321,8 @@ class _SymbolicAttention(keras.Operation):
 
 # `tile_size=None` runs the attention in tiles from this many logits per call
 # (batch entries · q_len · k_len; 16 MiB in float32): every sequence of 2048
-# or more, and shorter ones in large batches. Below it the full computation is
-# as fast or faster; above it, its large temporaries make it slower too.
+# or more, and shorter ones in large batches, so that memory stays linear.
+# Speed on either side, per backend: benchmarks/RESULTS.md ("Full or tiled").
 TILED_FROM_LOGITS = 1 << 22
 # With `tile_size=None`, a (tile, tile) block of logits for all the batch
 # entries holds at most this many floats (8 MiB): big enough for fast matmuls,
