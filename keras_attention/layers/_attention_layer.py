@@ -66,6 +66,28 @@ class AttentionLayer(keras.layers.Layer):
             checks.not_strings(value, argument, type(self).__name__)
         return super().__call__(*args, **kwargs)
 
+    def _call_options(self, return_attention_scores, use_causal_mask):
+        """`(owner, return_attention_scores, causal)` of a call, checked:
+        `use_causal_mask=None` means the constructor's `causal`, True or
+        False overrides it; scores are refused with `flash_attention`, as in
+        Keras."""
+        owner = type(self).__name__
+        return_attention_scores = checks.boolean(
+            return_attention_scores, "return_attention_scores", owner
+        )
+        causal = (
+            self.causal
+            if use_causal_mask is None
+            else checks.boolean(use_causal_mask, "use_causal_mask", owner)
+        )
+        if self.flash_attention and return_attention_scores:
+            raise ValueError(
+                f"{owner}: `return_attention_scores=True` is not supported with "
+                "`flash_attention=True`, as in Keras. Received: "
+                "return_attention_scores=True"
+            )
+        return owner, return_attention_scores, causal
+
     def call(
         self,
         query,
@@ -100,22 +122,9 @@ class AttentionLayer(keras.layers.Layer):
                 use_causal_mask=use_causal_mask,
                 start_index=start_index,
             )
-        owner = type(self).__name__
-        return_attention_scores = checks.boolean(
-            return_attention_scores, "return_attention_scores", owner
+        owner, return_attention_scores, causal = self._call_options(
+            return_attention_scores, use_causal_mask
         )
-        # None: the constructor's `causal`; True or False overrides it.
-        causal = (
-            self.causal
-            if use_causal_mask is None
-            else checks.boolean(use_causal_mask, "use_causal_mask", owner)
-        )
-        if self.flash_attention and return_attention_scores:
-            raise ValueError(
-                f"{owner}: `return_attention_scores=True` is not supported with "
-                "`flash_attention=True`, as in Keras. Received: "
-                "return_attention_scores=True"
-            )
         self_attention = value is None
         value = query if value is None else value
         key = value if key is None else key

@@ -457,21 +457,9 @@ class MultiHeadAttention(AttentionLayer):
         use_causal_mask=None,
         start_index=None,
     ):
-        owner = type(self).__name__
-        return_attention_scores = checks.boolean(
-            return_attention_scores, "return_attention_scores", owner
+        owner, return_attention_scores, causal = self._call_options(
+            return_attention_scores, use_causal_mask
         )
-        causal = (
-            self.causal
-            if use_causal_mask is None
-            else checks.boolean(use_causal_mask, "use_causal_mask", owner)
-        )
-        if self.flash_attention and return_attention_scores:
-            raise ValueError(
-                f"{owner}: `return_attention_scores=True` is not supported with "
-                "`flash_attention=True`, as in Keras. Received: "
-                "return_attention_scores=True"
-            )
         for argument, given in (
             ("value", value),
             ("key", key),
