@@ -115,15 +115,24 @@ test-browser: browser-programs
 # keras.layers.MultiHeadAttention and memory up to T=16384, on TensorFlow,
 # JAX and PyTorch; it ends with one line per target (met / missed, figure,
 # spread). `bench-long`: the memory of the largest cases, T=32768 and 65536.
-bench: $(VENV)/.installed-test $(TORCH_VENV)/.installed
+# The peers measured against (keras-hub, networkx) come with the `bench`
+# extra, installed into .venv only here.
+$(VENV)/.installed-bench: $(PY) setup.cfg pyproject.toml $(CONSTRAINTS)
+	$(PIP) install -c $(CONSTRAINTS) -e ".[test,plot,bench]"
+	touch $@ $(VENV)/.installed-test $(VENV)/.installed-demo
+
+bench: $(VENV)/.installed-bench $(TORCH_VENV)/.installed
 	rm -rf benchmarks/last
 	$(PY) benchmarks/speed.py --backend tensorflow
 	$(PY) benchmarks/memory.py --backend tensorflow --lengths 4096 8192 16384
+	$(PY) benchmarks/memory.py --backend tensorflow --gqa 8192
+	KERAS_BACKEND=tensorflow $(PY) benchmarks/decoding.py
 	$(PY) benchmarks/speed.py --backend jax --quick
 	$(PY) benchmarks/memory.py --backend jax --lengths 4096 8192 16384
 	$(TORCH_VENV)/bin/python benchmarks/speed.py --backend torch --quick
 	$(TORCH_VENV)/bin/python benchmarks/memory.py --backend torch --lengths 4096 8192 16384
-	@echo; echo "Targets:"; cat benchmarks/last/speed-*.txt benchmarks/last/memory-*.txt
+	$(PY) benchmarks/attention_flow.py
+	@echo; echo "Targets:"; cat benchmarks/last/*.txt
 
 bench-long: $(VENV)/.installed-test $(TORCH_VENV)/.installed
 	rm -rf benchmarks/last

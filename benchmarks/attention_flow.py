@@ -10,10 +10,10 @@ the stated tolerance (1e-5). The reference is the paper's code: a networkx
 (output, input) pair, each row divided by its sum. Target: ours >= 10x
 faster.
 
-networkx is a benchmark-only dependency (not in the package's extras;
-3.6.1 is the newest for Python 3.11):
+networkx is a benchmark-only dependency (the `bench` extra, which `make
+bench` installs; 3.6.1 is the newest for Python 3.11):
 
-    .venv/bin/python -m pip install networkx==3.6.1
+    .venv/bin/python -m pip install -c constraints.txt -e ".[bench]"
     .venv/bin/python benchmarks/attention_flow.py [--tokens 32] [--repeats 3]
 
 `--tokens 8 --repeats 1` is a smoke run of a few seconds.
@@ -92,7 +92,7 @@ def main():
     except ImportError:
         print(
             "benchmarks/attention_flow.py needs networkx (benchmark only):\n"
-            "    .venv/bin/python -m pip install networkx==3.6.1",
+            '    .venv/bin/python -m pip install -c constraints.txt -e ".[bench]"',
             file=sys.stderr,
         )
         return 2

@@ -1,16 +1,21 @@
 """Decoding speed: `generate` with the key/value cache against
-`use_cache=False`, and the per-token cost of a cache of 512 against one of
-8192 positions at position 256.
+`use_cache=False`; the per-token cost at position 256 with caches of 512
+and 8192 positions, ours (attending to the shortest filled prefix, and to
+the whole cache under a mask) against keras-hub's cached
+`TransformerDecoder` used the same way.
 
 Run on a quiet machine: `python benchmarks/decoding.py` (`--smoke` for a
-tiny run that only checks the script works). The toy model at
-`d_model=256`, batch 8, 32-token prompts, 256 new tokens. A `generate` call
-compiles its loop, so the per-token time is the difference of two calls
-(256 and 32 new tokens) divided by the 224 extra tokens.
+tiny run that only checks the script works). TensorFlow with XLA
+(`jit_compile=True`) or JAX (`jax.jit`): the backend is `KERAS_BACKEND`.
+The toy model at `d_model=256`, 4 heads, 2 blocks, batch 8, 32-token
+prompts, 256 new tokens. Every loop is compiled before it is timed (a
+warm-up call of each length); a per-token time is the difference of a long
+and a short run divided by the extra tokens, median of `--runs` interleaved
+repeats.
 """
 
 import argparse
-import functools
+import contextlib
 import time
 
 import _measure
@@ -20,30 +25,45 @@ from keras import ops
 
 import keras_attention
 from keras_attention import generation
+from keras_attention.layers import multi_head_attention
 
 VOCAB = 64
 
 
-def _seconds(function, *args, **kwargs):
+def _seconds(function):
     start = time.perf_counter()
-    function(*args, **kwargs)
+    function()
     return time.perf_counter() - start
 
 
-def per_token_generate(model, prompts, new_tokens, short, use_cache):
-    """Seconds per generated token (batch included) from two calls."""
-    run = functools.partial(
-        keras_attention.generate, model, prompts, use_cache=use_cache
-    )
-    long_time = _seconds(run, new_tokens)
-    short_time = _seconds(run, short)
-    return (long_time - short_time) / (new_tokens - short)
+def _per_token(run, long, short):
+    """Seconds per token from a long and a short run of `run(n)`."""
+    return (_seconds(lambda: run(long)) - _seconds(lambda: run(short))) / (long - short)
 
 
-def per_token_at(model, batch, max_length, start, steps):
-    """Seconds per decoding step at positions `start .. start + steps` with
-    caches of `max_length` positions, in one compiled loop (TensorFlow with
-    XLA, JAX with jit)."""
+def generate_runner(model, prompts, use_cache):
+    """`n -> generate(model, prompts, n)`, its output read back."""
+    return lambda n: keras_attention.generate(model, prompts, n, use_cache=use_cache)
+
+
+def _compiled(loop):
+    """`loop(token, steps)` compiled once for every step count."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(loop, jit_compile=True)
+        return lambda token, steps: compiled(token, tf.constant(steps))
+    if backend == "jax":
+        import jax
+
+        return jax.jit(loop)
+    raise SystemExit("decoding.py measures compiled loops: TensorFlow or JAX")
+
+
+def ours_runner(model, batch, max_length, start):
+    """`n -> n` decoding steps from position `start` with caches of
+    `max_length` positions, in one compiled loop."""
     layers = generation._decoder_layers(model)
     attention = [layer for layer in layers[1] if hasattr(layer, "init_cache")]
 
@@ -61,28 +81,79 @@ def per_token_at(model, batch, max_length, start, steps):
             lambda i, *_: i < steps, body, (ops.convert_to_tensor(0), token, caches)
         )[1]
 
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        loop = tf.function(loop, jit_compile=True)
-    elif backend == "jax":
-        import jax
-
-        loop = jax.jit(loop, static_argnums=1)
+    compiled = _compiled(loop)
     token = ops.ones((batch,), "int32")
-    ops.convert_to_numpy(loop(token, 1))  # compile (TensorFlow: any count)
-    if backend == "jax":
-        ops.convert_to_numpy(loop(token, steps))
-        ops.convert_to_numpy(loop(token, 8))
-    long_time = _seconds(lambda: ops.convert_to_numpy(loop(token, steps)))
-    short_time = _seconds(lambda: ops.convert_to_numpy(loop(token, 8)))
-    return (long_time - short_time) / (steps - 8)
+    return lambda n: ops.convert_to_numpy(compiled(token, n))
+
+
+def keras_hub_model(d_model, num_heads, num_layers):
+    """Embedding, keras-hub `TransformerDecoder`s (self-attention through its
+    `CachedMultiHeadAttention`), Dense: the toy model's sizes."""
+    import keras_hub
+
+    keras.utils.set_random_seed(0)
+    embedding = keras.layers.Embedding(VOCAB, d_model)
+    decoders = [
+        keras_hub.layers.TransformerDecoder(2 * d_model, num_heads)
+        for _ in range(num_layers)
+    ]
+    head = keras.layers.Dense(VOCAB)
+    x = embedding(ops.ones((1, 2), "int32"))
+    for decoder in decoders:
+        x = decoder(x)
+    head(x)
+    return embedding, decoders, head
+
+
+def keras_hub_runner(parts, batch, max_length, start):
+    """As `ours_runner`, with keras-hub's cache `(batch, 2, max_length,
+    heads, head_dim)` and its one scalar position for the batch."""
+    embedding, decoders, head = parts
+    heads = decoders[0].num_heads
+    head_dim = embedding.output_dim // heads
+
+    def loop(token, steps):
+        shape = (batch, 2, max_length, heads, head_dim)
+        caches = tuple(ops.zeros(shape) for _ in decoders)
+
+        def body(i, token, caches):
+            x = embedding(token[:, None])
+            new = []
+            for decoder, cache in zip(decoders, caches, strict=True):
+                x, cache = decoder(
+                    x,
+                    self_attention_cache=cache,
+                    self_attention_cache_update_index=start + i,
+                )
+                new.append(cache)
+            logits = head(x)
+            return i + 1, ops.cast(ops.argmax(logits[:, 0], -1), "int32"), tuple(new)
+
+        return ops.while_loop(
+            lambda i, *_: i < steps, body, (ops.convert_to_tensor(0), token, caches)
+        )[1]
+
+    compiled = _compiled(loop)
+    token = ops.ones((batch,), "int32")
+    return lambda n: ops.convert_to_numpy(compiled(token, n))
+
+
+class WholeCache:
+    """Ours attending to the whole cache under a mask (the prefix off), for
+    the runs made inside the `with`."""
+
+    def __enter__(self):
+        self.shortest = multi_head_attention.SHORTEST_PREFIX
+        multi_head_attention.SHORTEST_PREFIX = 2**40
+
+    def __exit__(self, *_):
+        multi_head_attention.SHORTEST_PREFIX = self.shortest
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a tiny run")
+    parser.add_argument("--runs", type=int, default=7, help="interleaved repeats")
     args = parser.parse_args()
     if args.smoke:
         d_model, batch, prompt, new, short, lengths, start = (
@@ -91,21 +162,16 @@ def main():
             4,
             24,
             8,
-            (64, 256),
+            (64, 512),
             16,
         )
+        steps, runs = (24, 8), 1
     else:
-        d_model, batch, prompt, new, short, lengths, start = (
-            256,
-            8,
-            32,
-            256,
-            32,
-            (512, 8192),
-            256,
-        )
+        d_model, batch, prompt, new, short = 256, 8, 32, 256, 32
+        lengths, start, steps, runs = (512, 8192), 256, (72, 8), args.runs
     quiet = _measure.Quiet(_measure.numpy_matmul_gflops)
     quiet.check("start")
+    print(_measure.machine())
     keras.utils.set_random_seed(0)
     model = keras_attention.build_toy_model(
         VOCAB,
@@ -119,23 +185,121 @@ def main():
     prompts = np.random.default_rng(0).integers(1, VOCAB, (batch, prompt))
     print(
         f"backend {keras.backend.backend()}, d_model {d_model}, batch {batch}, "
-        f"prompt {prompt}, {new} new tokens"
+        f"prompt {prompt}, {new} new tokens, {runs} interleaved runs"
     )
-    cached = per_token_generate(model, prompts, new, short, True)
-    uncached = per_token_generate(model, prompts, new, short, False)
+
+    # 1. generate, cache against use_cache=False.
+    generators = {c: generate_runner(model, prompts, c) for c in (True, False)}
+    for run in generators.values():
+        run(new), run(short)  # compile both lengths
+    times = {c: [] for c in generators}
+    for _ in range(runs):
+        for cached, run in generators.items():
+            times[cached].append(_per_token(run, new, short))
+    ratios = [u / c for c, u in zip(times[True], times[False], strict=True)]
+    cache_ratio = _measure.spread(ratios)
     print(
-        f"generate, ms per step: cache {1e3 * cached:.2f}, "
-        f"use_cache=False {1e3 * uncached:.2f} ({uncached / cached:.1f}x)"
+        f"generate, ms per step: cache {1e3 * _measure.spread(times[True])[0]:.2f}, "
+        f"use_cache=False {1e3 * _measure.spread(times[False])[0]:.2f}; "
+        "ratio {:.2f}x ({:.2f}-{:.2f})".format(*cache_ratio)
     )
-    times = {n: per_token_at(model, batch, n, start, 72) for n in lengths}
-    small, large = lengths
+    quiet.check("after generate")
+
+    # 2. Per token at position `start`, caches of two lengths, three ways.
+    parts = keras_hub_model(d_model, 4, 2)
+    runners = {}
+    for n in lengths:
+        runners["ours", n] = ours_runner(model, batch, n, start)
+        runners["keras-hub", n] = keras_hub_runner(parts, batch, n, start)
+        with WholeCache():
+            runners["ours, whole cache", n] = ours_runner(model, batch, n, start)
+    for key, run in runners.items():
+        # Compile both counts; tracing reads SHORTEST_PREFIX.
+        whole = key[0] == "ours, whole cache"
+        with WholeCache() if whole else contextlib.nullcontext():
+            run(steps[0]), run(steps[1])
+    per_step = {key: [] for key in runners}
+    for _ in range(runs):
+        for key, run in runners.items():
+            per_step[key].append(_per_token(run, *steps))
+    print(f"\nms per step at positions {start}-{start + steps[0]}:")
     print(
-        f"ms per step at position {start}: max_length {small} "
-        f"{1e3 * times[small]:.2f}, {large} {1e3 * times[large]:.2f} "
-        f"({times[large] / times[small]:.1f}x)"
+        "| implementation | "
+        + " | ".join(f"max_length {n}" for n in lengths)
+        + " | ratio |"
+    )
+    print("|---|" + "---|" * (len(lengths) + 1))
+    growth = {}
+    for name in ("ours", "ours, whole cache", "keras-hub"):
+        small, large = (per_step[name, n] for n in lengths)
+        ratios = [b / a for a, b in zip(small, large, strict=True)]
+        growth[name] = _measure.spread(ratios)
+        cells = " | ".join(
+            "{:.2f} ({:.2f}-{:.2f})".format(*(1e3 * v for v in _measure.spread(t)))
+            for t in (small, large)
+        )
+        print(
+            f"| {name} | {cells} | " + "{:.2f}x ({:.2f}-{:.2f}) |".format(*growth[name])
+        )
+    small = lengths[0]
+    prefix_cost = _measure.spread(
+        [
+            a / b
+            for a, b in zip(
+                per_step["ours", small],
+                per_step["ours, whole cache", small],
+                strict=True,
+            )
+        ]
+    )
+    hub = {
+        n: _measure.spread(
+            [
+                b / a
+                for a, b in zip(
+                    per_step["ours", n], per_step["keras-hub", n], strict=True
+                )
+            ]
+        )
+        for n in lengths
+    }
+    for n in lengths:
+        print(
+            "keras-hub / ours at max_length {}: {:.2f}x ({:.2f}-{:.2f})".format(
+                n, *hub[n]
+            )
+        )
+    print(
+        "ours prefix / whole cache at max_length {}: {:.2f}x ({:.2f}-{:.2f})".format(
+            small, *prefix_cost
+        )
     )
     quiet.check("end")
     print(quiet.verdict()[1])
+    _measure.write_summary(
+        f"decoding-{keras.backend.backend()}",
+        [
+            _measure.target_line(
+                "generate, cache vs use_cache=False",
+                cache_ratio[0],
+                5,
+                low=cache_ratio[1],
+                high=cache_ratio[2],
+            ),
+            _measure.target_line(
+                f"per token, max_length {lengths[1]} / {lengths[0]} at {start}",
+                growth["ours"][0],
+                1.3,
+                lower=True,
+            ),
+            _measure.target_line(
+                f"per token at max_length {small}, prefix / whole cache",
+                prefix_cost[0],
+                1.0,
+                lower=True,
+            ),
+        ],
+    )
 
 
 if __name__ == "__main__":

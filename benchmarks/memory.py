@@ -46,20 +46,31 @@ def child(impl, length, mode):
 
     import keras_attention
 
+    # "ours-kv<n>", "keras-gqa-kv<n>": grouped-query attention, n key/value
+    # heads for the HEADS query heads.
+    kv_heads = int(impl.rsplit("kv", 1)[1]) if "-kv" in impl else None
     if impl == "keras":
         layer = keras.layers.MultiHeadAttention(num_heads=HEADS, key_dim=DIM // HEADS)
+    elif impl.startswith("keras-gqa"):
+        layer = keras.layers.GroupQueryAttention(
+            head_dim=DIM // HEADS, num_query_heads=HEADS, num_key_value_heads=kv_heads
+        )
     else:
         layer = keras_attention.MultiHeadAttention(
-            num_heads=HEADS, key_dim=DIM // HEADS, alibi=impl == "ours-alibi"
+            num_heads=HEADS,
+            key_dim=DIM // HEADS,
+            alibi=impl == "ours-alibi",
+            num_key_value_heads=kv_heads,
         )
+    keras_layer = impl.startswith("keras")
     short = keras.random.normal((B, 256, DIM), seed=0)
-    layer(*(short, short) if impl == "keras" else (short,))
+    layer(*(short, short) if keras_layer else (short,))
     step = speed.make_step(
         layer,
         causal=False,
         backward=mode == "fwd+bwd",
         mode=speed.MODES[0],
-        keras_layer=impl == "keras",
+        keras_layer=keras_layer,
     )
     speed.force(step(short))  # traced (and run) on a short input
     x = keras.random.normal((B, length, DIM), seed=1)
@@ -74,7 +85,7 @@ def child(impl, length, mode):
 def estimate(impl, length, mode):
     """A generous estimate of the peak, to decide whether to start a case."""
     scores = 4 * B * HEADS * length * length
-    if impl == "keras":
+    if impl.startswith("keras"):
         return KERAS_FACTOR[mode] * scores
     return 64 * B * length * DIM * 4 + GIB  # activations and tiles, linear in T
 
@@ -122,6 +133,13 @@ def main():
         default=os.environ.get("KERAS_BACKEND", "tensorflow"),
     )
     parser.add_argument(
+        "--gqa",
+        type=int,
+        metavar="T",
+        help="instead: grouped-query attention at length T, 8 query heads "
+        "and 8, 4, 2, 1 key/value heads (ours, and Keras' GroupQueryAttention)",
+    )
+    parser.add_argument(
         "--child",
         nargs=3,
         metavar=("IMPL", "T", "PASS"),
@@ -138,6 +156,9 @@ def main():
     quiet = _measure.Quiet(_measure.numpy_matmul_gflops)
     quiet.check("start (NumPy)")
     step = {"tensorflow": "graph mode", "jax": "jax.jit", "torch": "eager"}[backend]
+    if args.gqa:
+        grouped(args.gqa, backend, step, quiet)
+        return
     print(f"\nB={B}, d={DIM}, h={HEADS}, fp32, self-attention, {step}")
     print(
         "| T | pass | keras MHA | ours | ours / keras | ours, alibi=True "
@@ -209,6 +230,40 @@ def main():
             done = "completes" if isinstance(ours, int) else f"does not: {show(ours)}"
             summary.append(f"{backend} ours T={length} fwd+bwd {done}")
     _measure.write_summary(f"memory-{backend}", summary)
+
+
+def grouped(length, backend, step, quiet):
+    """The GQA table: the peak of 8 query heads does not grow as the
+    key/value heads go from 8 to 1 (no copy per group)."""
+    print(f"\nB={B}, d={DIM}, {HEADS} query heads, T={length}, fp32, {step}")
+    print("| key/value heads | pass | ours | Keras GroupQueryAttention |")
+    print("|---|---|---|---|")
+    ours = {}
+    for mode in ("fwd", "fwd+bwd"):
+        for kv in (8, 4, 2, 1):
+            ours[kv, mode] = measure(f"ours-kv{kv}", length, mode, backend)
+            theirs = measure(f"keras-gqa-kv{kv}", length, mode, backend)
+            print(
+                f"| {kv} | {mode} | {show(ours[kv, mode])} | {show(theirs)} |",
+                flush=True,
+            )
+    quiet.check("end (NumPy)")
+    _, evidence = quiet.verdict()
+    summary = [f"memory, grouped-query ({backend}) {evidence}"]
+    for mode in ("fwd", "fwd+bwd"):
+        one, eight = ours[1, mode], ours[8, mode]
+        figure = (
+            one / eight if isinstance(one, int) and isinstance(eight, int) else None
+        )
+        summary.append(
+            _measure.target_line(
+                f"{backend} ours T={length} {mode}, 1 key/value head of 8",
+                figure,
+                1.05,  # does not grow, within the method's few per cent
+                lower=True,
+            )
+        )
+    _measure.write_summary(f"memory-gqa-{backend}", summary)
 
 
 if __name__ == "__main__":

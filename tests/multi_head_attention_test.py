@@ -6,6 +6,7 @@ import pytest
 
 import keras_attention
 from keras_attention import MultiHeadAttention
+from keras_attention.layers import multi_head_attention
 from tests.layer_test_case import (
     RNG,
     assert_raises_with,
@@ -621,6 +622,38 @@ def test_bottom_right_layer_steps_equal_the_whole_pass():
     for t in range(6):
         step = layer(x[:, t : t + 1], x[:, : t + 1])
         np.testing.assert_allclose(to_numpy(step)[:, 0], whole[:, t], atol=1e-5)
+
+
+@pytest.mark.parametrize("per_row", [False, True], ids=["scalar", "per-row"])
+def test_a_cached_step_reads_only_the_shortest_filled_prefix(monkeypatch, per_row):
+    # Prefixes of 2, 4 and 8 positions: steps at positions 0-1 and 2 read
+    # the first 4. NaN after them would poison attention to the whole cache
+    # (a zero weight times NaN is NaN).
+    monkeypatch.setattr(multi_head_attention, "SHORTEST_PREFIX", 2)
+    layer = MultiHeadAttention(num_heads=2, key_dim=4, causal=True)
+    x = normal(2, 3, 8)
+    whole = to_numpy(layer(x))
+    poisoned = tuple(
+        keras.ops.concatenate([part[:, :, :4], np.nan + part[:, :, 4:]], axis=2)
+        for part in layer.init_cache(2, 8)
+    )
+
+    def index(i):
+        return np.full((2,), i, "int32") if per_row else i
+
+    first, cache = layer(x[:, :2], cache=poisoned, cache_index=index(0))
+    last, weights, cache = layer(
+        x[:, 2:], cache=cache, cache_index=index(2), return_attention_scores=True
+    )
+    np.testing.assert_allclose(to_numpy(first), whole[:, :2], atol=1e-5)
+    np.testing.assert_allclose(to_numpy(last), whole[:, 2:], atol=1e-5)
+    # Weights over all 8 positions, none past the filled 3.
+    assert tuple(weights.shape) == (2, 2, 1, 8)
+    np.testing.assert_array_equal(to_numpy(weights)[..., 3:], 0.0)
+    np.testing.assert_allclose(to_numpy(weights).sum(-1), 1.0, atol=1e-6)
+    # The new keys were written where they belong, the rest left as it was.
+    assert np.isnan(to_numpy(cache[0])[:, :, 4:]).all()
+    assert not np.isnan(to_numpy(cache[0])[:, :, :3]).any()
 
 
 def test_rotary_and_alibi_layer_behaviours(tmp_path):

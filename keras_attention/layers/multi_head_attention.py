@@ -10,6 +10,7 @@ Keras' layer. Between the projections, the attention runs on
 into one sequence axis.
 """
 
+import functools
 import math
 import string
 
@@ -177,10 +178,14 @@ class MultiHeadAttention(AttentionLayer):
     outputs; keys are masked by position alone. `cache_index + q_len` must
     not exceed `max_length` (checked when the values are known; in a
     compiled loop it is not). Not supported with a cache: `value`, `key`,
-    `attention_mask`, `start_index`. Each call attends to all `max_length`
-    positions under a mask, and a single eager call copies the cache: run
-    the steps in one compiled loop (`keras.ops.while_loop`, as
-    `keras_attention.generate` does) with the cache as a loop variable.
+    `attention_mask`, `start_index`. A call attends to the shortest prefix
+    of the cache (512, 1024, 2048, ... positions, or all `max_length`) that
+    holds every row's filled positions, so a step's cost follows the filled
+    length rather than `max_length`; with dropout in training it attends
+    to the whole cache. A single eager call copies the cache: run the steps
+    in one compiled loop (`keras.ops.while_loop`, as
+    `keras_attention.generate` does) with the cache as a loop variable,
+    which XLA and `jax.jit` update in place.
 
     Example:
 
@@ -503,37 +508,61 @@ class MultiHeadAttention(AttentionLayer):
         value_cache = _write(value_cache, new_value, index, per_row)
 
         max_length = ops.shape(key_cache)[2]
-        rows = ops.reshape(positions, (-1, 1, q_len, 1))  # (b, 1, q, 1)
-        cols = ops.reshape(ops.arange(max_length, dtype="int32"), (1, 1, 1, -1))
-        if causal:
-            # Bottom-right: query t sees the cache up to its own position.
-            allowed = ops.less_equal(cols, rows)
-        else:
-            filled = ops.reshape(index + q_len, (-1, 1, 1, 1))
-            allowed = ops.less(cols, filled)
-        distance = rows - cols
-        if self.sliding_window is not None:
-            allowed = ops.logical_and(
-                allowed, ops.less(ops.abs(distance), self.sliding_window)
+
+        def attend(length):
+            # Attention to the cache's first `length` positions.
+            keys, values = (x[:, :, :length] for x in (key_cache, value_cache))
+            rows = ops.reshape(positions, (-1, 1, q_len, 1))  # (b, 1, q, 1)
+            cols = ops.reshape(ops.arange(length, dtype="int32"), (1, 1, 1, -1))
+            if causal:
+                # Bottom-right: query t sees the cache up to its own position.
+                allowed = ops.less_equal(cols, rows)
+            else:
+                filled = ops.reshape(index + q_len, (-1, 1, 1, 1))
+                allowed = ops.less(cols, filled)
+            distance = rows - cols
+            if self.sliding_window is not None:
+                allowed = ops.logical_and(
+                    allowed, ops.less(ops.abs(distance), self.sliding_window)
+                )
+            bias = None
+            if self.alibi:
+                # ALiBi from each row's positions: -slope * |i - j|.
+                slopes = ops.convert_to_tensor(self._alibi_slopes)
+                slopes = ops.cast(ops.reshape(slopes, (-1, 1, 1)), "float32")
+                bias = -slopes * ops.cast(ops.abs(distance), "float32")
+            result = scaled_dot_product_attention(
+                query_heads,
+                keys,
+                values,
+                allowed,
+                bias=bias,
+                scale=self.scale,
+                dropout=self.dropout,
+                seed=self.seed_generator,
+                training=bool(training),
+                return_weights=return_attention_scores,
+                tile_size=self.tile_size,
             )
-        bias = None
-        if self.alibi:
-            # ALiBi from each row's positions: -slope * |i - j|.
-            slopes = ops.reshape(ops.convert_to_tensor(self._alibi_slopes), (-1, 1, 1))
-            bias = -ops.cast(slopes, "float32") * ops.cast(ops.abs(distance), "float32")
-        result = scaled_dot_product_attention(
-            query_heads,
-            key_cache,
-            value_cache,
-            allowed,
-            bias=bias,
-            scale=self.scale,
-            dropout=self.dropout,
-            seed=self.seed_generator,
-            training=bool(training),
-            return_weights=return_attention_scores,
-            tile_size=self.tile_size,
-        )
+            if not return_attention_scores:
+                return result
+            context, weights = result
+            # (batch, heads, q_len, max_length): no weight past `length`.
+            extra = [[0, 0]] * 3 + [[0, max_length - length]]
+            return context, ops.pad(weights, extra)
+
+        lengths = _prefix_lengths(max_length)
+        if len(lengths) == 1 or (training and self.dropout > 0):
+            # (Dropout draws its seed once per call, not inside a branch.)
+            result = attend(max_length)
+        else:
+            # The shortest prefix that holds every row's filled positions:
+            # a step's cost follows the filled length, not max_length.
+            filled = ops.max(index) + q_len
+            bounds = ops.convert_to_tensor(lengths[:-1], dtype="int32")
+            branch = ops.sum(ops.cast(ops.greater(filled, bounds), "int32"))
+            branches = [functools.partial(attend, length) for length in lengths]
+            result = ops.switch(branch, branches)
         context, weights = result if return_attention_scores else (result, None)
         if mask is not None:
             # A padded query gets a zero context, as without a cache.
@@ -991,16 +1020,30 @@ def _write(cache, new, index, per_row):
     new = ops.cast(new, cache.dtype)
     if not per_row:
         return ops.slice_update(cache, (0, 0, index, 0), new)
-    # A position per row: each cache position takes the new step it holds,
-    # if any (a select over the cache, as no backend scatters per row).
-    max_length, q_len = ops.shape(cache)[2], ops.shape(new)[2]
-    step = ops.arange(max_length, dtype="int32") - ops.expand_dims(index, -1)
-    written = ops.logical_and(ops.greater_equal(step, 0), ops.less(step, q_len))
-    batch, heads, _, dim = ops.shape(new)
-    steps = ops.reshape(ops.clip(step, 0, q_len - 1), (-1, 1, max_length, 1))
-    steps = ops.broadcast_to(steps, (batch, heads, max_length, dim))
-    gathered = ops.take_along_axis(new, steps, axis=2)
-    return ops.where(ops.reshape(written, (-1, 1, max_length, 1)), gathered, cache)
+    # A position per row: scatter the (batch * heads * q_len) vectors.
+    batch, heads, q_len, dim = ops.shape(new)
+    shape = (batch, heads, q_len)
+    rows = ops.reshape(ops.arange(batch, dtype="int32"), (-1, 1, 1))
+    head = ops.reshape(ops.arange(heads, dtype="int32"), (1, -1, 1))
+    step = ops.reshape(index, (-1, 1, 1)) + ops.arange(q_len, dtype="int32")
+    at = ops.stack([ops.broadcast_to(x, shape) for x in (rows, head, step)], -1)
+    return ops.scatter_update(
+        cache, ops.reshape(at, (-1, 3)), ops.reshape(new, (-1, dim))
+    )
+
+
+# Decoding attends to the shortest of these prefixes of the cache that holds
+# every filled position: 512, 1024, 2048, ... up to `max_length`.
+SHORTEST_PREFIX = 512
+
+
+def _prefix_lengths(max_length):
+    if not isinstance(max_length, int):
+        return [max_length]  # unknown until run time: the whole cache
+    lengths = [SHORTEST_PREFIX]
+    while lengths[-1] < max_length:
+        lengths.append(2 * lengths[-1])
+    return lengths[:-1] + [max_length]
 
 
 def _rotary(rotary_embedding, key_dim, owner):
