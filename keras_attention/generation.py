@@ -63,8 +63,10 @@ def generate(
     Token 0 is padding. Prompts of different lengths share a batch: each
     prompt is right-padded with 0, and its positions count from its first
     token, so a prompt decodes in a batch as it does alone (greedy: the same
-    tokens, logits within float rounding). With the cache, each row writes
-    and attends from its own position (a per-row `cache_index`).
+    tokens, logits within float rounding). With the cache, the rows move in
+    step: all of them are at one position per step from the end of the
+    shortest prompt, a row still in its prompt being fed its next prompt
+    token (see "Cost").
 
     Args:
         model: the causal `keras.Sequential` (see above), built.
@@ -98,12 +100,16 @@ def generate(
         A NumPy int32 array `(batch, prompt_len + max_new_tokens)`: each
         prompt (without its padding), then its new tokens, then 0s.
 
-    Cost: the caches hold `prompt_len + max_new_tokens` positions, and every
-    step attends to all of them under a mask, and rewrites them (each row
-    writes at its own position), so a step costs time proportional to that
-    length, not to the positions filled so far. Keep `max_new_tokens` to
-    what you need. The whole loop compiles once per call on JAX; on
-    TensorFlow once per model, options and shapes (later calls reuse it).
+    Cost: the caches hold `prompt_len + max_new_tokens` positions (a
+    `sliding_window` layer's, a ring of its window), written in place as
+    loop variables; a step attends to the shortest prefix of 512, 1024,
+    2048, ... positions that holds what is filled, so its time follows the
+    filled length, not `max_length`. The rows move in step from the end of
+    the shortest prompt, a row still in its prompt being fed its next
+    prompt token, so a batch of prompts of very different lengths runs
+    more steps than `max_new_tokens`. The whole loop compiles once per
+    call on JAX; on TensorFlow once per model, options and shapes (later
+    calls reuse it).
 
     By hand (any model, e.g. a Functional one): call each attention layer
     with its cache, in a step function you compile yourself, e.g.
@@ -149,6 +155,8 @@ def generate(
     # not keep it alive.
     model_ref = weakref.ref(model)
 
+    shortest = int(lengths.min())
+
     def run(buffer, lengths, seed):
         decoder = model_ref()
         return loop(
@@ -156,7 +164,7 @@ def generate(
             _decoder_layers(decoder),
             buffer,
             lengths,
-            prompt_len,
+            shortest,
             max_new_tokens,
             end_token,
             dict(options, seed=seed),
@@ -165,7 +173,7 @@ def generate(
     seed_tensor = np.asarray(options["seed"], dtype="int32")
     # Compiled as the backend does it (`keras_attention/_backend/`): on
     # TensorFlow one XLA function per model, options and shapes, reused.
-    key = (use_cache, prompt_len, max_new_tokens, end_token) + tuple(
+    key = (use_cache, prompt_len, shortest, max_new_tokens, end_token) + tuple(
         sorted((name, value) for name, value in options.items() if name != "seed")
     )
     run = _backend.current().compiled_loop(run, model, key)
@@ -351,45 +359,65 @@ def _forward(layers, tokens, positions, caches, cache_index):
 
 
 def _cached_loop(
-    model, layers, tokens, lengths, prompt_len, max_new_tokens, end_token, options
+    model, layers, tokens, lengths, shortest, max_new_tokens, end_token, options
 ):
+    # The rows move in step, one position per step from the shortest
+    # prompt's end: a row still in its prompt is fed its next prompt token
+    # (its logits unused), so every cache is written in order, which a ring
+    # cache (sliding window) needs, with one `cache_index` for the batch.
     batch, total = ops.shape(tokens)
     caches = tuple(
         layer.init_cache(batch, total)
         for layer in layers[1]
         if isinstance(layer, (TransformerBlock, MultiHeadAttention))
     )
-    positions = ops.broadcast_to(
-        ops.arange(prompt_len, dtype="int32"), (batch, prompt_len)
-    )
-    logits, caches = _forward(layers, tokens[:, :prompt_len], positions, caches, 0)
-    last = _at(logits, lengths - 1)
-    step = ops.convert_to_tensor(0, dtype="int32")
-    token = _sample(last, step, options)
+    positions = ops.broadcast_to(ops.arange(shortest, dtype="int32"), (batch, shortest))
+
+    def _next(logits, position, tokens, lengths, done):
+        """The tokens at `position`: each row's prompt token, or drawn
+        from `logits` (and written) from the end of its prompt on."""
+        step = position - lengths  # (batch,): the new token's number
+        drawn = _sample(logits, step, options)
+        prompt = ops.take(tokens, ops.minimum(position, total - 1), axis=1)
+        new = ops.logical_and(ops.greater_equal(step, 0), ops.logical_not(done))
+        token = ops.where(ops.greater_equal(step, 0), drawn, prompt)
+        at = ops.equal(ops.arange(total, dtype="int32"), position)  # (total,)
+        written = ops.where(
+            ops.logical_and(at, ops.expand_dims(new, 1)),
+            ops.expand_dims(token, 1),
+            tokens,
+        )
+        finished = ops.greater_equal(step, max_new_tokens - 1)
+        if end_token is not None:
+            finished = ops.logical_or(finished, ops.equal(token, end_token))
+        done = ops.logical_or(done, ops.logical_and(new, finished))
+        return token, written, done
+
+    logits, caches = _forward(layers, tokens[:, :shortest], positions, caches, 0)
     done = ops.zeros((batch,), dtype="bool")
-    tokens, done = _append(tokens, token, lengths + step, done, end_token)
+    position = ops.convert_to_tensor(shortest, dtype="int32")
+    token, tokens, done = _next(logits[:, -1], position, tokens, lengths, done)
 
-    def cond(step, tokens, token, done, caches):
+    def cond(position, tokens, token, done, caches):
         return ops.logical_and(
-            ops.less(step, max_new_tokens - 1), ops.logical_not(ops.all(done))
+            ops.less(position, total - 1), ops.logical_not(ops.all(done))
         )
 
-    def body(step, tokens, token, done, caches):
-        index = lengths + step  # the position of `token`
+    def body(position, tokens, token, done, caches):
+        index = ops.broadcast_to(position, (batch, 1))
         logits, caches = _forward(
-            layers, ops.expand_dims(token, 1), ops.expand_dims(index, 1), caches, index
+            layers, ops.expand_dims(token, 1), index, caches, position
         )
-        step = step + 1
-        token = _sample(logits[:, 0], step, options)
-        tokens, done = _append(tokens, token, lengths + step, done, end_token)
-        return step, tokens, token, done, caches
+        position = position + 1
+        token, tokens, done = _next(logits[:, 0], position, tokens, lengths, done)
+        return position, tokens, token, done, caches
 
-    result = ops.while_loop(cond, body, (step, tokens, token, done, caches))
+    result = ops.while_loop(cond, body, (position, tokens, token, done, caches))
     return result[1]
 
 
 def _uncached_loop(
-    model, layers, tokens, lengths, prompt_len, max_new_tokens, end_token, options
+    model, layers, tokens, lengths, shortest, max_new_tokens, end_token, options
 ):
     batch = ops.shape(tokens)[0]
 

@@ -270,6 +270,13 @@ def cached_call(cache=None, cache_index=0, **kwargs):
     return layer(normal(2, 2, 8), cache=cache, cache_index=cache_index, **kwargs)
 
 
+def ring_call(**kwargs):
+    """A step of a window-2 layer through its ring cache of 2 positions."""
+    layer = mha(causal=True, sliding_window=2)
+    cache = layer.init_cache(2, 4)
+    return layer(normal(2, 1, 8), cache=cache, cache_index=3, **kwargs)
+
+
 BAD_INPUTS = [
     pytest.param(
         lambda: mha(num_heads=0),
@@ -497,6 +504,15 @@ BAD_INPUTS = [
         id="cache-overflow-per-row",
     ),
     pytest.param(
+        lambda: ring_call(return_attention_scores=True),
+        ValueError,
+        MHA + "a ring cache (`sliding_window`=2, a cache of 2 >= sliding_window "
+        "positions) keeps no weights by position: call with "
+        "return_attention_scores=False, or use a cache shorter than the window. "
+        "Received: return_attention_scores=True",
+        id="ring-cache-scores",
+    ),
+    pytest.param(
         lambda: cached_call(cache_index=-1),
         ValueError,
         MHA + "`cache_index` must be >= 0. Received: cache_index=-1",
@@ -654,6 +670,36 @@ def test_a_cached_step_reads_only_the_shortest_filled_prefix(monkeypatch, per_ro
     # The new keys were written where they belong, the rest left as it was.
     assert np.isnan(to_numpy(cache[0])[:, :, 4:]).all()
     assert not np.isnan(to_numpy(cache[0])[:, :, :3]).any()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"alibi": True}, {"rotary_embedding": keras_attention.RotaryEmbedding()}],
+    ids=["plain", "alibi", "rotary"],
+)
+def test_ring_cache_steps_equal_the_whole_pass(kwargs):
+    # A window of 3: the cache is a ring of 3 positions, and 7 positions are
+    # decoded through it, in calls of 4 (more than the ring), 2 and 1 steps.
+    layer = MultiHeadAttention(
+        num_heads=2,
+        key_dim=4,
+        num_key_value_heads=1,
+        sliding_window=3,
+        causal=True,
+        **kwargs,
+    )
+    x = normal(2, 7, 8)
+    whole = to_numpy(layer(x))
+    cache = layer.init_cache(2, 7)
+    assert tuple(cache[0].shape) == (2, 1, 3, 4)
+    start = 0
+    for length in (4, 2, 1):
+        index = np.full((2,), start, "int32") if start == 6 else start
+        out, cache = layer(x[:, start : start + length], cache=cache, cache_index=index)
+        np.testing.assert_allclose(
+            to_numpy(out), whole[:, start : start + length], atol=1e-5
+        )
+        start += length
 
 
 def test_rotary_and_alibi_layer_behaviours(tmp_path):

@@ -177,7 +177,14 @@ class MultiHeadAttention(AttentionLayer):
     token. With a cache the padding `mask` only zeroes padded queries'
     outputs; keys are masked by position alone. `cache_index + q_len` must
     not exceed `max_length` (checked when the values are known; in a
-    compiled loop it is not). Not supported with a cache: `value`, `key`,
+    compiled loop it is not). With a `sliding_window` shorter than
+    `max_length`, `init_cache` makes a ring of `sliding_window` positions
+    (position `p` in slot `p % sliding_window`): memory follows the window,
+    and decoding may go on past `max_length`. A ring must be written in
+    order, each call starting where the previous one ended (a rewind, such
+    as right-padded prompts continued from their own lengths, would read
+    overwritten keys; `generate` moves the rows in step instead), and it
+    returns no weights. Not supported with a cache: `value`, `key`,
     `attention_mask`, `start_index`. A call attends to the shortest prefix
     of the cache (512, 1024, 2048, ... positions, or all `max_length`) that
     holds every row's filled positions, so a step's cost follows the filled
@@ -427,18 +434,23 @@ class MultiHeadAttention(AttentionLayer):
 
         Args:
             batch_size: the batch size of the calls.
-            max_length: the number of positions the cache holds (prompt and
+            max_length: the number of positions to decode (prompt and
                 generated tokens together).
 
         Returns:
             The pair `(key_cache, value_cache)`, zeros of shapes
-            `(batch_size, num_key_value_heads, max_length, key_dim)` and
-            `(batch_size, num_key_value_heads, max_length, value_dim)` in the
-            layer's compute dtype. The layer need not be built.
+            `(batch_size, num_key_value_heads, length, key_dim)` and
+            `(batch_size, num_key_value_heads, length, value_dim)` in the
+            layer's compute dtype, where `length` is `max_length`, or
+            `sliding_window` when that is shorter: a ring that holds the
+            last `sliding_window` positions, the only ones a query sees. The
+            layer need not be built.
         """
         owner = type(self).__name__
         batch_size = checks.positive_int(batch_size, "batch_size", owner)
         max_length = checks.positive_int(max_length, "max_length", owner)
+        if self.sliding_window is not None:
+            max_length = min(max_length, self.sliding_window)
         shape = (batch_size, self.num_key_value_heads, max_length)
         return (
             ops.zeros(shape + (self.key_dim,), dtype=self.compute_dtype),
@@ -504,22 +516,29 @@ class MultiHeadAttention(AttentionLayer):
         query_heads, new_key, new_value = (
             ops.transpose(x, (0, 2, 1, 3)) for x in (query_heads, new_key, new_value)
         )
-        key_cache = _write(key_cache, new_key, index, per_row)
-        value_cache = _write(value_cache, new_value, index, per_row)
+        max_length = key_cache.shape[2]
+        ring = self._ring(max_length)
+        if ring and return_attention_scores:
+            raise ValueError(
+                f"{owner}: a ring cache (`sliding_window`={self.sliding_window}"
+                f", a cache of {max_length} >= sliding_window positions) keeps "
+                "no weights by position: call with return_attention_scores="
+                "False, or use a cache shorter than the window. Received: "
+                "return_attention_scores=True"
+            )
 
-        max_length = ops.shape(key_cache)[2]
-
-        def attend(length):
-            # Attention to the cache's first `length` positions.
-            keys, values = (x[:, :, :length] for x in (key_cache, value_cache))
+        def attend(keys, values, key_positions):
+            # Attention from the new steps to `keys` at `key_positions`
+            # (int32 (batch or 1, k_len), < 0 where nothing is held).
             rows = ops.reshape(positions, (-1, 1, q_len, 1))  # (b, 1, q, 1)
-            cols = ops.reshape(ops.arange(length, dtype="int32"), (1, 1, 1, -1))
+            cols = ops.expand_dims(ops.expand_dims(key_positions, 1), 1)
+            filled = ops.reshape(index + q_len, (-1, 1, 1, 1))
+            allowed = ops.logical_and(
+                ops.greater_equal(cols, 0), ops.less(cols, filled)
+            )
             if causal:
                 # Bottom-right: query t sees the cache up to its own position.
-                allowed = ops.less_equal(cols, rows)
-            else:
-                filled = ops.reshape(index + q_len, (-1, 1, 1, 1))
-                allowed = ops.less(cols, filled)
+                allowed = ops.logical_and(allowed, ops.less_equal(cols, rows))
             distance = rows - cols
             if self.sliding_window is not None:
                 allowed = ops.logical_and(
@@ -531,7 +550,7 @@ class MultiHeadAttention(AttentionLayer):
                 slopes = ops.convert_to_tensor(self._alibi_slopes)
                 slopes = ops.cast(ops.reshape(slopes, (-1, 1, 1)), "float32")
                 bias = -slopes * ops.cast(ops.abs(distance), "float32")
-            result = scaled_dot_product_attention(
+            return scaled_dot_product_attention(
                 query_heads,
                 keys,
                 values,
@@ -544,25 +563,59 @@ class MultiHeadAttention(AttentionLayer):
                 return_weights=return_attention_scores,
                 tile_size=self.tile_size,
             )
-            if not return_attention_scores:
-                return result
-            context, weights = result
-            # (batch, heads, q_len, max_length): no weight past `length`.
-            extra = [[0, 0]] * 3 + [[0, max_length - length]]
-            return context, ops.pad(weights, extra)
 
-        lengths = _prefix_lengths(max_length)
-        if len(lengths) == 1 or (training and self.dropout > 0):
-            # (Dropout draws its seed once per call, not inside a branch.)
-            result = attend(max_length)
+        if ring:
+            # The keys held (the last `max_length` positions before `index`)
+            # and the new ones, then the new ones written over the oldest.
+            slots = ops.arange(max_length, dtype="int32")
+            last = ops.reshape(index, (-1, 1)) - 1
+            held = last - ops.mod(last - slots, max_length)  # (b or 1, slots)
+            result = attend(
+                ops.concatenate([key_cache, ops.cast(new_key, key_cache.dtype)], 2),
+                ops.concatenate(
+                    [value_cache, ops.cast(new_value, value_cache.dtype)], 2
+                ),
+                ops.concatenate([held, ops.reshape(positions, (-1, q_len))], 1),
+            )
+            if isinstance(query.shape[1], int) and query.shape[1] > max_length:
+                # Only the last `max_length` new steps stay.
+                first = query.shape[1] - max_length
+                new_key, new_value = new_key[:, :, first:], new_value[:, :, first:]
+                index = index + first
+            key_cache = _write(key_cache, new_key, index, per_row, ring=True)
+            value_cache = _write(value_cache, new_value, index, per_row, ring=True)
         else:
-            # The shortest prefix that holds every row's filled positions:
-            # a step's cost follows the filled length, not max_length.
-            filled = ops.max(index) + q_len
-            bounds = ops.convert_to_tensor(lengths[:-1], dtype="int32")
-            branch = ops.sum(ops.cast(ops.greater(filled, bounds), "int32"))
-            branches = [functools.partial(attend, length) for length in lengths]
-            result = ops.switch(branch, branches)
+            key_cache = _write(key_cache, new_key, index, per_row)
+            value_cache = _write(value_cache, new_value, index, per_row)
+
+            def prefix(length):
+                # Attention to the cache's first `length` positions.
+                result = attend(
+                    key_cache[:, :, :length],
+                    value_cache[:, :, :length],
+                    ops.arange(length, dtype="int32")[None],
+                )
+                if not return_attention_scores:
+                    return result
+                context, weights = result
+                # (batch, heads, q_len, max_length): no weight past `length`.
+                extra = [[0, 0]] * 3 + [[0, size - length]]
+                return context, ops.pad(weights, extra)
+
+            size = ops.shape(key_cache)[2]  # max_length, maybe known only now
+            lengths = _prefix_lengths(size)
+            if len(lengths) == 1 or (training and self.dropout > 0):
+                # (Dropout draws its seed once per call, not in a branch.)
+                result = prefix(lengths[-1])
+            else:
+                # The shortest prefix that holds every row's filled
+                # positions: a step's cost follows the filled length.
+                filled = ops.max(index) + q_len
+                bounds = ops.convert_to_tensor(lengths[:-1], dtype="int32")
+                branch = ops.sum(ops.cast(ops.greater(filled, bounds), "int32"))
+                result = ops.switch(
+                    branch, [functools.partial(prefix, n) for n in lengths]
+                )
         context, weights = result if return_attention_scores else (result, None)
         if mask is not None:
             # A padded query gets a zero context, as without a cache.
@@ -573,6 +626,15 @@ class MultiHeadAttention(AttentionLayer):
         if return_attention_scores:
             return output, weights, new_cache
         return output, new_cache
+
+    def _ring(self, max_length):
+        """Whether a cache of `max_length` positions is a ring: with a
+        `sliding_window` no longer than it, position `p` lives in slot
+        `p % max_length`, and decoding can go on past `max_length`."""
+        window = self.sliding_window
+        return (
+            isinstance(max_length, int) and window is not None and max_length >= window
+        )
 
     def _check_cache(self, query, cache, cache_index, mask):
         """Returns `(key_cache, value_cache, index, per_row)`: the checked
@@ -662,7 +724,7 @@ class MultiHeadAttention(AttentionLayer):
                     f"{owner}: `cache_index` must be >= 0. "
                     f"Received: cache_index={known.tolist()}"
                 )
-            if (known + q_len > max_length).any():
+            if not self._ring(max_length) and (known + q_len > max_length).any():
                 raise ValueError(
                     f"{owner}: the cache overflows: `cache_index` + q_len must "
                     f"be at most the cache's max_length={max_length}. "
@@ -1013,19 +1075,23 @@ class MultiHeadAttention(AttentionLayer):
         return config
 
 
-def _write(cache, new, index, per_row):
+def _write(cache, new, index, per_row, ring=False):
     """`cache` `(batch, heads, max_length, dim)` with `new` `(batch, heads,
     q_len, dim)` written from position `index` (int32 `()`, or `(batch,)`
-    for a position per row)."""
+    for a position per row); with `ring`, position `p` in slot
+    `p % max_length`."""
     new = ops.cast(new, cache.dtype)
-    if not per_row:
+    if not (per_row or ring):
         return ops.slice_update(cache, (0, 0, index, 0), new)
-    # A position per row: scatter the (batch * heads * q_len) vectors.
+    # A position per row, or a ring: scatter the (batch * heads * q_len)
+    # vectors.
     batch, heads, q_len, dim = ops.shape(new)
     shape = (batch, heads, q_len)
     rows = ops.reshape(ops.arange(batch, dtype="int32"), (-1, 1, 1))
     head = ops.reshape(ops.arange(heads, dtype="int32"), (1, -1, 1))
     step = ops.reshape(index, (-1, 1, 1)) + ops.arange(q_len, dtype="int32")
+    if ring:
+        step = ops.mod(step, ops.shape(cache)[2])
     at = ops.stack([ops.broadcast_to(x, shape) for x in (rows, head, step)], -1)
     return ops.scatter_update(
         cache, ops.reshape(at, (-1, 3)), ops.reshape(new, (-1, dim))
