@@ -40,15 +40,17 @@ lint: $(VENV)/.installed-test
 # The whole suite on TensorFlow, then every test that is not TensorFlow-only
 # or a once-per-run end-to-end check (demo, notebook, packaging) on JAX.
 # Each session trains at most one model. The TensorFlow run executes the
-# walkthrough notebook (nbmake: a cell that raises fails the run); a test
-# marked `trains(NAME)` runs only in the session given `--trains NAME`
-# (tests/conftest.py): PyTorch trains the reversal demo, the oldest versions
-# the generate demo. Naming paths replaces testpaths, hence `tests`.
+# walkthrough notebook (nbmake: a cell that raises fails the run), the JAX
+# run the translation notebook; a test marked `trains(NAME)` runs only in the
+# session given `--trains NAME` (tests/conftest.py): PyTorch trains the
+# reversal demo, the oldest versions the generate demo. Naming paths replaces
+# testpaths, hence `tests`.
 pytest-tf: $(VENV)/.installed-test
 	KERAS_BACKEND=tensorflow $(PY) -m pytest --durations=15 --nbmake tests notebooks/walkthrough.ipynb
 
 pytest-jax: $(VENV)/.installed-test
-	KERAS_BACKEND=jax $(PY) -m pytest --durations=10 -m "not tensorflow_only and not end_to_end"
+	KERAS_BACKEND=jax $(PY) -m pytest --durations=10 -m "not tensorflow_only and not end_to_end" \
+	  --nbmake tests notebooks/translation.ipynb
 
 # README's test command, and all CI runs (.ci/run): lint, TensorFlow, JAX,
 # PyTorch and the declared oldest versions, each venv installed when missing.
