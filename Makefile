@@ -39,13 +39,18 @@ lint: $(VENV)/.installed-test
 
 # The whole suite on TensorFlow, then every test that is not TensorFlow-only
 # or a once-per-run end-to-end check (demo, notebook, packaging) on JAX.
-# The TensorFlow run also executes the walkthrough notebook (nbmake): a cell
-# that raises fails the run. Naming paths replaces testpaths, hence `tests`.
+# Each session trains at most one model. The TensorFlow run executes the
+# walkthrough notebook (nbmake: a cell that raises fails the run), the JAX
+# run the translation notebook; a test marked `trains(NAME)` runs only in the
+# session given `--trains NAME` (tests/conftest.py): PyTorch trains the
+# reversal demo, the oldest versions the generate demo. Naming paths replaces
+# testpaths, hence `tests`.
 pytest-tf: $(VENV)/.installed-test
 	KERAS_BACKEND=tensorflow $(PY) -m pytest --durations=15 --nbmake tests notebooks/walkthrough.ipynb
 
 pytest-jax: $(VENV)/.installed-test
-	KERAS_BACKEND=jax $(PY) -m pytest --durations=10 -m "not tensorflow_only and not end_to_end"
+	KERAS_BACKEND=jax $(PY) -m pytest --durations=10 -m "not tensorflow_only and not end_to_end" \
+	  --nbmake tests notebooks/translation.ipynb
 
 # README's test command, and all CI runs (.ci/run): lint, TensorFlow, JAX,
 # PyTorch and the declared oldest versions, each venv installed when missing.
@@ -65,7 +70,7 @@ $(TORCH_VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
 
 test-torch: $(TORCH_VENV)/.installed
 	KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -m pytest \
-	  -m "not tensorflow_only and not end_to_end"
+	  -m "not tensorflow_only and not end_to_end" --trains reversal-demo
 
 # The layer tests with the declared minimum versions (setup.cfg) pinned, and
 # every other package of that venv pinned in constraints-oldest.txt.
@@ -82,7 +87,7 @@ $(OLDEST_VENV)/.installed: setup.cfg pyproject.toml $(OLDEST_CONSTRAINTS)
 
 test-oldest: $(OLDEST_VENV)/.installed
 	KERAS_BACKEND=tensorflow $(OLDEST_VENV)/bin/python -m pytest \
-	  -m "not end_to_end" --ignore=tests/export_test.py
+	  -m "not end_to_end" --ignore=tests/export_test.py --trains generate-demo
 
 # Not part of `make test`: attention_html's page in headless Chromium
 # (tests/browser, which pytest does not collect otherwise), driven by selenium

@@ -53,7 +53,7 @@ def attention_weights(model, inputs):
             or the forward pass called none of them.
     """
     records = _record(model, inputs, "attention_weights")
-    return [weights for _, _, weights in records]
+    return [weights for _, _, weights, _ in records]
 
 
 def attention_weights_by_layer(model, inputs):
@@ -80,10 +80,10 @@ def attention_weights_by_layer(model, inputs):
     """
     records = _record(model, inputs, "attention_weights_by_layer")
     calls = {}
-    for _, name, _ in records:
+    for _, name, _, _ in records:
         calls[name] = calls.get(name, 0) + 1
     named, seen = {}, {}
-    for _, name, weights in records:
+    for _, name, weights, _ in records:
         if calls[name] > 1:
             seen[name] = seen.get(name, -1) + 1
             name = f"{name}#{seen[name]}"
@@ -92,7 +92,9 @@ def attention_weights_by_layer(model, inputs):
 
 
 def _record(model, inputs, owner):
-    """`[(layer, path, weights)]` of one forward pass, in call order."""
+    """`[(layer, path, weights, self_attention)]` of one forward pass, in
+    call order; `self_attention` is False for a call given a `value` or `key`
+    other than its `query` (cross-attention, whatever the lengths)."""
     if not isinstance(model, keras.layers.Layer):
         raise TypeError(
             f"{owner}: `model` must be a Keras model or layer. "
@@ -169,8 +171,13 @@ def _recorder(layer, records):
         bound = signature.bind(*args, **kwargs)
         asked = bound.arguments.get("return_attention_scores", False)
         bound.arguments["return_attention_scores"] = True
+        query = bound.arguments.get("query")
+        others = (bound.arguments.get(argument) for argument in ("value", "key"))
+        self_attention = all(other is None or other is query for other in others)
         output, weights = original(*bound.args, **bound.kwargs)
-        records.append((layer, name, keras.ops.convert_to_numpy(weights)))
+        records.append(
+            (layer, name, keras.ops.convert_to_numpy(weights), self_attention)
+        )
         return (output, weights) if asked else output
 
     return call

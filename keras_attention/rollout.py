@@ -194,7 +194,7 @@ def _layer_maps(model, inputs, residual, head_fusion, owner):
         if hasattr(block, "attention")
     }
     steps = []
-    for layer, name, weights in _record(model, inputs, owner):
+    for layer, name, weights, self_attention in _record(model, inputs, owner):
         if weights.ndim == 3:  # ScaledDotProductAttention: one head
             weights = weights[:, None]
         if weights.ndim != 4 or weights.shape[-1] != weights.shape[-2]:
@@ -202,6 +202,12 @@ def _layer_maps(model, inputs, residual, head_fusion, owner):
                 f"{owner}: every attention call must be self-attention over "
                 f"one sequence, weights (batch, heads, seq_len, seq_len). "
                 f"Received: {name} with weights.shape={weights.shape}"
+            )
+        if not self_attention:  # square weights, but over another sequence
+            raise ValueError(
+                f"{owner}: every attention call must be self-attention over "
+                f"one sequence. Received: {name} called with a `value` or "
+                f"`key` other than its `query` (cross-attention)"
             )
         weights = weights.astype("float64")
         if head_fusion == "mean":

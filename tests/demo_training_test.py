@@ -1,19 +1,21 @@
 """`make demo`'s training run, end to end, in a fresh process.
 
-It runs in the PyTorch session only (`make test-torch`): each test session
-trains at most one model, and the TensorFlow session trains the notebook's.
+It runs in the PyTorch session only (`make test-torch` passes `--trains
+reversal-demo`): each test session trains at most one model, and the
+TensorFlow and JAX sessions train their notebook's.
 The demo's code is the same on every backend (`keras.ops`); the rest of its
 behaviour is tested on TensorFlow in `demo_test.py`.
 """
 
 import re
 
+import pytest
+
 from keras_attention import __main__ as command_line
 from tests.demo_test import LINE, _run
-from tests.layer_test_case import torch_only
 
 
-@torch_only
+@pytest.mark.trains("reversal-demo")
 def test_demo_trains_reports_saves_and_draws(tmp_path):
     # The --quick preset in a fresh process, as `make demo` runs, with one
     # encoding: the session's one trained model. That an encoding-free model

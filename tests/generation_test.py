@@ -19,7 +19,6 @@ from keras_attention.layers.multi_head_attention import MultiHeadAttention
 from tests.layer_test_case import (
     MIXED_TOLERANCE,
     assert_raises_with,
-    jax_only,
     to_numpy,
 )
 
@@ -383,12 +382,14 @@ def test_cache_holds_the_compute_dtype():
     )
 
 
-@jax_only
+@pytest.mark.trains("generate-demo")
 def test_generation_demo_quick_preset(capsys):
     # `demo --task generate --quick`, in this process: too little training
     # for the accuracy to mean anything; the format, and the cache changes
-    # no token. On JAX only: each session trains at most one model (the
-    # TensorFlow session the notebook's, PyTorch's the reversal demo's).
+    # no token. In the oldest-versions session only (`--trains
+    # generate-demo`): each session trains at most one model (TensorFlow the
+    # walkthrough notebook's, JAX the translation notebook's, PyTorch the
+    # reversal demo's).
     __main__.main(["demo", "--task", "generate", "--quick"])
     out = capsys.readouterr().out
     assert re.search(r"^exact match: \d+\.\d%$", out, re.MULTILINE)

@@ -27,9 +27,6 @@ RNG = np.random.default_rng(0)
 jax_only = pytest.mark.skipif(
     keras.backend.backend() != "jax", reason="needs the JAX backend"
 )
-torch_only = pytest.mark.skipif(
-    keras.backend.backend() != "torch", reason="needs the PyTorch backend"
-)
 
 
 def restart_rng(seed=0):

@@ -13,7 +13,7 @@ from keras_attention import (
     attention_weights,
 )
 from keras_attention.rollout import _max_flows
-from tests.layer_test_case import assert_raises_with
+from tests.layer_test_case import assert_raises_with, normal
 
 
 def _mixed_model():
@@ -137,6 +137,28 @@ def _cross_model():
     )
 
 
+def _square_cross_model():
+    # Query and value of the same length: square weights, over another sequence.
+    query, value = keras.Input((3, 4)), keras.Input((3, 4))
+    return keras.Model(
+        [query, value], MultiHeadAttention(2, 2, name="cross")(query, value)
+    )
+
+
+SQUARE_CROSS_INPUTS = [np.ones((1, 3, 4)), np.arange(12.0).reshape(1, 3, 4)]
+
+
+def test_attention_given_its_query_as_value_is_self_attention():
+    # `layer(x, x)`: the same tensor as query and value, so self-attention.
+    x = keras.Input((3, 4))
+    model = keras.Model(x, MultiHeadAttention(2, 2)(x, x))
+    inputs = normal(2, 3, 4)
+    (weights,) = attention_weights(model, inputs)
+    np.testing.assert_allclose(
+        attention_rollout(model, inputs), weights.mean(axis=1), rtol=1e-6
+    )
+
+
 BAD_INPUTS = [
     pytest.param(
         lambda: attention_rollout(_mixed_model(), TOKENS, residual=1.5),
@@ -159,6 +181,12 @@ BAD_INPUTS = [
         id="cross-attention",
     ),
     pytest.param(
+        lambda: attention_rollout(_square_cross_model(), SQUARE_CROSS_INPUTS),
+        ValueError,
+        "attention_rollout: every attention call must be self-attention over one sequence. Received: cross called with a `value` or `key` other than its `query` (cross-attention)",
+        id="cross-attention-of-equal-lengths",
+    ),
+    pytest.param(
         lambda: attention_flow(_mixed_model(), TOKENS, residual=-0.1),
         ValueError,
         "attention_flow: `residual` must be None or a number in [0, 1]. Received: residual=-0.1",
@@ -177,6 +205,12 @@ BAD_INPUTS = [
         ValueError,
         "attention_flow: every attention call must be self-attention over one sequence, weights (batch, heads, seq_len, seq_len). Received: cross with weights.shape=(1, 2, 2, 3)",
         id="flow-cross-attention",
+    ),
+    pytest.param(
+        lambda: attention_flow(_square_cross_model(), SQUARE_CROSS_INPUTS),
+        ValueError,
+        "attention_flow: every attention call must be self-attention over one sequence. Received: cross called with a `value` or `key` other than its `query` (cross-attention)",
+        id="flow-cross-attention-of-equal-lengths",
     ),
 ]
 
