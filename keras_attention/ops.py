@@ -385,10 +385,11 @@ def _even_tiles(length, largest):
     `length` (a Python int, or a scalar tensor when only known at run time),
     rounded up to a multiple of `_TILE_STEP` (or `largest`, if smaller).
 
-    The kernel pads the length to whole tiles, and compiles once per number
-    and size of tiles, not per length: the rounding lets nearby lengths
-    share a compilation, for at most `_TILE_STEP - 1` padded positions per
-    tile.
+    The kernel pads a length that is not a whole number of tiles, and
+    compiles once per number and size of tiles, not per such length: the
+    rounding lets nearby lengths share a compilation, for at most
+    `_TILE_STEP - 1` padded positions per tile. (A length that is whole
+    tiles runs unpadded, compiled for that length.)
     """
     step = min(_TILE_STEP, largest)
     count = (length + largest - 1) // largest

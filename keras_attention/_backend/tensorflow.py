@@ -22,10 +22,12 @@ reaches are never visited, so causal attention costs half and a window `w`
 costs O(len · w). Which pairs attend, which dropout drops and the ALiBi
 bias of each pair come from `_attention_pattern`, the module the full path
 uses, on absolute positions: the two paths agree pair by pair. The loops are
-`tf.while_loop`s over fixed-size tiles (the sequences are zero-padded to
-whole tiles), compiled by XLA whether or not the caller is: eagerly, in
-`tf.function` and inside an XLA function alike. A second derivative through
-the kernel is not supported.
+`tf.while_loop`s over fixed-size tiles, compiled by XLA whether or not the
+caller is: eagerly, in `tf.function` and inside an XLA function alike.
+Lengths known when traced that are whole tiles reach the loops as Python
+ints; other lengths are zero-padded to whole tiles and passed at run time,
+so that varying lengths share a few compilations. A second derivative
+through the kernel is not supported.
 
 Like every backend module of the package, it is imported only when its
 backend runs.
@@ -133,19 +135,26 @@ def attention(
         bottom_right=bottom_right,
         dropout=dropout,
     )
-    # The lengths are padded to whole tiles here, outside the compiled
-    # kernels, and passed to them as run-time values: the kernels' shapes,
-    # hence their traces and XLA compilations, depend on the number and size
-    # of the tiles, not on the lengths. The padded keys are masked, the
-    # padded queries' outputs dropped (and their gradients are zero).
     q_len, k_len = _dims(query)[-2], _dims(key)[-2]
-    q_padded, k_padded = (
-        _whole_tiles(n, t) for n, t in zip((q_len, k_len), tiles, strict=True)
-    )
-    query = _pad_length(query, q_padded - q_len)
-    key, value = (_pad_length(x, k_padded - k_len) for x in (key, value))
-    mask = _pad_mask(mask, q_padded, k_padded)
-    lengths = [tf.convert_to_tensor(n, tf.int32) for n in (q_len, k_len)]
+    if _whole(q_len, tiles[0]) and _whole(k_len, tiles[1]):
+        # Lengths known now that are whole tiles: the kernels see them as
+        # Python ints, so no tile masks keys past the end or computes a
+        # bound at run time (each such pair of lengths compiles once).
+        lengths = [q_len, k_len]
+    else:
+        # The lengths are padded to whole tiles here, outside the compiled
+        # kernels, and passed to them as run-time values: the kernels'
+        # shapes, hence their traces and XLA compilations, depend on the
+        # number and size of the tiles, not on the lengths. The padded keys
+        # are masked in every tile, the padded queries' outputs dropped (and
+        # their gradients are zero).
+        q_padded, k_padded = (
+            _whole_tiles(n, t) for n, t in zip((q_len, k_len), tiles, strict=True)
+        )
+        query = _pad_length(query, q_padded - q_len)
+        key, value = (_pad_length(x, k_padded - k_len) for x in (key, value))
+        mask = _pad_mask(mask, q_padded, k_padded)
+        lengths = [tf.convert_to_tensor(n, tf.int32) for n in (q_len, k_len)]
     shared = (mask, seed, slopes, *lengths, *tiles)
 
     @tf.custom_gradient
@@ -163,7 +172,13 @@ def attention(
 
         return output, grad
 
-    return tiled(query, key, value)[..., :q_len, :]
+    output = tiled(query, key, value)
+    return output if _whole(q_len, tiles[0]) else output[..., :q_len, :]
+
+
+def _whole(length, tile):
+    """Whether `length` is known now and a multiple of `tile`, known too."""
+    return isinstance(length, int) and isinstance(tile, int) and length % tile == 0
 
 
 def _whole_tiles(length, tile):
@@ -567,7 +582,8 @@ def _backward(
 # Compiled by XLA whatever the caller does: XLA fuses the elementwise work of
 # a tile into a few loops over memory where TensorFlow's executor runs one op
 # after another (measured 1.5-2x faster forward on 2 CPU cores). Each new set
-# of static shapes and options compiles once; `attention` pads the lengths
-# to whole tiles, so the shapes change with the tiles, not every length.
+# of static shapes, static lengths and options compiles once; `attention`
+# pads other lengths to whole tiles, so that their shapes change with the
+# tiles, not every length.
 _compiled_forward = tf.function(_forward, jit_compile=True)
 _compiled_backward = tf.function(_backward, jit_compile=True)
