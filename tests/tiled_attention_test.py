@@ -316,21 +316,32 @@ def test_only_tiles_that_meet_the_pattern_are_visited(
 
 
 @pytest.mark.tensorflow_only
-def test_long_calls_and_unknown_lengths_are_tiled_tile_size_0_never():
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_long_calls_and_unknown_lengths_are_tiled_tile_size_0_never(jit_compile):
     import tensorflow as tf
 
     from keras_attention import ops
+    from keras_attention._backend import tensorflow as backend
 
     def loops(q_len, k_len, batch=None, tile_size=None):
         function = tf.function(
-            lambda q, k: scaled_dot_product_attention(q, k, k, tile_size=tile_size)
+            lambda q, k: scaled_dot_product_attention(q, k, k, tile_size=tile_size),
+            jit_compile=jit_compile,
         )
         specs = (tf.TensorSpec((batch, 1, n, 4)) for n in (q_len, k_len))
         return any(
             op.type in ("While", "StatelessWhile") for op in all_ops(function, *specs)
         )
 
-    side = int(np.sqrt(ops.TILED_FROM_LOGITS))
+    # Under XLA the tiles start at TILED_FROM_LOGITS, outside it (where
+    # TensorFlow's own full computation is faster) at a larger threshold.
+    threshold = ops.TILED_FROM_LOGITS
+    if not jit_compile:
+        threshold = backend.OUTSIDE_XLA_TILED_FROM_LOGITS
+        assert threshold > ops.TILED_FROM_LOGITS
+        side = int(np.sqrt(ops.TILED_FROM_LOGITS))
+        assert not loops(side, side)
+    side = int(np.sqrt(threshold))
     assert loops(side, side)
     assert not loops(side, side // 2)
     assert loops(side, side // 2, batch=2)
