@@ -113,9 +113,10 @@ def scaled_dot_product_attention(
             sequences" below), and so does a call whose length is unknown
             when it is traced (`None`, TensorFlow), with its tile sizes
             computed at run time. On TensorFlow outside XLA (eagerly, or in
-            `tf.function` without `jit_compile`), where its own full
-            computation is the faster, the tiles start from `2**28` logits
-            instead (from a length of 5793 with 8 heads). `0` always runs
+            `tf.function` without `jit_compile`), without `causal` or
+            `sliding_window` (whose tiles skip work), TensorFlow's own full
+            computation is the faster, and the tiles start from `2**28`
+            logits instead (from a length of 5793 with 8 heads). `0` always runs
             the full computation: the tile loops do not convert to
             TensorFlow Lite builtin ops, so a model meant for TensorFlow
             Lite sets `tile_size=0`. A positive
@@ -344,8 +345,8 @@ def _full_or_tiled(kernels, query, key, value, mask, tile_size, options):
     has one and its result is ours (PyTorch's
     `scaled_dot_product_attention`). `tile_size=0` is the full computation.
     With `tile_size=None`, a call whose lengths are known when it is traced
-    runs in tiles from the backend's `tiled_from_logits(TILED_FROM_LOGITS)`
-    logits; one whose lengths are unknown (`None`, as
+    runs in tiles from the backend's `tiled_from_logits(TILED_FROM_LOGITS,
+    ...)` logits; one whose lengths are unknown (`None`, as
     when `fit` retraces a model built on `keras.Input((None, dim))` for a
     second length) runs in tiles whose size is computed at run time, since
     the length may be long. The choice is made at trace time: a run-time
@@ -367,7 +368,10 @@ def _full_or_tiled(kernels, query, key, value, mask, tile_size, options):
         tile_size is None
         and None not in lengths
         and batch * lengths[0] * lengths[1]
-        < kernels.tiled_from_logits(TILED_FROM_LOGITS)
+        < kernels.tiled_from_logits(
+            TILED_FROM_LOGITS,
+            every_tile=not options["causal"] and options["sliding_window"] is None,
+        )
     ):
         return _full(query, key, value, mask, None, **options)[0]
     if tile_size is None:

@@ -323,9 +323,11 @@ def test_long_calls_and_unknown_lengths_are_tiled_tile_size_0_never(jit_compile)
     from keras_attention import ops
     from keras_attention._backend import tensorflow as backend
 
-    def loops(q_len, k_len, batch=None, tile_size=None):
+    def loops(q_len, k_len, batch=None, tile_size=None, causal=False):
         function = tf.function(
-            lambda q, k: scaled_dot_product_attention(q, k, k, tile_size=tile_size),
+            lambda q, k: scaled_dot_product_attention(
+                q, k, k, tile_size=tile_size, causal=causal
+            ),
             jit_compile=jit_compile,
         )
         specs = (tf.TensorSpec((batch, 1, n, 4)) for n in (q_len, k_len))
@@ -333,13 +335,16 @@ def test_long_calls_and_unknown_lengths_are_tiled_tile_size_0_never(jit_compile)
             op.type in ("While", "StatelessWhile") for op in all_ops(function, *specs)
         )
 
-    # Under XLA the tiles start at TILED_FROM_LOGITS, outside it (where
-    # TensorFlow's own full computation is faster) at a larger threshold.
+    # Under XLA the tiles start at TILED_FROM_LOGITS, and so do causal
+    # tiles, which skip work; outside XLA the others (where TensorFlow's own
+    # full computation is faster) at a larger threshold.
     threshold = ops.TILED_FROM_LOGITS
+    side = int(np.sqrt(threshold))
+    assert loops(side, side, causal=True)
+    assert not loops(side, side // 2, causal=True)
     if not jit_compile:
         threshold = backend.OUTSIDE_XLA_TILED_FROM_LOGITS
         assert threshold > ops.TILED_FROM_LOGITS
-        side = int(np.sqrt(ops.TILED_FROM_LOGITS))
         assert not loops(side, side)
     side = int(np.sqrt(threshold))
     assert loops(side, side)

@@ -44,6 +44,7 @@ def compiled_loop(function, owner, key):
     return jax.jit(function)
 
 
-def tiled_from_logits(default):
+def tiled_from_logits(default, *, every_tile):
     """`default`: the tiles from `ops.TILED_FROM_LOGITS` logits."""
+    del every_tile
     return default

@@ -44,7 +44,8 @@ fused = None
 
 # Outside XLA (eagerly, `tf.function` without `jit_compile`), `tile_size=None`
 # runs the full computation below this many logits per call (batch entries ·
-# q_len · k_len), not below `ops.TILED_FROM_LOGITS`: there TensorFlow's own
+# q_len · k_len), not below `ops.TILED_FROM_LOGITS`, when the tiles would
+# visit every tile (neither causal nor a sliding window): there TensorFlow's own
 # kernels (oneDNN matmuls, one fused softmax) run it faster than the tiles,
 # whose backward computes the logits a second time: forward+backward, head_dim
 # 32, 8 heads, 1.4x less CPU time at 2**27 logits (B=1 T=4096) and 1.3x at
@@ -53,14 +54,18 @@ fused = None
 # tensors for the backward, as `keras.layers.MultiHeadAttention` does (1.6 GiB
 # at 2**27 logits); longer calls, from T=8192 at B=1 with 8 heads, keep linear
 # memory. Under XLA the tiles are the faster (1.5x at 2**27 logits, 1.6x at
-# B=8 T=512), so the threshold stays `ops.TILED_FROM_LOGITS` there.
+# B=8 T=512), so the threshold stays `ops.TILED_FROM_LOGITS` there, as it
+# does for causal attention and windows, whose tiles skip work (causal
+# forward+backward at B=1 T=4096: 1.9x Keras' layer in tiles, about 1.0x in
+# full, benchmarks/RESULTS.md and a run under load).
 OUTSIDE_XLA_TILED_FROM_LOGITS = 1 << 28
 
 
-def tiled_from_logits(default):
-    """`default` (`ops.TILED_FROM_LOGITS`) when XLA compiles the function
-    being traced, else `OUTSIDE_XLA_TILED_FROM_LOGITS`."""
-    if tf.__internal__.get_enclosing_xla_context() is not None:
+def tiled_from_logits(default, *, every_tile):
+    """`OUTSIDE_XLA_TILED_FROM_LOGITS` when the tiles would visit
+    `every_tile` and XLA does not compile the function being traced, else
+    `default` (`ops.TILED_FROM_LOGITS`)."""
+    if not every_tile or tf.__internal__.get_enclosing_xla_context() is not None:
         return default
     return OUTSIDE_XLA_TILED_FROM_LOGITS
 
