@@ -1,16 +1,18 @@
 """Where the tiled attention starts to pay: full against tiled, side by side.
 
 For each shape, `scaled_dot_product_attention` is compiled twice, once with
-the automatic threshold (`keras_attention.ops.TILED_FROM_LOGITS`) set so
-that it always tiles and once so that it never does, then both run
-interleaved (speed.py's method: two warm-ups, `--runs` runs, medians and the
-range of the per-run ratios). Forward, and forward+backward (the gradient
-of `sum(output)` with respect to query, key and value), fp32, head_dim 32,
-8 heads, self-attention; TensorFlow graph mode or `jax.jit`. The ratio
+the automatic thresholds (`keras_attention.ops.TILED_FROM_LOGITS`, and on
+TensorFlow outside XLA `OUTSIDE_XLA_TILED_FROM_LOGITS` of
+`keras_attention/_backend/tensorflow.py`) set so that it always tiles and
+once so that it never does, then both run interleaved (speed.py's method:
+two warm-ups, `--runs` runs, medians and the range of the per-run ratios).
+Forward, and forward+backward (the gradient of `sum(output)` with respect to
+query, key and value), fp32, head_dim 32, 8 heads, self-attention;
+TensorFlow graph mode (or XLA with `--xla`) or `jax.jit`. The ratio
 full/tiled above 1 means the tiles are faster. Quiet-machine evidence as in
 speed.py.
 
-    python benchmarks/threshold.py [--backend tensorflow|jax] [--runs 7]
+    python benchmarks/threshold.py [--backend tensorflow|jax] [--xla] [--runs 7]
 """
 
 import argparse
@@ -24,6 +26,9 @@ if __name__ == "__main__":
         default=os.environ.get("KERAS_BACKEND", "tensorflow"),
     )
     _parser.add_argument("--runs", type=int, default=7)
+    _parser.add_argument(
+        "--xla", action="store_true", help="TensorFlow: jit_compile=True"
+    )
     ARGS = _parser.parse_args()
     os.environ["KERAS_BACKEND"] = ARGS.backend
 
@@ -35,8 +40,20 @@ import keras_attention  # noqa: E402
 from keras_attention import ops as attention_ops  # noqa: E402
 
 HEADS, HEAD_DIM = 8, 32
-# (batch, seq_len): logits per call B·H·T² from 2**21 to 2**27.
-SHAPES = [(32, 128), (8, 256), (1, 1024), (8, 512), (2, 1024), (1, 2048), (4, 1024)]
+# (batch, seq_len): logits per call B·H·T² from 2**22 to 2**28 (2**28 holds
+# 1 GiB per (q_len, k_len) float32 tensor; the full forward+backward about
+# three of them).
+SHAPES = [
+    (32, 128),
+    (8, 256),
+    (1, 1024),
+    (8, 512),
+    (2, 1024),
+    (1, 2048),
+    (4, 1024),
+    (1, 4096),
+    (2, 4096),
+]
 
 
 def attention_step(backward):
@@ -68,21 +85,37 @@ def attention_step(backward):
     return torch_step
 
 
-def compiled(backward, threshold, q):
-    """The step compiled (traced) with the threshold set to `threshold`."""
-    saved = attention_ops.TILED_FROM_LOGITS
-    attention_ops.TILED_FROM_LOGITS = threshold
+def thresholds():
+    """(module, name) of every automatic threshold of this backend."""
+    names = [(attention_ops, "TILED_FROM_LOGITS")]
+    if speed.BACKEND == "tensorflow":
+        from keras_attention._backend import tensorflow
+
+        names.append((tensorflow, "OUTSIDE_XLA_TILED_FROM_LOGITS"))
+    return names
+
+
+def compiled(backward, threshold, q, mode):
+    """The step compiled (traced) with the thresholds set to `threshold`."""
+    saved = [getattr(module, name) for module, name in thresholds()]
+    for module, name in thresholds():
+        setattr(module, name, threshold)
     try:
-        fn = speed.compile_fn(attention_step(backward), speed.MODES[0])
+        fn = speed.compile_fn(attention_step(backward), mode)
         speed.force(fn(q))  # traced now, with this threshold
     finally:
-        attention_ops.TILED_FROM_LOGITS = saved
+        for (module, name), value in zip(thresholds(), saved, strict=True):
+            setattr(module, name, value)
     return fn
 
 
-def main(runs):
+def main(runs, xla=False):
+    mode = "XLA" if xla and speed.BACKEND == "tensorflow" else speed.MODES[0]
     print(f"Machine: {_measure.machine()}")
-    print(f"Command: python benchmarks/threshold.py --backend {speed.BACKEND}\n")
+    print(
+        f"Command: python benchmarks/threshold.py --backend {speed.BACKEND}"
+        f"{' --xla' if mode == 'XLA' else ''}\n"
+    )
     quiet = _measure.Quiet(lambda: speed.matmul_gflops(runs))
     quiet.check("start")
     print("| B | T | logits B·H·T² | pass | full ms | tiled ms | full/tiled |")
@@ -90,7 +123,7 @@ def main(runs):
     for batch, length in SHAPES:
         q = keras.random.normal((batch, HEADS, length, HEAD_DIM), seed=0)
         for backward in (False, True):
-            fns = [compiled(backward, t, q) for t in (1 << 62, 0)]
+            fns = [compiled(backward, t, q, mode) for t in (1 << 62, 0)]
             full_s, tiled_s = speed.compare(fns, q, runs)
             median, low, high = speed.ratio(full_s, tiled_s)
             logits = batch * HEADS * length * length
@@ -107,4 +140,4 @@ def main(runs):
 
 
 if __name__ == "__main__":
-    main(ARGS.runs)
+    main(ARGS.runs, ARGS.xla)

@@ -112,9 +112,14 @@ def scaled_dot_product_attention(
             2048 or more) runs in tiles of up to 512 positions (see "Long
             sequences" below), and so does a call whose length is unknown
             when it is traced (`None`, TensorFlow), with its tile sizes
-            computed at run time. `0` always runs the full computation: the
-            tile loops do not convert to TensorFlow Lite builtin ops, so a
-            model meant for TensorFlow Lite sets `tile_size=0`. A positive
+            computed at run time. On TensorFlow outside XLA (eagerly, or in
+            `tf.function` without `jit_compile`), without `causal` or
+            `sliding_window` (whose tiles skip work), TensorFlow's own full
+            computation is the faster, and the tiles start from `2**28`
+            logits instead (from a length of 5793 with 8 heads). `0` always runs
+            the full computation: the tile loops do not convert to
+            TensorFlow Lite builtin ops, so a model meant for TensorFlow
+            Lite sets `tile_size=0`. A positive
             int runs every call in tiles of `tile_size` queries by
             `tile_size` keys.
 
@@ -322,7 +327,9 @@ class _SymbolicAttention(keras.Operation):
 # `tile_size=None` runs the attention in tiles from this many logits per call
 # (batch entries · q_len · k_len; 16 MiB in float32): every sequence of 2048
 # or more, and shorter ones in large batches, so that memory stays linear.
-# Speed on either side, per backend: benchmarks/RESULTS.md ("Full or tiled").
+# A backend may move it where its own full computation is faster than the
+# tiles (`tiled_from_logits` of its module: TensorFlow outside XLA). Speed on
+# either side, per backend: benchmarks/RESULTS.md ("Full or tiled").
 TILED_FROM_LOGITS = 1 << 22
 # With `tile_size=None`, a (tile, tile) block of logits for all the batch
 # entries holds at most this many floats (8 MiB): big enough for fast matmuls,
@@ -338,8 +345,8 @@ def _full_or_tiled(kernels, query, key, value, mask, tile_size, options):
     has one and its result is ours (PyTorch's
     `scaled_dot_product_attention`). `tile_size=0` is the full computation.
     With `tile_size=None`, a call whose lengths are known when it is traced
-    runs in tiles from
-    `TILED_FROM_LOGITS` logits; one whose lengths are unknown (`None`, as
+    runs in tiles from the backend's `tiled_from_logits(TILED_FROM_LOGITS,
+    ...)` logits; one whose lengths are unknown (`None`, as
     when `fit` retraces a model built on `keras.Input((None, dim))` for a
     second length) runs in tiles whose size is computed at run time, since
     the length may be long. The choice is made at trace time: a run-time
@@ -360,7 +367,11 @@ def _full_or_tiled(kernels, query, key, value, mask, tile_size, options):
     if (
         tile_size is None
         and None not in lengths
-        and batch * lengths[0] * lengths[1] < TILED_FROM_LOGITS
+        and batch * lengths[0] * lengths[1]
+        < kernels.tiled_from_logits(
+            TILED_FROM_LOGITS,
+            every_tile=not options["causal"] and options["sliding_window"] is None,
+        )
     ):
         return _full(query, key, value, mask, None, **options)[0]
     if tile_size is None:
@@ -385,10 +396,11 @@ def _even_tiles(length, largest):
     `length` (a Python int, or a scalar tensor when only known at run time),
     rounded up to a multiple of `_TILE_STEP` (or `largest`, if smaller).
 
-    The kernel pads the length to whole tiles, and compiles once per number
-    and size of tiles, not per length: the rounding lets nearby lengths
-    share a compilation, for at most `_TILE_STEP - 1` padded positions per
-    tile.
+    The kernel pads a length that is not a whole number of tiles, and
+    compiles once per number and size of tiles, not per such length: the
+    rounding lets nearby lengths share a compilation, for at most
+    `_TILE_STEP - 1` padded positions per tile. (A length that is whole
+    tiles runs unpadded, compiled for that length.)
     """
     step = min(_TILE_STEP, largest)
     count = (length + largest - 1) // largest

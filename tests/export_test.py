@@ -67,13 +67,15 @@ def test_tflite_with_builtin_ops_only_matches(exported):
         )
 
 
-def test_tflite_with_builtin_ops_only_runs_rotary_and_alibi(tmp_path):
+def test_tflite_with_builtin_ops_only_runs_rotary_and_alibi(tmp_path, monkeypatch):
     # One model holding every option of issue 13: a rotary embedding
     # (interleaved, partial, dynamic scaling, whose base depends on the
     # run-time length) and ALiBi, in a causal block.
     import keras
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
+
+    from keras_attention._backend import tensorflow as tensorflow_backend
 
     keras.utils.set_random_seed(0)
     rope = keras_attention.RotaryEmbedding(
@@ -120,7 +122,14 @@ def test_tflite_with_builtin_ops_only_runs_rotary_and_alibi(tmp_path):
 
     # The same model exported for one length past the tiling threshold
     # (batch · heads · T² >= 2**22, where `tile_size=None` would tile, and
-    # the tile loops do not convert): tile_size=0 keeps the full path.
+    # the tile loops do not convert): tile_size=0 keeps the full path. The
+    # export traces outside XLA, whose threshold is lowered to 2**22 here to
+    # keep the length small.
+    monkeypatch.setattr(
+        tensorflow_backend,
+        "OUTSIDE_XLA_TILED_FROM_LOGITS",
+        attention_ops.TILED_FROM_LOGITS,
+    )
     length = 1536
     assert 2 * length**2 >= attention_ops.TILED_FROM_LOGITS
     path = str(tmp_path / "saved_model_long")

@@ -316,21 +316,37 @@ def test_only_tiles_that_meet_the_pattern_are_visited(
 
 
 @pytest.mark.tensorflow_only
-def test_long_calls_and_unknown_lengths_are_tiled_tile_size_0_never():
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_long_calls_and_unknown_lengths_are_tiled_tile_size_0_never(jit_compile):
     import tensorflow as tf
 
     from keras_attention import ops
+    from keras_attention._backend import tensorflow as backend
 
-    def loops(q_len, k_len, batch=None, tile_size=None):
+    def loops(q_len, k_len, batch=None, tile_size=None, causal=False):
         function = tf.function(
-            lambda q, k: scaled_dot_product_attention(q, k, k, tile_size=tile_size)
+            lambda q, k: scaled_dot_product_attention(
+                q, k, k, tile_size=tile_size, causal=causal
+            ),
+            jit_compile=jit_compile,
         )
         specs = (tf.TensorSpec((batch, 1, n, 4)) for n in (q_len, k_len))
         return any(
             op.type in ("While", "StatelessWhile") for op in all_ops(function, *specs)
         )
 
-    side = int(np.sqrt(ops.TILED_FROM_LOGITS))
+    # Under XLA the tiles start at TILED_FROM_LOGITS, and so do causal
+    # tiles, which skip work; outside XLA the others (where TensorFlow's own
+    # full computation is faster) at a larger threshold.
+    threshold = ops.TILED_FROM_LOGITS
+    side = int(np.sqrt(threshold))
+    assert loops(side, side, causal=True)
+    assert not loops(side, side // 2, causal=True)
+    if not jit_compile:
+        threshold = backend.OUTSIDE_XLA_TILED_FROM_LOGITS
+        assert threshold > ops.TILED_FROM_LOGITS
+        assert not loops(side, side)
+    side = int(np.sqrt(threshold))
     assert loops(side, side)
     assert not loops(side, side // 2)
     assert loops(side, side // 2, batch=2)
@@ -371,8 +387,9 @@ def test_fit_on_a_second_length_traces_the_unknown_length_with_tiles(monkeypatch
 @pytest.mark.parametrize(
     "lengths,batch,tile_size,most",
     [
-        # Explicit tiles of 8: padded to 24, 32 or 40.
-        (range(17, 37), 2, 8, 3),
+        # Explicit tiles of 8: padded to 24, 32 or 40, and 24 and 32
+        # themselves, whole tiles, which run unpadded with static lengths.
+        (range(17, 37), 2, 8, 5),
         # Chosen tiles: 2 of 256 for 512, else 3 of 192 (rounded up from 171+).
         (range(512, 532), 16, None, 2),
     ],
@@ -394,6 +411,38 @@ def test_twenty_lengths_compile_a_few_times_not_twenty(lengths, batch, tile_size
                 to_numpy(got), to_numpy(full(q, q, q, padding, causal=True)), atol=1e-5
             )
     assert counted.experimental_get_tracing_count() - before <= most
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize(
+    "q_len,k_len,static", [(16, 24, True), (16, 21, False), (21, 24, False)]
+)
+def test_whole_tiles_run_unpadded_with_static_lengths(
+    monkeypatch, q_len, k_len, static
+):
+    # Lengths known when traced that are whole tiles reach the kernels as
+    # Python ints: no key mask past the end, no run-time bounds. Others are
+    # padded and passed as run-time values (one compilation per tile count).
+    from keras_attention._backend import tensorflow as backend
+
+    kernel, seen = backend._compiled_forward, []
+
+    def recorded(query, key, value, mask, seed, slopes, *sizes, **config):
+        seen.append((query.shape[-2], key.shape[-2], *sizes))
+        return kernel(query, key, value, mask, seed, slopes, *sizes, **config)
+
+    monkeypatch.setattr(backend, "_compiled_forward", recorded)
+    q, k, v = normal(2, q_len, 4), normal(2, k_len, 4), normal(2, k_len, 3)
+    assert_same(value_and_grads(tiled, q, k, v), value_and_grads(full, q, k, v))
+    ((q_rows, k_rows, q_size, k_size, *tile_sizes),) = seen
+    assert tile_sizes == [TILE, TILE]
+    assert (q_rows, k_rows) == (-(-q_len // TILE) * TILE, -(-k_len // TILE) * TILE)
+    if static:
+        assert type(q_size) is int and type(k_size) is int
+        assert (q_size, k_size) == (q_len, k_len)
+    else:
+        assert not isinstance(q_size, int) and not isinstance(k_size, int)
+        assert (int(q_size), int(k_size)) == (q_len, k_len)
 
 
 @pytest.mark.tensorflow_only

@@ -14,6 +14,13 @@ package, one module per backend (`tensorflow.py`, `jax.py`, `torch.py`, and
   bottom_right, dropout, seed)`: the backend's own fused attention where its
   result is exactly ours, else `None` (the caller goes on to `attention`);
   `fused` itself is `None` where the backend has no such kernel.
+- `tiled_from_logits(default, *, every_tile)`: from how many logits per
+  call (batch entries · q_len · k_len) `tile_size=None` runs `attention`
+  rather than the full computation, in the trace being made now; `default`
+  is `ops.TILED_FROM_LOGITS`, `every_tile` False when causal attention or a
+  sliding window lets the tiles skip work. Other than `default` where the
+  backend's own full computation is faster than its tiles (TensorFlow
+  outside XLA, where every tile is visited).
 - `compiled_loop(function, owner, key)`: `function` compiled whole, as
   `generate` runs its decoding loop (XLA on TensorFlow, reused per `owner`
   and `key`; `jax.jit` on JAX; as it is elsewhere).

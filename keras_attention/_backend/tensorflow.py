@@ -22,10 +22,12 @@ reaches are never visited, so causal attention costs half and a window `w`
 costs O(len · w). Which pairs attend, which dropout drops and the ALiBi
 bias of each pair come from `_attention_pattern`, the module the full path
 uses, on absolute positions: the two paths agree pair by pair. The loops are
-`tf.while_loop`s over fixed-size tiles (the sequences are zero-padded to
-whole tiles), compiled by XLA whether or not the caller is: eagerly, in
-`tf.function` and inside an XLA function alike. A second derivative through
-the kernel is not supported.
+`tf.while_loop`s over fixed-size tiles, compiled by XLA whether or not the
+caller is: eagerly, in `tf.function` and inside an XLA function alike.
+Lengths known when traced that are whole tiles reach the loops as Python
+ints; other lengths are zero-padded to whole tiles and passed at run time,
+so that varying lengths share a few compilations. A second derivative
+through the kernel is not supported.
 
 Like every backend module of the package, it is imported only when its
 backend runs.
@@ -39,6 +41,34 @@ from keras_attention import _attention_pattern as pattern
 
 # TensorFlow's fused attention is GPU-only; on CPU the tiles are the kernel.
 fused = None
+
+# Outside XLA (eagerly, `tf.function` without `jit_compile`), `tile_size=None`
+# runs the full computation below this many logits per call (batch entries ·
+# q_len · k_len), not below `ops.TILED_FROM_LOGITS`, when the tiles would
+# visit every tile (neither causal nor a sliding window): there TensorFlow's own
+# kernels (oneDNN matmuls, one fused softmax) run it faster than the tiles,
+# whose backward computes the logits a second time: forward+backward, head_dim
+# 32, 8 heads, 1.4x less CPU time at 2**27 logits (B=1 T=4096) and 1.3x at
+# B=8 T=512 (side by side under load: indicative; quiet figures by
+# benchmarks/threshold.py). It holds about three `(q_len, k_len)` float32
+# tensors for the backward, as `keras.layers.MultiHeadAttention` does (1.6 GiB
+# at 2**27 logits); longer calls, from T=8192 at B=1 with 8 heads, keep linear
+# memory. Under XLA the tiles are the faster (1.5x at 2**27 logits, 1.6x at
+# B=8 T=512), so the threshold stays `ops.TILED_FROM_LOGITS` there, as it
+# does for causal attention and windows, whose tiles skip work (causal
+# forward+backward at B=1 T=4096: 1.9x Keras' layer in tiles, about 1.0x in
+# full, benchmarks/RESULTS.md and a run under load).
+OUTSIDE_XLA_TILED_FROM_LOGITS = 1 << 28
+
+
+def tiled_from_logits(default, *, every_tile):
+    """`OUTSIDE_XLA_TILED_FROM_LOGITS` when the tiles would visit
+    `every_tile` and XLA does not compile the function being traced, else
+    `default` (`ops.TILED_FROM_LOGITS`)."""
+    if not every_tile or tf.__internal__.get_enclosing_xla_context() is not None:
+        return default
+    return OUTSIDE_XLA_TILED_FROM_LOGITS
+
 
 # owner -> {key: tf.function}: compiled loops, reused while the owner lives.
 _LOOPS = weakref.WeakKeyDictionary()
@@ -133,19 +163,26 @@ def attention(
         bottom_right=bottom_right,
         dropout=dropout,
     )
-    # The lengths are padded to whole tiles here, outside the compiled
-    # kernels, and passed to them as run-time values: the kernels' shapes,
-    # hence their traces and XLA compilations, depend on the number and size
-    # of the tiles, not on the lengths. The padded keys are masked, the
-    # padded queries' outputs dropped (and their gradients are zero).
     q_len, k_len = _dims(query)[-2], _dims(key)[-2]
-    q_padded, k_padded = (
-        _whole_tiles(n, t) for n, t in zip((q_len, k_len), tiles, strict=True)
-    )
-    query = _pad_length(query, q_padded - q_len)
-    key, value = (_pad_length(x, k_padded - k_len) for x in (key, value))
-    mask = _pad_mask(mask, q_padded, k_padded)
-    lengths = [tf.convert_to_tensor(n, tf.int32) for n in (q_len, k_len)]
+    if _whole(q_len, tiles[0]) and _whole(k_len, tiles[1]):
+        # Lengths known now that are whole tiles: the kernels see them as
+        # Python ints, so no tile masks keys past the end or computes a
+        # bound at run time (each such pair of lengths compiles once).
+        lengths = [q_len, k_len]
+    else:
+        # The lengths are padded to whole tiles here, outside the compiled
+        # kernels, and passed to them as run-time values: the kernels'
+        # shapes, hence their traces and XLA compilations, depend on the
+        # number and size of the tiles, not on the lengths. The padded keys
+        # are masked in every tile, the padded queries' outputs dropped (and
+        # their gradients are zero).
+        q_padded, k_padded = (
+            _whole_tiles(n, t) for n, t in zip((q_len, k_len), tiles, strict=True)
+        )
+        query = _pad_length(query, q_padded - q_len)
+        key, value = (_pad_length(x, k_padded - k_len) for x in (key, value))
+        mask = _pad_mask(mask, q_padded, k_padded)
+        lengths = [tf.convert_to_tensor(n, tf.int32) for n in (q_len, k_len)]
     shared = (mask, seed, slopes, *lengths, *tiles)
 
     @tf.custom_gradient
@@ -163,7 +200,13 @@ def attention(
 
         return output, grad
 
-    return tiled(query, key, value)[..., :q_len, :]
+    output = tiled(query, key, value)
+    return output if _whole(q_len, tiles[0]) else output[..., :q_len, :]
+
+
+def _whole(length, tile):
+    """Whether `length` is known now and a multiple of `tile`, known too."""
+    return isinstance(length, int) and isinstance(tile, int) and length % tile == 0
 
 
 def _whole_tiles(length, tile):
@@ -567,7 +610,8 @@ def _backward(
 # Compiled by XLA whatever the caller does: XLA fuses the elementwise work of
 # a tile into a few loops over memory where TensorFlow's executor runs one op
 # after another (measured 1.5-2x faster forward on 2 CPU cores). Each new set
-# of static shapes and options compiles once; `attention` pads the lengths
-# to whole tiles, so the shapes change with the tiles, not every length.
+# of static shapes, static lengths and options compiles once; `attention`
+# pads other lengths to whole tiles, so that their shapes change with the
+# tiles, not every length.
 _compiled_forward = tf.function(_forward, jit_compile=True)
 _compiled_backward = tf.function(_backward, jit_compile=True)

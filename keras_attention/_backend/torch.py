@@ -11,7 +11,14 @@ from keras import ops
 
 from keras_attention._backend._torch_tiled import attention, fused
 
-__all__ = ["assert_that", "attention", "compiled_loop", "fused", "static_value"]
+__all__ = [
+    "assert_that",
+    "attention",
+    "compiled_loop",
+    "fused",
+    "static_value",
+    "tiled_from_logits",
+]
 
 
 def static_value(x):
@@ -29,3 +36,10 @@ def compiled_loop(function, owner, key):
     """`function` as it is: PyTorch runs it eagerly."""
     del owner, key
     return function
+
+
+def tiled_from_logits(default, *, every_tile):
+    """`default`: the tiles from `ops.TILED_FROM_LOGITS` logits (after
+    `fused`, which runs first)."""
+    del every_tile
+    return default
