@@ -71,9 +71,11 @@ def ours_runner(model, batch, max_length, start):
         caches = tuple(layer.init_cache(batch, max_length) for layer in attention)
 
         def body(i, token, caches):
-            index = ops.full((batch,), start, "int32") + i
+            # One `cache_index` for the batch, as `generate` moves its rows.
+            index = start + i
+            positions = ops.full((batch, 1), start, "int32") + i
             logits, caches = generation._forward(
-                layers, token[:, None], index[:, None], caches, index
+                layers, token[:, None], positions, caches, index
             )
             return i + 1, ops.cast(ops.argmax(logits[:, 0], -1), "int32"), caches
 

@@ -102,9 +102,9 @@ def generate(
 
     Cost: the caches hold `prompt_len + max_new_tokens` positions (a
     `sliding_window` layer's, a ring of its window), written in place as
-    loop variables; a step attends to the shortest prefix of 512, 1024,
-    2048, ... positions that holds what is filled, so its time follows the
-    filled length, not `max_length`. The rows move in step from the end of
+    loop variables, in segments of 512, 512, 1024, 2048, ... positions; a
+    step attends to the segments that hold what is filled, so its time
+    follows the filled length, not `max_length`. The rows move in step from the end of
     the shortest prompt, a row still in its prompt being fed its next
     prompt token, so a batch of prompts of very different lengths runs
     more steps than `max_new_tokens`. The whole loop compiles once per

@@ -15,6 +15,7 @@ import pytest
 
 import keras_attention
 from keras_attention import __main__, generation
+from keras_attention.layers import multi_head_attention
 from keras_attention.layers.multi_head_attention import MultiHeadAttention
 from tests.layer_test_case import (
     MIXED_TOLERANCE,
@@ -95,9 +96,13 @@ MODELS = {
 # Not "gqa-mqa-window": its window layer's cache is a ring, written in order
 # (generate does that; test_window_model_generates_past_its_ring).
 @pytest.mark.parametrize("name", [name for name in MODELS if "window" not in name])
-def test_cached_logits_equal_the_full_pass_at_every_step(name):
+@pytest.mark.parametrize("shortest", [512, 2], ids=["one-segment", "segments"])
+def test_cached_logits_equal_the_full_pass_at_every_step(monkeypatch, name, shortest):
     # Prompts of lengths 3 and 1 in one batch, right-padded: each row writes
-    # and reads its cache at its own positions (a per-row cache_index).
+    # and reads its cache at its own positions (a per-row cache_index). With
+    # `shortest` 2 the caches are segments of 2 positions, and each step
+    # reads the ones it needs.
+    monkeypatch.setattr(multi_head_attention, "SHORTEST_PREFIX", shortest)
     model = MODELS[name]()
     tokens = np.array([[3, 4, 5, 6, 7, 8], [9, 2, 10, 11, 3, 0]], dtype="int32")
     lengths = np.array([3, 1], dtype="int32")
@@ -140,7 +145,7 @@ def test_transformer_block_cache_returns_output_and_cache():
     np.testing.assert_allclose(to_numpy(first), full[:, :3], atol=1e-5)
     np.testing.assert_allclose(to_numpy(last), full[:, 3:], atol=1e-5)
     assert tuple(weights.shape) == (2, 2, 1, 5)
-    assert tuple(cache[0].shape) == (2, 2, 5, 8)
+    assert [tuple(part.shape) for part in cache[0]] == [(2, 2, 5, 8)]
     # Positions past the filled part get no weight.
     assert np.all(to_numpy(weights)[:, :, :, 4] == 0)
 
@@ -181,7 +186,7 @@ def test_window_model_generates_past_its_ring():
     model = gqa_window_model()
     prompts = [[3, 4, 5], [6]]
     window = model.layers[-2]
-    assert tuple(window.init_cache(2, 11)[0].shape) == (2, 1, 2, 4)
+    assert [tuple(part.shape) for part in window.init_cache(2, 11)[0]] == [(2, 1, 2, 4)]
     cached = keras_attention.generate(model, prompts, 8)
     uncached = keras_attention.generate(model, prompts, 8, use_cache=False)
     np.testing.assert_array_equal(cached, uncached)
@@ -375,7 +380,10 @@ def test_cache_holds_the_compute_dtype():
         return first, last, cache
 
     first, last, cache = compiled(decode)(x)
-    dtypes = {keras.backend.standardize_dtype(t.dtype) for t in (first, last, *cache)}
+    dtypes = {
+        keras.backend.standardize_dtype(t.dtype)
+        for t in (first, last, *keras.tree.flatten(cache))
+    }
     assert dtypes == {"float16"}
     np.testing.assert_allclose(
         to_numpy(first), full, atol=MIXED_TOLERANCE["mixed_float16"]

@@ -548,7 +548,7 @@ BAD_INPUTS = [
         id="cache-index-without-cache",
     ),
     pytest.param(
-        lambda: cached_call(cache=lambda layer: layer.init_cache(2, 4)[0]),
+        lambda: cached_call(cache=lambda layer: layer.init_cache(2, 4)[0][0]),
         ValueError,
         MHA + "`cache` must be the pair (key_cache, value_cache) that "
         "`init_cache` returns. Received: cache of type "
@@ -559,19 +559,21 @@ BAD_INPUTS = [
         lambda: cached_call(cache=lambda layer: mha(num_heads=4).init_cache(2, 4)),
         ValueError,
         MHA + "`cache` must be (key_cache, value_cache) of shapes (2, 2, "
-        "max_length, 4) and (2, 2, max_length, 4), as `init_cache(batch_size, "
-        "max_length)` makes them. Received: shapes (2, 4, 4, 4) and (2, 4, 4, 4)",
+        "max_length, 4) and (2, 2, max_length, 4) (or tuples of such segments, "
+        "of the same lengths), as `init_cache(batch_size, max_length)` makes "
+        "them. Received: shapes (2, 4, 4, 4) and (2, 4, 4, 4)",
         id="cache-wrong-shape",
     ),
     pytest.param(
         lambda: cached_call(
             cache=lambda layer: tuple(
-                keras.ops.cast(c, "int32") for c in layer.init_cache(2, 4)
+                tuple(keras.ops.cast(c, "int32") for c in part)
+                for part in layer.init_cache(2, 4)
             )
         ),
         ValueError,
         MHA + "`cache` must hold the layer's compute dtype float32. Received: "
-        "cache dtypes int32 and int32",
+        "cache dtypes int32",
         id="cache-wrong-dtype",
     ),
     pytest.param(
@@ -641,35 +643,38 @@ def test_bottom_right_layer_steps_equal_the_whole_pass():
 
 
 @pytest.mark.parametrize("per_row", [False, True], ids=["scalar", "per-row"])
-def test_a_cached_step_reads_only_the_shortest_filled_prefix(monkeypatch, per_row):
-    # Prefixes of 2, 4 and 8 positions: steps at positions 0-1 and 2 read
-    # the first 4. NaN after them would poison attention to the whole cache
-    # (a zero weight times NaN is NaN).
+def test_a_cached_step_reads_only_the_segments_it_needs(monkeypatch, per_row):
+    # Segments of 2, 2 and 4 positions: a call writing positions 0-2 spans
+    # the first two, and the step at position 3 reads only them. NaN in the
+    # third would poison attention to the whole cache (a zero weight times
+    # NaN is NaN).
     monkeypatch.setattr(multi_head_attention, "SHORTEST_PREFIX", 2)
     layer = MultiHeadAttention(num_heads=2, key_dim=4, causal=True)
-    x = normal(2, 3, 8)
+    x = normal(2, 4, 8)
     whole = to_numpy(layer(x))
-    poisoned = tuple(
-        keras.ops.concatenate([part[:, :, :4], np.nan + part[:, :, 4:]], axis=2)
-        for part in layer.init_cache(2, 8)
-    )
+    keys, values = layer.init_cache(2, 8)
+    assert [tuple(part.shape) for part in keys] == [(2, 2, n, 4) for n in (2, 2, 4)]
+    poisoned = tuple((*part[:2], np.nan + part[2]) for part in (keys, values))
 
     def index(i):
         return np.full((2,), i, "int32") if per_row else i
 
-    first, cache = layer(x[:, :2], cache=poisoned, cache_index=index(0))
+    first, cache = layer(x[:, :3], cache=poisoned, cache_index=index(0))
     last, weights, cache = layer(
-        x[:, 2:], cache=cache, cache_index=index(2), return_attention_scores=True
+        x[:, 3:], cache=cache, cache_index=index(3), return_attention_scores=True
     )
-    np.testing.assert_allclose(to_numpy(first), whole[:, :2], atol=1e-5)
-    np.testing.assert_allclose(to_numpy(last), whole[:, 2:], atol=1e-5)
-    # Weights over all 8 positions, none past the filled 3.
+    np.testing.assert_allclose(to_numpy(first), whole[:, :3], atol=1e-5)
+    np.testing.assert_allclose(to_numpy(last), whole[:, 3:], atol=1e-5)
+    # Weights over all 8 positions, none past the filled 4.
     assert tuple(weights.shape) == (2, 2, 1, 8)
-    np.testing.assert_array_equal(to_numpy(weights)[..., 3:], 0.0)
+    np.testing.assert_array_equal(to_numpy(weights)[..., 4:], 0.0)
     np.testing.assert_allclose(to_numpy(weights).sum(-1), 1.0, atol=1e-6)
-    # The new keys were written where they belong, the rest left as it was.
-    assert np.isnan(to_numpy(cache[0])[:, :, 4:]).all()
-    assert not np.isnan(to_numpy(cache[0])[:, :, :3]).any()
+    # The keys were written where they belong, across the segments, and the
+    # third segment left as it was.
+    written = np.concatenate([to_numpy(part) for part in cache[0][:2]], axis=2)
+    expected = to_numpy(layer.key_dense(x)).transpose(0, 2, 1, 3)
+    np.testing.assert_allclose(written, expected, atol=1e-6)
+    assert np.isnan(to_numpy(cache[0][2])).all()
 
 
 @pytest.mark.parametrize(
@@ -691,7 +696,7 @@ def test_ring_cache_steps_equal_the_whole_pass(kwargs):
     x = normal(2, 7, 8)
     whole = to_numpy(layer(x))
     cache = layer.init_cache(2, 7)
-    assert tuple(cache[0].shape) == (2, 1, 3, 4)
+    assert [tuple(part.shape) for part in cache[0]] == [(2, 1, 3, 4)]
     start = 0
     for length in (4, 2, 1):
         index = np.full((2,), start, "int32") if start == 6 else start

@@ -143,7 +143,8 @@ class MultiHeadAttention(AttentionLayer):
             keys from step 0.
         cache: keyword-only, for decoding one step at a time: the pair
             `(key_cache, value_cache)` from `init_cache(batch_size,
-            max_length)` or from the previous call (see "Decoding" below).
+            max_length)` (each a tuple of segments) or from the previous
+            call (see "Decoding" below).
         cache_index: keyword-only, with `cache`: the number of positions
             already in the cache, where this call's keys and values are
             written; an int or an integer tensor, scalar or `(batch,)` (a
@@ -160,39 +161,42 @@ class MultiHeadAttention(AttentionLayer):
 
     Decoding (self-attention, rank-3 inputs): `cache = layer.init_cache(
     batch_size, max_length)` holds the keys and values of `num_key_value_heads`
-    heads, `(batch, num_key_value_heads, max_length, key_dim)` and
-    `(..., value_dim)`, in the layer's compute dtype (the attention itself
-    still runs in float32). `output, cache = layer(x, cache=cache,
-    cache_index=i)` writes the keys and values of `x` `(batch, q_len, dim)`
-    at positions `i .. i + q_len - 1` and attends from them to the cache:
-    query `t` is at position `i + t` and, with `causal`, sees cache
+    heads, as segments `(batch, num_key_value_heads, n, key_dim)` and `(...,
+    value_dim)` that hold positions 0-511, 512-1023, 1024-2047, ...
+    (`max_length` in all), in the layer's compute dtype (the attention itself
+    still runs in float32). A pair of single arrays `(batch,
+    num_key_value_heads, max_length, dim)` is a cache too, of one segment; a
+    call returns the cache in the form it was given. `output, cache = layer(x,
+    cache=cache, cache_index=i)` writes the keys and values of `x` `(batch,
+    q_len, dim)` at positions `i .. i + q_len - 1` and attends from them to the
+    cache: query `t` is at position `i + t` and, with `causal`, sees cache
     positions `<= i + t` (bottom-right alignment); without `causal`, every
-    filled position `< i + q_len`. Positions past the filled part get no
-    weight. A `rotary_embedding` rotates at those positions, ALiBi measures
-    its distances from them and `sliding_window` counts from them, so the
-    steps give the outputs of one call on the whole sequence. With a
-    `(batch,)` `cache_index` each row has its own positions: right-pad
-    prompts of different lengths, pass their lengths as `cache_index` for
-    the first new token, and each prompt's positions count from its first
-    token. With a cache the padding `mask` only zeroes padded queries'
-    outputs; keys are masked by position alone. `cache_index + q_len` must
-    not exceed `max_length` (checked when the values are known; in a
-    compiled loop it is not). With a `sliding_window` shorter than
-    `max_length`, `init_cache` makes a ring of `sliding_window` positions
-    (position `p` in slot `p % sliding_window`): memory follows the window,
-    and decoding may go on past `max_length`. A ring must be written in
-    order, each call starting where the previous one ended (a rewind, such
-    as right-padded prompts continued from their own lengths, would read
-    overwritten keys; `generate` moves the rows in step instead), and it
-    returns no weights. Not supported with a cache: `value`, `key`,
-    `attention_mask`, `start_index`. A call attends to the shortest prefix
-    of the cache (512, 1024, 2048, ... positions, or all `max_length`) that
-    holds every row's filled positions, so a step's cost follows the filled
-    length rather than `max_length`; with dropout in training it attends
-    to the whole cache. A single eager call copies the cache: run the steps
-    in one compiled loop (`keras.ops.while_loop`, as
-    `keras_attention.generate` does) with the cache as a loop variable,
-    which XLA and `jax.jit` update in place.
+    filled position `< i + q_len`. Positions past the filled part get no weight.
+    A `rotary_embedding` rotates at those positions, ALiBi measures its
+    distances from them and `sliding_window` counts from them, so the steps give
+    the outputs of one call on the whole sequence. With a `(batch,)`
+    `cache_index` each row has its own positions: right-pad prompts of different
+    lengths, pass their lengths as `cache_index` for the first new token, and
+    each prompt's positions count from its first token. With a cache the padding
+    `mask` only zeroes padded queries' outputs; keys are masked by position
+    alone. `cache_index + q_len` must not exceed `max_length` (checked when the
+    values are known; in a compiled loop it is not). With a `sliding_window`
+    shorter than `max_length`, `init_cache` makes a ring of `sliding_window`
+    positions (position `p` in slot `p % sliding_window`): memory follows the
+    window, and decoding may go on past `max_length`. A ring must be written in
+    order, each call starting where the previous one ended (a rewind, such as
+    right-padded prompts continued from their own lengths, would read
+    overwritten keys; `generate` moves the rows in step instead), and it returns
+    no weights. Not supported with a cache: `value`, `key`, `attention_mask`,
+    `start_index`. A call attends to the fewest segments that hold every row's
+    filled positions (512, 1024, 2048, ... positions), so a step's cost follows
+    the filled length rather than `max_length`: up to 512 positions it reads the
+    first segment in place (a slice of one long array would be a copy under
+    XLA), beyond that a concatenation of the segments it needs; with dropout in
+    training it attends to the whole cache. A single eager call copies the
+    cache: run the steps in one compiled loop (`keras.ops.while_loop`, as
+    `keras_attention.generate` does) with the cache as a loop variable, which
+    XLA and `jax.jit` update in place.
 
     Example:
 
@@ -438,23 +442,33 @@ class MultiHeadAttention(AttentionLayer):
                 generated tokens together).
 
         Returns:
-            The pair `(key_cache, value_cache)`, zeros of shapes
-            `(batch_size, num_key_value_heads, length, key_dim)` and
-            `(batch_size, num_key_value_heads, length, value_dim)` in the
-            layer's compute dtype, where `length` is `max_length`, or
-            `sliding_window` when that is shorter: a ring that holds the
-            last `sliding_window` positions, the only ones a query sees. The
-            layer need not be built.
+            The pair `(key_cache, value_cache)`. Each is a tuple of
+            segments, zeros of shapes `(batch_size, num_key_value_heads, n,
+            key_dim)` (and `value_dim`) in the layer's compute dtype, that
+            hold consecutive positions: the first 512, the next 512, then
+            1024, 2048, ... and the rest, `max_length` in all (one segment
+            up to 512). A step attends to the segments that hold what is
+            filled, which read in place: a slice of one long array is a
+            copy under XLA. With a `sliding_window` no longer than
+            `max_length`, one segment of `sliding_window` positions, a ring
+            that holds the last ones, the only ones a query sees. The layer
+            need not be built.
         """
         owner = type(self).__name__
         batch_size = checks.positive_int(batch_size, "batch_size", owner)
         max_length = checks.positive_int(max_length, "max_length", owner)
-        if self.sliding_window is not None:
-            max_length = min(max_length, self.sliding_window)
-        shape = (batch_size, self.num_key_value_heads, max_length)
-        return (
-            ops.zeros(shape + (self.key_dim,), dtype=self.compute_dtype),
-            ops.zeros(shape + (self.value_dim,), dtype=self.compute_dtype),
+        window = self.sliding_window
+        if window is not None and window <= max_length:
+            sizes = [window]
+        else:
+            sizes = _segment_sizes(max_length)
+        shape = (batch_size, self.num_key_value_heads)
+        return tuple(
+            tuple(
+                ops.zeros(shape + (size, dim), dtype=self.compute_dtype)
+                for size in sizes
+            )
+            for dim in (self.key_dim, self.value_dim)
         )
 
     def _cached_call(
@@ -496,7 +510,7 @@ class MultiHeadAttention(AttentionLayer):
                     f"to itself and the cache, and takes no `{argument}` "
                     f"({reason}). Received: a `{argument}`"
                 )
-        key_cache, value_cache, index, per_row = self._check_cache(
+        keys, values, index, per_row, bare = self._check_cache(
             query, cache, cache_index, mask
         )
         q_len = ops.shape(query)[1]
@@ -516,8 +530,9 @@ class MultiHeadAttention(AttentionLayer):
         query_heads, new_key, new_value = (
             ops.transpose(x, (0, 2, 1, 3)) for x in (query_heads, new_key, new_value)
         )
-        max_length = key_cache.shape[2]
-        ring = self._ring(max_length)
+        sizes = [part.shape[2] for part in keys]
+        max_length = None if None in sizes else sum(sizes)
+        ring = len(keys) == 1 and self._ring(max_length)
         if ring and return_attention_scores:
             raise ValueError(
                 f"{owner}: a ring cache (`sliding_window`={self.sliding_window}"
@@ -567,6 +582,7 @@ class MultiHeadAttention(AttentionLayer):
         if ring:
             # The keys held (the last `max_length` positions before `index`)
             # and the new ones, then the new ones written over the oldest.
+            (key_cache,), (value_cache,) = keys, values
             slots = ops.arange(max_length, dtype="int32")
             last = ops.reshape(index, (-1, 1)) - 1
             held = last - ops.mod(last - slots, max_length)  # (b or 1, slots)
@@ -582,39 +598,46 @@ class MultiHeadAttention(AttentionLayer):
                 first = query.shape[1] - max_length
                 new_key, new_value = new_key[:, :, first:], new_value[:, :, first:]
                 index = index + first
-            key_cache = _write(key_cache, new_key, index, per_row, ring=True)
-            value_cache = _write(value_cache, new_value, index, per_row, ring=True)
+            keys = (_write(key_cache, new_key, index, per_row, ring=True),)
+            values = (_write(value_cache, new_value, index, per_row, ring=True),)
         else:
-            key_cache = _write(key_cache, new_key, index, per_row)
-            value_cache = _write(value_cache, new_value, index, per_row)
+            keys = _write_segments(keys, new_key, index, per_row)
+            values = _write_segments(values, new_value, index, per_row)
+            size = ops.shape(keys[0])[2] if max_length is None else max_length
+            # The positions the first `count` segments hold.
+            bounds = [sum(sizes[:count]) for count in range(1, len(sizes))]
+            bounds.append(size)
 
-            def prefix(length):
-                # Attention to the cache's first `length` positions.
+            def prefix(count):
+                # Attention to the first `count` segments, read in place
+                # when it is one.
+                length = bounds[count - 1]
                 result = attend(
-                    key_cache[:, :, :length],
-                    value_cache[:, :, :length],
+                    *(
+                        part[0] if count == 1 else ops.concatenate(part[:count], 2)
+                        for part in (keys, values)
+                    ),
                     ops.arange(length, dtype="int32")[None],
                 )
-                if not return_attention_scores:
+                if not return_attention_scores or count == len(sizes):
                     return result
                 context, weights = result
                 # (batch, heads, q_len, max_length): no weight past `length`.
                 extra = [[0, 0]] * 3 + [[0, size - length]]
                 return context, ops.pad(weights, extra)
 
-            size = ops.shape(key_cache)[2]  # max_length, maybe known only now
-            lengths = _prefix_lengths(size)
-            if len(lengths) == 1 or (training and self.dropout > 0):
+            if len(sizes) == 1 or (training and self.dropout > 0):
                 # (Dropout draws its seed once per call, not in a branch.)
-                result = prefix(lengths[-1])
+                result = prefix(len(sizes))
             else:
-                # The shortest prefix that holds every row's filled
+                # The fewest segments that hold every row's filled
                 # positions: a step's cost follows the filled length.
                 filled = ops.max(index) + q_len
-                bounds = ops.convert_to_tensor(lengths[:-1], dtype="int32")
-                branch = ops.sum(ops.cast(ops.greater(filled, bounds), "int32"))
+                held = ops.convert_to_tensor(bounds[:-1], dtype="int32")
+                branch = ops.sum(ops.cast(ops.greater(filled, held), "int32"))
                 result = ops.switch(
-                    branch, [functools.partial(prefix, n) for n in lengths]
+                    branch,
+                    [functools.partial(prefix, n) for n in range(1, len(sizes) + 1)],
                 )
         context, weights = result if return_attention_scores else (result, None)
         if mask is not None:
@@ -622,7 +645,7 @@ class MultiHeadAttention(AttentionLayer):
             query_mask = ops.reshape(ops.not_equal(mask, 0), (-1, 1, q_len, 1))
             context = ops.where(query_mask, context, ops.zeros_like(context))
         output = self._output(context, query)
-        new_cache = (key_cache, value_cache)
+        new_cache = (keys[0], values[0]) if bare else (keys, values)
         if return_attention_scores:
             return output, weights, new_cache
         return output, new_cache
@@ -637,8 +660,10 @@ class MultiHeadAttention(AttentionLayer):
         )
 
     def _check_cache(self, query, cache, cache_index, mask):
-        """Returns `(key_cache, value_cache, index, per_row)`: the checked
-        cache and `cache_index` as int32 `()` or `(batch,)`."""
+        """Returns `(keys, values, index, per_row, bare)`: the checked
+        cache as tuples of segments, `cache_index` as int32 `()` or
+        `(batch,)`, and whether the cache came as two arrays rather than
+        two tuples of segments (the call returns what it was given)."""
         owner = type(self).__name__
         checks.floating(query, "query", owner)
         query_shape = tuple(query.shape)
@@ -674,63 +699,77 @@ class MultiHeadAttention(AttentionLayer):
                 f"{type(cache).__name__}"
                 + (f" and length {len(cache)}" if isinstance(cache, tuple) else "")
             )
-        key_cache, value_cache = cache
+        bare = not any(isinstance(part, (tuple, list)) for part in cache)
+        keys, values = (
+            tuple(part) if isinstance(part, (tuple, list)) else (part,)
+            for part in cache
+        )
         batch = query_shape[0]
         heads = self.num_key_value_heads
         expected = (
             (batch, heads, None, self.key_dim),
             (batch, heads, None, self.value_dim),
         )
-        for part in cache:
+        for part in keys + values:
             checks.tensor(part, "cache", owner)
-        shapes = [tuple(part.shape) for part in cache]
+        shapes = [[tuple(x.shape) for x in part] for part in (keys, values)]
         fits = (
-            all(
+            len(keys) == len(values) > 0
+            and all(
                 len(shape) == 4
                 and all(
                     e is None or s is None or s == e
                     for s, e in zip(shape, expect, strict=False)
                 )
-                for shape, expect in zip(shapes, expected, strict=True)
+                for part, expect in zip(shapes, expected, strict=True)
+                for shape in part
             )
-            and shapes[0][2] == shapes[1][2]
+            and all(k[2] == v[2] for k, v in zip(shapes[0], shapes[1], strict=True))
+            and (len(keys) == 1 or None not in (k[2] for k in shapes[0]))
         )
         if not fits:
             described = [
                 "(" + ", ".join("max_length" if e is None else str(e) for e in x) + ")"
                 for x in expected
             ]
+            received = [part[0] if len(part) == 1 else part for part in shapes]
             raise ValueError(
                 f"{owner}: `cache` must be (key_cache, value_cache) of shapes "
-                f"{described[0]} and {described[1]}, as "
-                "`init_cache(batch_size, max_length)` makes them. Received: "
-                f"shapes {shapes[0]} and {shapes[1]}"
+                f"{described[0]} and {described[1]} (or tuples of such "
+                "segments, of the same lengths), as `init_cache(batch_size, "
+                f"max_length)` makes them. Received: shapes {received[0]} and "
+                f"{received[1]}"
             )
-        dtypes = [keras.backend.standardize_dtype(part.dtype) for part in cache]
+        dtypes = sorted(
+            {keras.backend.standardize_dtype(x.dtype) for x in keys + values}
+        )
         # (Keras' call casts a floating cache to the compute dtype first.)
-        if any(dtype != self.compute_dtype for dtype in dtypes):
+        if dtypes != [self.compute_dtype]:
             raise ValueError(
                 f"{owner}: `cache` must hold the layer's compute dtype "
-                f"{self.compute_dtype}. Received: cache dtypes {dtypes[0]} and "
-                f"{dtypes[1]}"
+                f"{self.compute_dtype}. Received: cache dtypes "
+                f"{', '.join(dtypes)}"
             )
         index = self._check_cache_index(cache_index, batch)
         per_row = len(index.shape) == 1
         known = static_value(index)
-        max_length, q_len = shapes[0][2], query_shape[1]
+        lengths = [shape[2] for shape in shapes[0]]
+        max_length = None if None in lengths else sum(lengths)
+        q_len = query_shape[1]
         if known is not None and None not in (max_length, q_len):
             if (known < 0).any():
                 raise ValueError(
                     f"{owner}: `cache_index` must be >= 0. "
                     f"Received: cache_index={known.tolist()}"
                 )
-            if not self._ring(max_length) and (known + q_len > max_length).any():
+            ring = len(keys) == 1 and self._ring(max_length)
+            if not ring and (known + q_len > max_length).any():
                 raise ValueError(
                     f"{owner}: the cache overflows: `cache_index` + q_len must "
                     f"be at most the cache's max_length={max_length}. "
                     f"Received: cache_index={known.tolist()}, q_len={q_len}"
                 )
-        return key_cache, value_cache, index, per_row
+        return keys, values, index, per_row, bare
 
     def _check_cache_index(self, cache_index, batch):
         owner = type(self).__name__
@@ -759,21 +798,26 @@ class MultiHeadAttention(AttentionLayer):
         return ops.cast(cache_index, "int32")
 
     def _cached_output_spec(self, query, value, key, cache, cache_index, scores):
-        key_cache, value_cache, _, _ = self._check_cache(
-            query, cache, cache_index, None
-        )
+        keys, values, _, _, bare = self._check_cache(query, cache, cache_index, None)
         shape = tuple(query.shape)
         output = keras.KerasTensor(
             self._output_shape(shape, shape, shape), dtype=self.compute_dtype
         )
-        new_cache = tuple(
-            keras.KerasTensor(part.shape, dtype=self.compute_dtype)
-            for part in (key_cache, value_cache)
+        keys, values = (
+            tuple(keras.KerasTensor(x.shape, dtype=self.compute_dtype) for x in part)
+            for part in (keys, values)
         )
+        new_cache = (keys[0], values[0]) if bare else (keys, values)
         if not scores:
             return output, new_cache
+        lengths = [x.shape[2] for x in keys]
         weights = keras.KerasTensor(
-            (shape[0], self.num_heads, shape[1], key_cache.shape[2]),
+            (
+                shape[0],
+                self.num_heads,
+                shape[1],
+                None if None in lengths else sum(lengths),
+            ),
             dtype=self.compute_dtype,
         )
         return output, weights, new_cache
@@ -1098,8 +1142,53 @@ def _write(cache, new, index, per_row, ring=False):
     )
 
 
-# Decoding attends to the shortest of these prefixes of the cache that holds
-# every filled position: 512, 1024, 2048, ... up to `max_length`.
+def _write_segments(segments, new, index, per_row):
+    """`segments` (a cache as consecutive `(batch, heads, n, dim)` parts)
+    with `new` `(batch, heads, q_len, dim)` written from position `index`
+    (int32 `()` or `(batch,)`). Each segment is updated in place over a
+    window of `min(q_len, n)` slots, where the slots outside the new
+    positions keep their values: a step costs a few rows per segment."""
+    if len(segments) == 1:
+        return (_write(segments[0], new, index, per_row),)
+    new = ops.cast(new, segments[0].dtype)
+    batch, heads, q_len, dim = ops.shape(new)
+    written, offset = [], 0
+    for segment in segments:
+        size = segment.shape[2]
+        width = min(q_len, size) if isinstance(q_len, int) else ops.minimum(q_len, size)
+        start = ops.clip(index - offset, 0, size - width)  # () or (batch,)
+        # The new step that lands in each slot of the window, if any.
+        step = ops.reshape(start + offset - index, (-1, 1)) + ops.arange(
+            width, dtype="int32"
+        )  # (1 or batch, width)
+        kept = ops.logical_or(ops.less(step, 0), ops.greater_equal(step, q_len))
+        step = ops.clip(step, 0, q_len - 1)
+        if per_row:
+            shape = (batch, heads, width, dim)
+            slots = ops.expand_dims(start, -1) + ops.arange(width, dtype="int32")
+            old = ops.take_along_axis(
+                segment, ops.broadcast_to(slots[:, None, :, None], shape), axis=2
+            )
+            picked = ops.take_along_axis(
+                new, ops.broadcast_to(step[:, None, :, None], shape), axis=2
+            )
+        else:
+            old = ops.slice(segment, (0, 0, start, 0), (batch, heads, width, dim))
+            picked = ops.take(new, step[0], axis=2)
+        rows = ops.where(kept[:, None, :, None], old, picked)
+        written.append(_write(segment, rows, start, per_row))
+        offset += size
+    return tuple(written)
+
+
+def _segment_sizes(max_length):
+    """The lengths of a cache's segments: those of its prefixes' steps."""
+    lengths = _prefix_lengths(max_length)
+    return [b - a for a, b in zip([0, *lengths[:-1]], lengths, strict=True)]
+
+
+# A cache's segments end at these positions: 512, 1024, 2048, ... up to
+# `max_length`; decoding attends to the fewest that hold every filled one.
 SHORTEST_PREFIX = 512
 
 
