@@ -104,10 +104,10 @@ def generate(
     `sliding_window` layer's, a ring of its window), written in place as
     loop variables, in segments of 512, 512, 1024, 2048, ... positions; a
     step attends to the segments that hold what is filled, so its time
-    follows the filled length, not `max_length`. The rows move in step from the end of
-    the shortest prompt, a row still in its prompt being fed its next
-    prompt token, so a batch of prompts of very different lengths runs
-    more steps than `max_new_tokens`. The whole loop compiles once per
+    follows the filled length, not `max_length`. The rows move in step
+    from the end of the shortest prompt, a row still in its prompt being
+    fed its next prompt token, so a batch of prompts of very different
+    lengths runs more steps than `max_new_tokens`. The whole loop compiles once per
     call on JAX; on TensorFlow once per model, options and shapes (later
     calls reuse it).
 

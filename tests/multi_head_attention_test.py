@@ -677,6 +677,29 @@ def test_a_cached_step_reads_only_the_segments_it_needs(monkeypatch, per_row):
     assert np.isnan(to_numpy(cache[0][2])).all()
 
 
+def test_a_pair_of_single_arrays_is_a_one_segment_cache():
+    # A cache made by hand as two arrays (longer than a segment): each call
+    # returns the same form, the steps equal the whole pass, and the keys
+    # land where they belong.
+    layer = MultiHeadAttention(
+        num_heads=2, key_dim=4, num_key_value_heads=1, causal=True
+    )
+    x = normal(2, 5, 8)
+    whole = to_numpy(layer(x))
+    cache = (keras.ops.zeros((2, 1, 600, 4)), keras.ops.zeros((2, 1, 600, 4)))
+    first, cache = layer(x[:, :3], cache=cache, cache_index=0)
+    last, weights, cache = layer(
+        x[:, 3:], cache=cache, cache_index=3, return_attention_scores=True
+    )
+    assert [tuple(part.shape) for part in cache] == [(2, 1, 600, 4)] * 2
+    assert tuple(weights.shape) == (2, 2, 2, 600)
+    np.testing.assert_allclose(to_numpy(first), whole[:, :3], atol=1e-5)
+    np.testing.assert_allclose(to_numpy(last), whole[:, 3:], atol=1e-5)
+    expected = to_numpy(layer.key_dense(x)).transpose(0, 2, 1, 3)
+    np.testing.assert_allclose(to_numpy(cache[0])[:, :, :5], expected, atol=1e-6)
+    np.testing.assert_array_equal(to_numpy(cache[0])[:, :, 5:], 0.0)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{}, {"alibi": True}, {"rotary_embedding": keras_attention.RotaryEmbedding()}],
