@@ -1,7 +1,7 @@
 """Decoding speed: `generate` with the key/value cache against
 `use_cache=False`; the per-token cost at position 256 with caches of 512
-and 8192 positions, ours (attending to the shortest filled prefix, and to
-the whole cache under a mask) against keras-hub's cached
+and 8192 positions, ours (a cache in segments, attending to those that hold
+the filled part; and one segment, the whole cache under a mask) against keras-hub's cached
 `TransformerDecoder` used the same way.
 
 Run on a quiet machine: `python benchmarks/decoding.py` (`--smoke` for a
@@ -149,8 +149,8 @@ def keras_hub_runner(parts, batch, max_length, start):
 
 
 class WholeCache:
-    """Ours attending to the whole cache under a mask (the prefix off), for
-    the runs made inside the `with`."""
+    """Ours attending to the whole cache under a mask (one segment of
+    `max_length`), for the caches made inside the `with`."""
 
     def __enter__(self):
         self.shortest = multi_head_attention.SHORTEST_PREFIX
