@@ -2,8 +2,7 @@
 `use_cache=False`; the per-token cost at position 256 with caches of 512
 and 8192 positions, ours (a cache in segments, attending to those that
 hold the filled part; and one segment, the whole cache under a mask)
-against keras-hub's cached `TransformerDecoder` used the same way. On JAX
-`generate` compiles its loop at every call, so only the second part runs.
+against keras-hub's cached `TransformerDecoder` used the same way.
 
 Run on a quiet machine: `python benchmarks/decoding.py` (`--smoke` for a
 tiny run that only checks the script works). TensorFlow with XLA
@@ -218,14 +217,8 @@ def main():
         f"prompt {prompt}, {new} new tokens, {runs} interleaved runs"
     )
 
-    # 1. generate, cache against use_cache=False. Not on JAX: there
-    # `generate` compiles its loop at every call, so the difference of two
-    # calls would time two compilations.
-    if keras.backend.backend() == "jax":
-        cache_ratio = (None, None, None)
-        print("generate: not timed on JAX (it compiles its loop at every call)")
-    else:
-        cache_ratio = _generate_ratio(model, prompts, new, short, runs)
+    # 1. generate, cache against use_cache=False.
+    cache_ratio = _generate_ratio(model, prompts, new, short, runs)
     quiet.check("after generate")
 
     # 2. Per token at position `start`, caches of two lengths, three ways.

@@ -107,9 +107,9 @@ def generate(
     follows the filled length, not `max_length`. The rows move in step
     from the end of the shortest prompt, a row still in its prompt being
     fed its next prompt token, so a batch of prompts of very different
-    lengths runs more steps than `max_new_tokens`. The whole loop compiles once per
-    call on JAX; on TensorFlow once per model, options and shapes (later
-    calls reuse it).
+    lengths runs more steps than `max_new_tokens`. The whole loop compiles
+    once per model, options and shapes (later calls, with other seeds or
+    weights, reuse it) on TensorFlow and JAX.
 
     By hand (any model, e.g. a Functional one): call each attention layer
     with its cache, in a step function you compile yourself, e.g.

@@ -22,8 +22,9 @@ package, one module per backend (`tensorflow.py`, `jax.py`, `torch.py`, and
   backend's own full computation is faster than its tiles (TensorFlow
   outside XLA, where every tile is visited).
 - `compiled_loop(function, owner, key)`: `function` compiled whole, as
-  `generate` runs its decoding loop (XLA on TensorFlow, reused per `owner`
-  and `key`; `jax.jit` on JAX; as it is elsewhere).
+  `generate` runs its decoding loop, reused per `owner` and `key` (XLA on
+  TensorFlow; `jax.jit` on JAX, the owner's variables as arguments; as it
+  is elsewhere).
 - `static_value(x)`: the value of tensor `x` as a NumPy array when it is
   known now, else None (inside `tf.function`, `jax.jit`, ...).
 - `assert_that(check, template, guarded)`: `guarded`, checked at run time

@@ -7,7 +7,10 @@ returns its tensor unchecked; the layers mark values they could not check
 (out-of-range positions give NaN rows).
 """
 
+import weakref
+
 import jax
+import keras
 import numpy as np
 
 from keras_attention._backend._jax_tiled import attention
@@ -37,11 +40,28 @@ def assert_that(check, template, guarded):
     return guarded
 
 
+# owner -> {key: jitted function}: compiled loops, reused while the owner lives.
+_LOOPS = weakref.WeakKeyDictionary()
+
+
 def compiled_loop(function, owner, key):
-    """`jax.jit(function)`, anew per call: a jitted function would keep the
-    weights of its first call as constants."""
-    del owner, key
-    return jax.jit(function)
+    """`function` under `jax.jit`, reused for the same `owner` (a Keras
+    model or layer, held weakly) and hashable `key`. The owner's variables
+    are arguments of the jitted function, read through a
+    `keras.StatelessScope`, not constants of its trace, so later calls with
+    other weights reuse the compilation."""
+    loops = _LOOPS.setdefault(owner, {})
+    if key not in loops:
+        owner_ref = weakref.ref(owner)
+
+        def stateless(values, *args):
+            mapping = list(zip(owner_ref().variables, values, strict=True))
+            with keras.StatelessScope(state_mapping=mapping):
+                return function(*args)
+
+        loops[key] = jax.jit(stateless)
+    jitted = loops[key]
+    return lambda *args: jitted([v.value for v in owner.variables], *args)
 
 
 def tiled_from_logits(default, *, every_tile):

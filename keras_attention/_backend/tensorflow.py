@@ -78,7 +78,8 @@ def compiled_loop(function, owner, key):
     """`function` as one XLA-compiled `tf.function`, reused for the same
     `owner` (held weakly) and hashable `key`: a `tf.function` reads the
     owner's variables when it runs, so later calls with other weights reuse
-    the compilation."""
+    the compilation. (Known: the traced loop still keeps the owner alive,
+    see `test_generate_keeps_no_model_alive`.)"""
     loops = _LOOPS.setdefault(owner, {})
     if key not in loops:
         loops[key] = tf.function(function, jit_compile=True)
