@@ -116,10 +116,13 @@ def scaled_dot_product_attention(
             `tf.function` without `jit_compile`), without `causal` or
             `sliding_window` (whose tiles skip work), TensorFlow's own full
             computation is the faster, and the tiles start from `2**28`
-            logits instead (from a length of 5793 with 8 heads). `0` always runs
-            the full computation: the tile loops do not convert to
-            TensorFlow Lite builtin ops, so a model meant for TensorFlow
-            Lite sets `tile_size=0`. A positive
+            logits instead (from a length of 5793 with 8 heads), and the
+            full computation's gradient there is written by hand
+            (FlashAttention-2's formula on the whole matrix, faster than
+            TensorFlow's autodiff of it). `0` always runs the full
+            computation, differentiated by the backend's autodiff: the tile
+            loops do not convert to TensorFlow Lite builtin ops, so a model
+            meant for TensorFlow Lite sets `tile_size=0`. A positive
             int runs every call in tiles of `tile_size` queries by
             `tile_size` keys.
 
@@ -250,7 +253,7 @@ def _attention(
         or bias is not None
         or dtype != "float32"
     ):
-        context, weights = _full(query, key, value, mask, bias, **options)
+        context, weights, _ = _full(query, key, value, mask, bias, **options)
     else:
         context = _full_or_tiled(kernels, query, key, value, mask, tile_size, options)
         weights = None
@@ -343,7 +346,10 @@ def _full_or_tiled(kernels, query, key, value, mask, tile_size, options):
 
     With `tile_size=None`, the backend's `fused` kernel runs first where it
     has one and its result is ours (PyTorch's
-    `scaled_dot_product_attention`). `tile_size=0` is the full computation.
+    `scaled_dot_product_attention`). `tile_size=0` is the full computation
+    as `_full` writes it (autodiff's gradient); `tile_size=None` below the
+    threshold is the same forward, through the backend's `full` kernel where
+    it has one (`_full_context`).
     With `tile_size=None`, a call whose lengths are known when it is traced
     runs in tiles from the backend's `tiled_from_logits(TILED_FROM_LOGITS,
     ...)` logits; one whose lengths are unknown (`None`, as
@@ -373,7 +379,7 @@ def _full_or_tiled(kernels, query, key, value, mask, tile_size, options):
             every_tile=not options["causal"] and options["sliding_window"] is None,
         )
     ):
-        return _full(query, key, value, mask, None, **options)[0]
+        return _full_context(kernels, query, key, value, mask, options)
     if tile_size is None:
         # The largest power of two (up to 512) whose tiles fit _TILE_FLOATS,
         # then as many equal tiles of at most that size as each length needs.
@@ -389,6 +395,21 @@ def _full_or_tiled(kernels, query, key, value, mask, tile_size, options):
     else:
         tiles = (tile_size, tile_size)
     return kernels.attention(query, key, value, mask, tiles=tiles, **options)
+
+
+def _full_context(kernels, query, key, value, mask, options):
+    """`_full`'s context, through the backend's `full` kernel where it has
+    one now (TensorFlow outside XLA: the same forward, a hand-written
+    backward), else as `_full` computes it."""
+
+    def forward(query, key, value):
+        return _full(query, key, value, mask, None, **options)
+
+    if kernels.full is not None:
+        context = kernels.full(forward, query, key, value, dropout=options["dropout"])
+        if context is not None:
+            return context
+    return forward(query, key, value)[0]
 
 
 def _even_tiles(length, largest):
@@ -426,7 +447,9 @@ def _full(
     dropout,
     seed,
 ):
-    """The whole `(..., q_len, k_len)` computation: (context, weights)."""
+    """The whole `(..., q_len, k_len)` computation: `(context, weights,
+    keep)`, `weights` before dropout, `keep` dropout's pattern (None without
+    dropout)."""
     logits = _grouped_matmul("...qd,...kd->...qk", query, key)
     q_len, k_len = ops.shape(query)[-2], ops.shape(key)[-2]
     first = k_len - q_len if bottom_right else 0  # the first query's position
@@ -450,14 +473,14 @@ def _full(
     )
     weights = _masked_softmax(logits, allowed, may_see_nothing)
 
-    attended = weights
+    attended, keep = weights, None
     if dropout > 0:
         batch = pattern.batch_index(ops.shape(query)[:-2])
         keep = pattern.dropout_keep(seed, batch, rows, cols, dropout)
         attended = ops.where(keep, weights * (1.0 / (1.0 - dropout)), 0.0)
     # (..., q_len, value_depth)
     context = _grouped_matmul("...qk,...kv->...qv", attended, value)
-    return context, weights
+    return context, weights, keep
 
 
 def _grouped_matmul(equation, a, b):

@@ -21,6 +21,7 @@ from keras_attention import (
     ScaledDotProductAttention,
     SinusoidalPositionEncoding,
     TransformerBlock,
+    alibi_slopes,
     build_toy_model,
     scaled_dot_product_attention,
 )
@@ -445,6 +446,59 @@ def test_function_gradients_are_finite_with_fully_masked_rows(
     assert np.isfinite(value)
     for grad in grads:
         assert np.all(np.isfinite(grad))
+
+
+@FEW
+@given(
+    sizes=q_k_lengths,
+    kv_heads=st.sampled_from([1, 2]),
+    causal=st.booleans(),
+    window=st.sampled_from([None, 2]),
+    alibi=st.booleans(),
+    dropout=st.sampled_from([0.0, 0.5]),
+    seed=seeds,
+)
+def test_default_path_gradients_equal_the_full_paths_autodiff(
+    sizes, kv_heads, causal, window, alibi, dropout, seed
+):
+    # The default path (on TensorFlow outside XLA: the full computation with
+    # a hand-written gradient; on PyTorch its fused kernel where it applies)
+    # against the backend's autodiff of the full path (`return_weights`),
+    # with masks that empty a row, grouped heads, ALiBi and dropout.
+    (q_len, k_len), rng = sizes, np.random.default_rng(seed)
+    q, k, v = (
+        normal(rng, 2, 2, q_len, 4),
+        normal(rng, 2, kv_heads, k_len, 4),
+        normal(rng, 2, kv_heads, k_len, 3),
+    )
+    probe = normal(rng, 2, 2, q_len, 3)
+    options = dict(
+        mask=random_mask(rng, (2, 1, q_len, k_len)),
+        causal=causal,
+        sliding_window=window,
+        alibi_slopes=alibi_slopes(2) if alibi else None,
+        dropout=dropout,
+        seed=seed % 1000,
+        training=True,
+    )
+
+    def loss(default):
+        def loss(q, k, v):
+            if default:
+                context = scaled_dot_product_attention(q, k, v, **options)
+            else:
+                context, _ = scaled_dot_product_attention(
+                    q, k, v, return_weights=True, **options
+                )
+            return ops.sum(ops.multiply(context, probe))
+
+        return loss
+
+    value, grads = value_and_gradient(loss(True), q, k, v)
+    expected_value, expected_grads = value_and_gradient(loss(False), q, k, v)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5, atol=1e-5)
+    for grad, expected in zip(grads, expected_grads, strict=True):
+        np.testing.assert_allclose(grad, expected, atol=1e-5)
 
 
 @VERY_FEW

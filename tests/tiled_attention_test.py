@@ -158,8 +158,9 @@ def test_rows_that_see_nothing_are_zero_with_finite_gradients(path):
     assert np.all(to_numpy(grads[0])[..., [3, 17], :] == 0)
 
 
+@pytest.mark.parametrize("path", [tiled, default], ids=["tiled", "default"])
 @pytest.mark.parametrize("seed", [5, "generator"])
-def test_dropout_drops_the_same_weights_on_both_paths(seed):
+def test_dropout_drops_the_same_weights_on_both_paths(seed, path):
     q, k, v = normal(2, 3, 21, 4), normal(2, 3, 19, 4), normal(2, 3, 19, 3)
     mask = RNG.random((2, 1, 21, 19)) > 0.2
     options = dict(
@@ -170,11 +171,9 @@ def test_dropout_drops_the_same_weights_on_both_paths(seed):
         return keras.random.SeedGenerator(7) if seed == "generator" else seed
 
     expected = value_and_grads(full, q, k, v, seed=seeds(), **options)
-    got = value_and_grads(tiled, q, k, v, seed=seeds(), **options)
+    got = value_and_grads(path, q, k, v, seed=seeds(), **options)
     assert_same(got, expected)
-    undropped = to_numpy(
-        tiled(q, k, v, mask, causal=True, alibi_slopes=alibi_slopes(3))
-    )
+    undropped = to_numpy(path(q, k, v, mask, causal=True, alibi_slopes=alibi_slopes(3)))
     assert not np.allclose(to_numpy(got[0]), undropped, atol=1e-3)
 
 
@@ -197,6 +196,52 @@ def test_graph_mode_and_xla_equal_the_eager_full_path(jit_compile):
         lambda: value_and_grads(tiled, q, k, v, **options), jit_compile=jit_compile
     )
     assert_same(compiled(), expected)
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_full_path_differentiates_by_hand_outside_xla(monkeypatch, mode, dropout):
+    # Outside XLA the full path's gradient is TensorFlow's kernel's own
+    # (`full`), equal to autodiff's; under XLA, and with `tile_size=0`,
+    # autodiff's.
+    import tensorflow as tf
+
+    from keras_attention._backend import tensorflow as kernels
+
+    calls = []
+    by_hand = kernels._full_backward
+
+    def spy(*args):
+        calls.append(1)
+        return by_hand(*args)
+
+    monkeypatch.setattr(kernels, "_full_backward", spy)
+    q, k, v = normal(2, 4, 21, 4), normal(2, 2, 19, 4), normal(2, 2, 19, 3)
+    options = dict(
+        mask=with_empty_rows((2, 1, 21, 19), [2]),
+        causal=True,
+        alibi_slopes=alibi_slopes(4),
+        dropout=dropout,
+        seed=3,
+        training=True,
+    )
+    expected = value_and_grads(full, q, k, v, **options)
+    for path, by_hand_expected in ((default, mode != "xla"), (zero_tiles, False)):
+        calls.clear()
+        if mode == "eager":
+            got = value_and_grads(path, q, k, v, **options)
+        else:
+            got = tf.function(
+                lambda path=path: value_and_grads(path, q, k, v, **options),
+                jit_compile=mode == "xla",
+            )()
+        assert_same(got, expected)
+        assert bool(calls) == by_hand_expected, (path.__name__, mode)
+
+
+def zero_tiles(q, k, v, mask=None, **kwargs):
+    return scaled_dot_product_attention(q, k, v, mask, tile_size=0, **kwargs)
 
 
 @pytest.mark.tensorflow_only
@@ -488,7 +533,9 @@ def test_layers_give_the_same_output_with_tiles(layer_cls):
 
 
 @pytest.mark.tensorflow_only
-@pytest.mark.parametrize("path", [full, tiled], ids=["full", "tiled"])
+@pytest.mark.parametrize(
+    "path", [full, tiled, default], ids=["full", "tiled", "default"]
+)
 def test_grouped_keys_and_values_are_never_copied_per_group(path):
     import tensorflow as tf
 

@@ -14,6 +14,11 @@ package, one module per backend (`tensorflow.py`, `jax.py`, `torch.py`, and
   bottom_right, dropout, seed)`: the backend's own fused attention where its
   result is exactly ours, else `None` (the caller goes on to `attention`);
   `fused` itself is `None` where the backend has no such kernel.
+- `full(forward, query, key, value, *, dropout)`: the full computation's
+  context where the backend differentiates it faster by hand than its
+  autodiff does, else `None` (as `full` itself is where it never does):
+  `forward` is `ops._full` on the call's options, run as it is; only the
+  gradient is the backend's (TensorFlow outside XLA).
 - `tiled_from_logits(default, *, every_tile)`: from how many logits per
   call (batch entries · q_len · k_len) `tile_size=None` runs `attention`
   rather than the full computation, in the trace being made now; `default`

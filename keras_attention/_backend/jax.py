@@ -20,11 +20,13 @@ __all__ = [
     "attention",
     "compiled_loop",
     "fused",
+    "full",
     "static_value",
     "tiled_from_logits",
 ]
 
 fused = None
+full = None
 
 
 def static_value(x):

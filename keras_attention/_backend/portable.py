@@ -5,6 +5,7 @@ from keras import ops
 
 attention = None
 fused = None
+full = None
 
 
 def static_value(x):

@@ -42,6 +42,87 @@ from keras_attention import _attention_pattern as pattern
 # TensorFlow's fused attention is GPU-only; on CPU the tiles are the kernel.
 fused = None
 
+
+def full(forward, query, key, value, *, dropout):
+    """The full computation's context with a hand-written gradient, outside
+    XLA; None under XLA (there `ops.py` differentiates `forward` itself).
+
+    `forward(query, key, value)` is `ops._full`: `(context, weights, keep)`.
+    Its forward runs as it is; the backward is FlashAttention-2's formula on
+    the whole matrix, from the weights the forward kept (Dao 2023, as
+    `_backward` below does tile by tile): with `delta = rowsum(do * o)`,
+    `ds = p * (dp - delta)`, `dq = ds · k`, `dk = dsᵀ · q`, `dv = aᵀ · do`
+    (`a` the weights after dropout). Without dropout, `dp - delta` is one
+    matmul, `[do, -delta] · [v, 1]ᵀ`. TensorFlow's autodiff of the same
+    forward goes through the softmax's gradient (two more passes over the
+    `(q_len, k_len)` weights) and materializes transposes:
+    benchmarks/RESULTS.md has the difference. Masked pairs and the rows of
+    a query that may see no key have zero weights, hence zero gradients, as
+    autodiff gives them.
+    """
+    if tf.__internal__.get_enclosing_xla_context() is not None:
+        return None
+
+    @tf.custom_gradient
+    def attend(query, key, value):
+        # Hidden from any gradient tape (see `attention`).
+        inputs = [tf.stop_gradient(x) for x in (query, key, value)]
+        context, weights, keep = forward(*inputs)
+
+        def grad(d_context):
+            return _full_backward(
+                *inputs, context, weights, keep, tf.stop_gradient(d_context), dropout
+            )
+
+        return context, grad
+
+    return attend(query, key, value)
+
+
+def _full_backward(query, key, value, context, weights, keep, d_context, dropout):
+    """The gradients of `full` (its docstring has the formulas)."""
+    # A key and value shared by a group of query heads (`(..., 1, len, depth)`
+    # against the query's `(..., group, len, depth)`, see `ops._split_heads`):
+    # the group is folded into the rows of each product, so that the shared
+    # tensors' gradients are summed over the group by the matmuls themselves,
+    # never held once per query head.
+    grouped = len(key.shape) > 3 and key.shape[-3] == 1 and query.shape[-3] != 1
+
+    def rows(x):
+        return tf.reshape(x, [*_dims(x)[:-3], -1, _dims(x)[-1]]) if grouped else x
+
+    def shared(x):
+        return tf.squeeze(x, -3) if grouped else x
+
+    def like(x, target):
+        return tf.reshape(x, _dims(target)) if grouped else x
+
+    delta = tf.reduce_sum(d_context * context, -1, keepdims=True)
+    if keep is None:
+        attended = weights
+        d_logits = weights * like(
+            tf.matmul(
+                rows(tf.concat([d_context, -delta], -1)),
+                shared(tf.concat([value, tf.ones_like(value[..., :1])], -1)),
+                transpose_b=True,
+            ),
+            weights,
+        )
+    else:
+        scale = 1.0 / (1.0 - dropout)
+        attended = tf.where(keep, weights * scale, 0.0)
+        d_attended = like(
+            tf.matmul(rows(d_context), shared(value), transpose_b=True), weights
+        )
+        d_logits = weights * (tf.where(keep, d_attended * scale, 0.0) - delta)
+    d_logits_rows = rows(d_logits)
+    return (
+        like(tf.matmul(d_logits_rows, shared(key)), query),
+        like(tf.matmul(d_logits_rows, rows(query), transpose_a=True), key),
+        like(tf.matmul(rows(attended), rows(d_context), transpose_a=True), value),
+    )
+
+
 # Outside XLA (eagerly, `tf.function` without `jit_compile`), `tile_size=None`
 # runs the full computation below this many logits per call (batch entries ·
 # q_len · k_len), not below `ops.TILED_FROM_LOGITS`, when the tiles would

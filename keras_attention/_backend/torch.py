@@ -11,11 +11,14 @@ from keras import ops
 
 from keras_attention._backend._torch_tiled import attention, fused
 
+full = None
+
 __all__ = [
     "assert_that",
     "attention",
     "compiled_loop",
     "fused",
+    "full",
     "static_value",
     "tiled_from_logits",
 ]
