@@ -116,10 +116,18 @@ def _full_backward(query, key, value, context, weights, keep, d_context, dropout
         )
         d_logits = weights * (tf.where(keep, d_attended * scale, 0.0) - delta)
     d_logits_rows = rows(d_logits)
+
+    def transposed_product(small, large):
+        # `largeᵀ · small` as `(smallᵀ · large)ᵀ`: TensorFlow's matmul
+        # transposing the `(q_len, k_len)` operand runs about 3x slower (B=1
+        # T=4096, 8 heads of 32) than one transposing the thin operand, whose
+        # result is thin too.
+        return _swap_last(tf.matmul(rows(small), rows(large), transpose_a=True))
+
     return (
         like(tf.matmul(d_logits_rows, shared(key)), query),
-        like(tf.matmul(d_logits_rows, rows(query), transpose_a=True), key),
-        like(tf.matmul(rows(attended), rows(d_context), transpose_a=True), value),
+        like(transposed_product(query, d_logits), key),
+        like(transposed_product(d_context, attended), value),
     )
 
 
