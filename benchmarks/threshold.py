@@ -9,10 +9,14 @@ two warm-ups, `--runs` runs, medians and the range of the per-run ratios).
 Forward, and forward+backward (the gradient of `sum(output)` with respect to
 query, key and value), fp32, head_dim 32, 8 heads, self-attention;
 TensorFlow graph mode (or XLA with `--xla`) or `jax.jit`. The ratio
-full/tiled above 1 means the tiles are faster. Quiet-machine evidence as in
-speed.py.
+full/tiled above 1 means the tiles are faster. On TensorFlow outside XLA,
+forward+backward rows also time the full path with `tile_size=0`, the same
+forward differentiated by TensorFlow's autodiff rather than by the
+backend's hand-written `full` kernel: autodiff/full above 1 means the hand-
+written gradient is faster. Quiet-machine evidence as in speed.py.
 
     python benchmarks/threshold.py [--backend tensorflow|jax] [--xla] [--runs 7]
+        [--shapes 8,512 1,4096]
 """
 
 import argparse
@@ -28,6 +32,9 @@ if __name__ == "__main__":
     _parser.add_argument("--runs", type=int, default=7)
     _parser.add_argument(
         "--xla", action="store_true", help="TensorFlow: jit_compile=True"
+    )
+    _parser.add_argument(
+        "--shapes", nargs="+", help="batch,seq_len pairs (default: all of SHAPES)"
     )
     ARGS = _parser.parse_args()
     os.environ["KERAS_BACKEND"] = ARGS.backend
@@ -56,9 +63,11 @@ SHAPES = [
 ]
 
 
-def attention_step(backward):
+def attention_step(backward, tile_size=None):
     def forward(q):
-        return keras_attention.scaled_dot_product_attention(q, q, q)
+        return keras_attention.scaled_dot_product_attention(
+            q, q, q, tile_size=tile_size
+        )
 
     if not backward:
         return forward
@@ -109,7 +118,7 @@ def compiled(backward, threshold, q, mode):
     return fn
 
 
-def main(runs, xla=False):
+def main(runs, xla=False, shapes=None):
     mode = "XLA" if xla and speed.BACKEND == "tensorflow" else speed.MODES[0]
     print(f"Machine: {_measure.machine()}")
     print(
@@ -118,26 +127,45 @@ def main(runs, xla=False):
     )
     quiet = _measure.Quiet(lambda: speed.matmul_gflops(runs))
     quiet.check("start")
-    print("| B | T | logits B·H·T² | pass | full ms | tiled ms | full/tiled |")
-    print("|---|---|---|---|---|---|---|")
-    for batch, length in SHAPES:
+    autodiff = mode == "graph"  # where TensorFlow's `full` kernel runs
+    print(
+        "| B | T | logits B·H·T² | pass | full ms | tiled ms | full/tiled "
+        + ("| autodiff ms | autodiff/full |" if autodiff else "|")
+    )
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if autodiff else ""))
+    for batch, length in shapes or SHAPES:
         q = keras.random.normal((batch, HEADS, length, HEAD_DIM), seed=0)
         for backward in (False, True):
             fns = [compiled(backward, t, q, mode) for t in (1 << 62, 0)]
-            full_s, tiled_s = speed.compare(fns, q, runs)
-            median, low, high = speed.ratio(full_s, tiled_s)
+            if autodiff and backward:
+                fns.append(speed.compile_fn(attention_step(True, tile_size=0), mode))
+            times = speed.compare(fns, q, runs)
+            median, low, high = speed.ratio(times[0], times[1])
             logits = batch * HEADS * length * length
-            print(
+            row = (
                 f"| {batch} | {length} | 2^{logits.bit_length() - 1} | "
                 f"{'fwd+bwd' if backward else 'fwd'} | "
-                f"{1e3 * _measure.spread(full_s)[0]:.1f} | "
-                f"{1e3 * _measure.spread(tiled_s)[0]:.1f} | "
-                f"{median:.2f}x ({low:.2f}-{high:.2f}) |",
-                flush=True,
+                f"{1e3 * _measure.spread(times[0])[0]:.1f} | "
+                f"{1e3 * _measure.spread(times[1])[0]:.1f} | "
+                f"{median:.2f}x ({low:.2f}-{high:.2f}) |"
             )
+            if autodiff:
+                if backward:
+                    median, low, high = speed.ratio(times[2], times[0])
+                    row += (
+                        f" {1e3 * _measure.spread(times[2])[0]:.1f} | "
+                        f"{median:.2f}x ({low:.2f}-{high:.2f}) |"
+                    )
+                else:
+                    row += " - | - |"
+            print(row, flush=True)
     quiet.check("end")
     print("\n" + quiet.verdict()[1])
 
 
 if __name__ == "__main__":
-    main(ARGS.runs, ARGS.xla)
+    main(
+        ARGS.runs,
+        ARGS.xla,
+        [tuple(int(n) for n in pair.split(",")) for pair in ARGS.shapes or []],
+    )

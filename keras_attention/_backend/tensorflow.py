@@ -52,13 +52,14 @@ def full(forward, query, key, value, *, dropout):
     the whole matrix, from the weights the forward kept (Dao 2023, as
     `_backward` below does tile by tile): with `delta = rowsum(do * o)`,
     `ds = p * (dp - delta)`, `dq = ds · k`, `dk = dsᵀ · q`, `dv = aᵀ · do`
-    (`a` the weights after dropout). Without dropout, `dp - delta` is one
-    matmul, `[do, -delta] · [v, 1]ᵀ`. TensorFlow's autodiff of the same
-    forward goes through the softmax's gradient (two more passes over the
-    `(q_len, k_len)` weights) and materializes transposes:
-    benchmarks/RESULTS.md has the difference. Masked pairs and the rows of
-    a query that may see no key have zero weights, hence zero gradients, as
-    autodiff gives them.
+    (`a` the weights after dropout). TensorFlow's autodiff of the same
+    forward goes through the softmax's gradient (more passes over the
+    `(q_len, k_len)` weights) and computes `dk` and `dv` with matmuls that
+    transpose the `(q_len, k_len)` operand, which TensorFlow runs slowly;
+    here they transpose the thin one (`transposed_product`). The difference
+    is in benchmarks/RESULTS.md ("Full or tiled", autodiff/full). Masked
+    pairs and the rows of a query that may see no key have zero weights,
+    hence zero gradients, as autodiff gives them.
     """
     if tf.__internal__.get_enclosing_xla_context() is not None:
         return None
@@ -98,23 +99,16 @@ def _full_backward(query, key, value, context, weights, keep, d_context, dropout
         return tf.reshape(x, _dims(target)) if grouped else x
 
     delta = tf.reduce_sum(d_context * context, -1, keepdims=True)
+    d_attended = like(
+        tf.matmul(rows(d_context), shared(value), transpose_b=True), weights
+    )
     if keep is None:
-        attended = weights
-        d_logits = weights * like(
-            tf.matmul(
-                rows(tf.concat([d_context, -delta], -1)),
-                shared(tf.concat([value, tf.ones_like(value[..., :1])], -1)),
-                transpose_b=True,
-            ),
-            weights,
-        )
+        attended, d_weights = weights, d_attended
     else:
         scale = 1.0 / (1.0 - dropout)
         attended = tf.where(keep, weights * scale, 0.0)
-        d_attended = like(
-            tf.matmul(rows(d_context), shared(value), transpose_b=True), weights
-        )
-        d_logits = weights * (tf.where(keep, d_attended * scale, 0.0) - delta)
+        d_weights = tf.where(keep, d_attended * scale, 0.0)
+    d_logits = weights * (d_weights - delta)
     d_logits_rows = rows(d_logits)
 
     def transposed_product(small, large):
