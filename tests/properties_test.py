@@ -448,6 +448,10 @@ def test_function_gradients_are_finite_with_fully_masked_rows(
         assert np.all(np.isfinite(grad))
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() == "jax",
+    reason="on JAX the default path at these lengths is the full path's autodiff",
+)
 @FEW
 @given(
     sizes=q_k_lengths,
