@@ -118,8 +118,9 @@ def scaled_dot_product_attention(
             computation is the faster, and the tiles start from `2**28`
             logits instead (from a length of 5793 with 8 heads), and the
             full computation's gradient there is written by hand
-            (FlashAttention-2's formula on the whole matrix, faster than
-            TensorFlow's autodiff of it). `0` always runs the full
+            (FlashAttention-2's formula on the whole matrix: faster than
+            TensorFlow's autodiff of it from a few hundred positions on,
+            even below, benchmarks/RESULTS.md). `0` always runs the full
             computation, differentiated by the backend's autodiff: the tile
             loops do not convert to TensorFlow Lite builtin ops, so a model
             meant for TensorFlow Lite sets `tile_size=0`. A positive
