@@ -3,7 +3,7 @@
 Not a test: run it on a quiet machine. The model has 2 `TransformerBlock`s
 of 4 heads over 32 tokens (batch 1), untrained (the flow's cost does not
 depend on the weights' values). Both sides get the same per-layer maps
-(`keras_attention.rollout._layer_maps`: heads averaged, residual 0.5), so
+(`keras_attention.explain.rollout._layer_maps`: heads averaged, residual 0.5), so
 the timing compares the max-flow part only, and the flows must agree within
 the stated tolerance (1e-5). The reference is the paper's code: a networkx
 `DiGraph` of the stacked maps, one `maximum_flow_value` (Edmonds-Karp) per
@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 import keras_attention
-from keras_attention.rollout import _layer_maps, _max_flows
+from keras_attention.explain.rollout import _layer_maps, _max_flows
 
 TARGET = 10.0
 

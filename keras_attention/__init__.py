@@ -48,9 +48,19 @@ def _command_line_is_starting():
 
 
 if not _command_line_is_starting():
+    from keras_attention.demo.reversal_task import (
+        make_reversal_data,
+        real_token_accuracy,
+    )
+    from keras_attention.demo.toy_model import build_toy_model
+    from keras_attention.explain.head_view import attention_html
+    from keras_attention.explain.plotting import plot_attention, plot_position_encoding
+    from keras_attention.explain.rollout import attention_flow, attention_rollout
+    from keras_attention.explain.weights import (
+        attention_weights,
+        attention_weights_by_layer,
+    )
     from keras_attention.generation import generate
-    from keras_attention.head_view import attention_html
-    from keras_attention.inspection import attention_weights, attention_weights_by_layer
     from keras_attention.layers.learned_position_embedding import (
         LearnedPositionEmbedding,
     )
@@ -67,8 +77,4 @@ if not _command_line_is_starting():
         sinusoidal_table,
     )
     from keras_attention.layers.transformer_block import TransformerBlock
-    from keras_attention.models.toy_model import build_toy_model
     from keras_attention.ops import alibi_slopes, scaled_dot_product_attention
-    from keras_attention.plotting import plot_attention, plot_position_encoding
-    from keras_attention.reversal_task import make_reversal_data, real_token_accuracy
-    from keras_attention.rollout import attention_flow, attention_rollout

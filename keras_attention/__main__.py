@@ -17,13 +17,14 @@ from keras_attention import __version__
 # test runs: 56 % of its training steps. With it sinusoidal and learned
 # reach 100.0% for seeds 0, 1 and 2; 8 epochs already gave >= 99% for each
 # of them (learned 99.2% for seed 2), the last two are a margin for other
-# machines. Written here, not imported from keras_attention.demo, so that
+# machines. Written here, not imported from the demo's module, so that
 # `--help` needs no Keras; tests/demo_test.py checks FULL against run_demo.
 FULL = {"train_size": 6000, "epochs": 12}
 QUICK = {"train_size": 4000, "epochs": 10}
-# The demo's rows (keras_attention.demo.ROWS, which the tests compare).
+# The demo's rows (`ROWS` of keras_attention/demo/reversal_demo.py, which the
+# tests compare).
 ENCODINGS = ("none", "sinusoidal", "learned", "rotary", "alibi")
-# What the demo writes into its output folder (keras_attention.demo).
+# What the demo writes into its output folder (demo/reversal_demo.py).
 OUTPUTS = (
     "best_model.keras",
     "position_encoding.png",
@@ -165,7 +166,7 @@ def main(argv=None):
     preset = QUICK if args.quick else FULL
     if args.task == "generate":
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from keras_attention.generation_demo import run_generation_demo
+        from keras_attention.demo.generation_demo import run_generation_demo
 
         overrides = {"epochs": args.epochs} if hasattr(args, "epochs") else {}
         run_generation_demo(seed=args.seed, quick=args.quick, **overrides)
@@ -181,7 +182,7 @@ def main(argv=None):
     # log level: 2 hides INFO and WARNING lines, as `make demo` and the tests
     # do. It only takes effect before TensorFlow is imported (under `-m`).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from keras_attention.demo import run_demo
+    from keras_attention.demo.reversal_demo import run_demo
 
     run_demo(
         output=args.output,

@@ -8,7 +8,7 @@ import pytest
 
 import keras_attention
 from keras_attention import __main__ as command_line
-from keras_attention.demo import run_demo
+from keras_attention.demo.reversal_demo import run_demo
 from tests.layer_test_case import assert_raises_with
 
 pytestmark = pytest.mark.end_to_end
@@ -183,7 +183,7 @@ def test_full_preset_is_run_demos_default():
 
 
 def test_command_line_names_the_demos_rows():
-    from keras_attention.demo import ROWS
+    from keras_attention.demo.reversal_demo import ROWS
 
     assert command_line.ENCODINGS == tuple(ROWS)
 

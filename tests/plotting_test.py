@@ -9,9 +9,9 @@ import pytest
 from keras_attention import (
     plot_attention,
     plot_position_encoding,
-    plotting,
     sinusoidal_table,
 )
+from keras_attention.explain import plotting
 from tests.layer_test_case import assert_raises_with
 
 SUBSET_FONT = pathlib.Path(__file__).parent / "data" / "NotoSansCJK-subset.otf"

@@ -12,7 +12,7 @@ from keras_attention import (
     attention_rollout,
     attention_weights,
 )
-from keras_attention.rollout import _max_flows
+from keras_attention.explain.rollout import _max_flows
 from tests.layer_test_case import assert_raises_with, normal
 
 

@@ -325,7 +325,7 @@ def test_neither_pass_creates_a_q_len_by_k_len_tensor():
 def test_only_tiles_that_meet_the_pattern_are_visited(
     causal, window, bottom_right, q_len, k_len
 ):
-    from keras_attention._backend import tensorflow as tiled_tensorflow
+    from keras_attention._backend import _tf_tiled as tiled_tensorflow
 
     tile = 8
     q, k = normal(1, q_len, 4), normal(1, k_len, 4)
@@ -441,7 +441,7 @@ def test_fit_on_a_second_length_traces_the_unknown_length_with_tiles(monkeypatch
     ids=["tile_size", "chosen"],
 )
 def test_twenty_lengths_compile_a_few_times_not_twenty(lengths, batch, tile_size, most):
-    from keras_attention._backend import tensorflow as backend
+    from keras_attention._backend import _tf_tiled as backend
 
     counted = backend._compiled_forward
     before = counted.experimental_get_tracing_count()
@@ -468,7 +468,7 @@ def test_whole_tiles_run_unpadded_with_static_lengths(
     # Lengths known when traced that are whole tiles reach the kernels as
     # Python ints: no key mask past the end, no run-time bounds. Others are
     # padded and passed as run-time values (one compilation per tile count).
-    from keras_attention._backend import tensorflow as backend
+    from keras_attention._backend import _tf_tiled as backend
 
     kernel, seen = backend._compiled_forward, []
 

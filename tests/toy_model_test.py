@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from keras_attention import build_toy_model, make_reversal_data
-from keras_attention.models.toy_model import ENCODINGS
+from keras_attention.demo.toy_model import ENCODINGS
 from tests.layer_test_case import assert_raises_with, symbolic
 
 

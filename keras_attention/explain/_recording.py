@@ -1,13 +1,15 @@
-"""Reading the attention weights out of a model, without changing it.
+"""Recording the attention weights of one forward pass of a model.
 
-How: every attention layer of this package reachable from the model (its
-layers, their sublayers, e.g. the attention inside a `TransformerBlock`) gets,
-for one forward pass, an instance attribute `call` that calls the layer's own
-`call` with `return_attention_scores=True`, records the weights and hands the
-caller what it asked for. `model(inputs, training=False)` runs once, eagerly;
-the attributes are removed afterwards, also when the pass raises. So any
-model works (Sequential, nested, Functional, subclassed), self- and
-cross-attention alike, with the masks the model itself applies.
+`attention_weights`, `attention_rollout` and `attention_flow` all read a
+model's attention the same way: every attention layer of this package
+reachable from the model (its layers, their sublayers, e.g. the attention
+inside a `TransformerBlock`) gets, for one forward pass, an instance attribute
+`call` that calls the layer's own `call` with `return_attention_scores=True`,
+records the weights and hands the caller what it asked for.
+`model(inputs, training=False)` runs once, eagerly; the attributes are
+removed afterwards, also when the pass raises. So any model works
+(Sequential, nested, Functional, subclassed), self- and cross-attention
+alike, with the masks the model itself applies.
 """
 
 import contextlib
@@ -17,81 +19,10 @@ import keras
 
 from keras_attention.layers._attention_layer import AttentionLayer
 
-_OURS = "(MultiHeadAttention, ScaledDotProductAttention or TransformerBlock)"
+OURS = "(MultiHeadAttention, ScaledDotProductAttention or TransformerBlock)"
 
 
-def attention_weights(model, inputs):
-    """The attention weights of every attention call of a model, in call order.
-
-    Runs `model(inputs, training=False)` once with each of this package's
-    attention layers (`MultiHeadAttention`, `ScaledDotProductAttention`, also
-    inside a `TransformerBlock`) asked for its weights, and returns them. The
-    model, its weights and its outputs are unchanged; nothing stays on the
-    layers (see the module docstring for how). The padding and attention
-    masks are those of the forward pass. A layer called several times (a
-    shared layer) gives one array per call.
-
-    For a `keras.Sequential` the result is what it always was: one array per
-    attention layer or block, in model order. To know which array is which
-    layer in other models, use `attention_weights_by_layer`.
-
-    Args:
-        model: a `keras.Model` (Sequential, nested, Functional or subclassed)
-            or layer that uses this package's attention layers.
-        inputs: what `model` takes, e.g. token ids `(batch, seq_len)`, or a
-            list or dict for a model with several inputs.
-
-    Returns:
-        A list of NumPy arrays, one per attention call, in call order:
-        `(batch, num_heads, q_len, k_len)` for `MultiHeadAttention` (and so
-        `TransformerBlock`), `(batch, q_len, k_len)` for
-        `ScaledDotProductAttention`.
-
-    Raises:
-        TypeError: `model` is not a Keras layer or model.
-        ValueError: the model has none of this package's attention layers,
-            or the forward pass called none of them.
-    """
-    records = _record(model, inputs, "attention_weights")
-    return [weights for _, _, weights, _ in records]
-
-
-def attention_weights_by_layer(model, inputs):
-    """The attention weights of a model, keyed by the layer that computed them.
-
-    As `attention_weights` (one forward pass, nothing changed), but returns a
-    dict in call order: the key is the layer's `path` (e.g.
-    `"encoder_decoder/decoder_block/cross_attention"`, or for the attention
-    of a `TransformerBlock`, `".../block_0/attention"`). A layer called `n > 1`
-    times gets the keys `path#0` ... `path#{n-1}`, one per call.
-
-    Args:
-        model: a `keras.Model` or layer that uses this package's attention
-            layers.
-        inputs: what `model` takes.
-
-    Returns:
-        A dict `{name: NumPy array}`, shapes as in `attention_weights`.
-
-    Raises:
-        TypeError: `model` is not a Keras layer or model.
-        ValueError: the model has none of this package's attention layers,
-            or the forward pass called none of them.
-    """
-    records = _record(model, inputs, "attention_weights_by_layer")
-    calls = {}
-    for _, name, _, _ in records:
-        calls[name] = calls.get(name, 0) + 1
-    named, seen = {}, {}
-    for _, name, weights, _ in records:
-        if calls[name] > 1:
-            seen[name] = seen.get(name, -1) + 1
-            name = f"{name}#{seen[name]}"
-        named[name] = weights
-    return named
-
-
-def _record(model, inputs, owner):
+def record(model, inputs, owner):
     """`[(layer, path, weights, self_attention)]` of one forward pass, in
     call order; `self_attention` is False for a call given a `value` or `key`
     other than its `query` (cross-attention, whatever the lengths)."""
@@ -100,11 +31,11 @@ def _record(model, inputs, owner):
             f"{owner}: `model` must be a Keras model or layer. "
             f"Received: model of type {type(model).__name__}"
         )
-    layers = _attention_layers(model)
+    layers = attention_layers(model)
     if not layers:
         top = getattr(model, "layers", [model])
         raise ValueError(
-            f"{owner}: `model` has no keras_attention attention layer {_OURS}. "
+            f"{owner}: `model` has no keras_attention attention layer {OURS}. "
             f"Received: layers {[type(layer).__name__ for layer in top]}"
         )
     _check_inputs(model, inputs, owner)
@@ -113,13 +44,13 @@ def _record(model, inputs, owner):
     if not records:
         raise ValueError(
             f"{owner}: the forward pass of `model` called none of its "
-            f"keras_attention attention layers {_OURS}. Received: layers "
+            f"keras_attention attention layers {OURS}. Received: layers "
             f"{[layer.path for layer in layers]}, none called"
         )
     return records
 
 
-def _attention_layers(root, kind=AttentionLayer):
+def attention_layers(root, kind=AttentionLayer):
     """The layers of type `kind` (this package's attention layers) reachable
     from `root`: its `layers` and every layer held in an attribute (or a
     list, tuple or dict of them), recursively."""

@@ -15,9 +15,9 @@ import time
 import keras
 import numpy as np
 
-from keras_attention.inspection import attention_weights
-from keras_attention.models.toy_model import build_toy_model
-from keras_attention.reversal_task import make_reversal_data, real_token_accuracy
+from keras_attention.demo.reversal_task import make_reversal_data, real_token_accuracy
+from keras_attention.demo.toy_model import build_toy_model
+from keras_attention.explain.weights import attention_weights
 
 VOCAB_SIZE = 12
 MAX_LENGTH = 10
@@ -152,9 +152,9 @@ def _accuracy_by_length(sets):
 
 
 def _draw_by_length(by_length, output):
-    from keras_attention.plotting import _figure
+    from keras_attention.explain.plotting import new_figure
 
-    figure = _figure(figsize=(7, 4), layout="constrained")
+    figure = new_figure(figsize=(7, 4), layout="constrained")
     ax = figure.add_subplot()
     for name, values in by_length.items():
         ax.plot(
@@ -174,7 +174,7 @@ def _draw_by_length(by_length, output):
 
 
 def _draw(model, name, test_x, output):
-    from keras_attention.plotting import plot_attention, plot_position_encoding
+    from keras_attention.explain.plotting import plot_attention, plot_position_encoding
 
     paths = [os.path.join(output, "position_encoding.png")]
     plot_position_encoding(length=64, depth=64).savefig(paths[0], dpi=120)

@@ -26,7 +26,9 @@ _FONT_HINT = (
 _warned_about_glyphs = False
 
 
-def _figure(**kwargs):
+def new_figure(**kwargs):
+    """A matplotlib `Figure` (no pyplot state), or an ImportError that names
+    the `[plot]` extra."""
     try:
         from matplotlib.figure import Figure
     except ImportError as error:
@@ -78,7 +80,7 @@ def plot_position_encoding(
         limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
         default_title = "Learned position table"
     table = np.asarray(table)
-    figure = _figure(figsize=(7, 4), layout="constrained")
+    figure = new_figure(figsize=(7, 4), layout="constrained")
     ax = figure.add_subplot()
     image = ax.imshow(table, aspect="auto", cmap="RdBu", vmin=-limit, vmax=limit)
     ax.set_xlabel("encoding dimension")
@@ -179,7 +181,7 @@ def plot_attention(
     panel_width = min(6.0, max(2.4, 0.22 * k_len + 0.9 + 0.08 * longest_query))
     panel_height = min(6.0, max(2.2, 0.22 * q_len + 0.9 + 0.08 * longest_key))
     bar = 0.9 if color_scale == "per_head" else 0
-    figure = _figure(
+    figure = new_figure(
         figsize=(
             columns * (panel_width + bar) + (0 if bar else 0.9),
             rows * panel_height + (0.5 if title else 0.1),

@@ -15,8 +15,8 @@ import time
 import keras
 import numpy as np
 
+from keras_attention.demo.toy_model import build_toy_model
 from keras_attention.generation import generate
-from keras_attention.models.toy_model import build_toy_model
 
 END, SEPARATOR, FIRST_TOKEN = 1, 2, 3
 VOCAB_SIZE = 10

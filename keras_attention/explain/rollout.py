@@ -7,7 +7,7 @@ layer's map, with its residual connection added as `residual * I +
 
 import numpy as np
 
-from keras_attention.inspection import _attention_layers, _record
+from keras_attention.explain._recording import attention_layers, record
 from keras_attention.layers.transformer_block import TransformerBlock
 
 _FUSIONS = ("mean", "none")
@@ -190,11 +190,11 @@ def _layer_maps(model, inputs, residual, head_fusion, owner):
         )
     inside = {
         id(block.attention)
-        for block in _attention_layers(model, TransformerBlock)
+        for block in attention_layers(model, TransformerBlock)
         if hasattr(block, "attention")
     }
     steps = []
-    for layer, name, weights, self_attention in _record(model, inputs, owner):
+    for layer, name, weights, self_attention in record(model, inputs, owner):
         if weights.ndim == 3:  # ScaledDotProductAttention: one head
             weights = weights[:, None]
         if weights.ndim != 4 or weights.shape[-1] != weights.shape[-2]:
