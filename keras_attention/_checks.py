@@ -33,7 +33,10 @@ def _is_scalar_bool_tensor(value):
     )
 
 
-def _number_type(value, argument, owner, expected):
+def number_type(value, argument, owner, expected):
+    """Raises a `TypeError` unless `value` is a Python or NumPy real number
+    (not a bool); `expected` ends the message "`argument` must be ...", as
+    in the `ValueError` of the caller's range check that follows."""
     if not _is_number(value):
         raise TypeError(
             f"{owner}: `{argument}` must be {expected}. "
@@ -50,7 +53,7 @@ def positive_int(value, argument, owner, allow_none=False):
     if value is None and allow_none:
         return None
     expected = "None or a positive integer" if allow_none else "a positive integer"
-    _number_type(value, argument, owner, expected)
+    number_type(value, argument, owner, expected)
     if not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(
             f"{owner}: `{argument}` must be {expected}. Received: {argument}={value!r}"
@@ -66,7 +69,7 @@ def tile_size(value, owner):
     int, returned as a Python int (NumPy integers accepted) or None."""
     if value is None:
         return None
-    _number_type(value, "tile_size", owner, TILE_SIZE_EXPECTED)
+    number_type(value, "tile_size", owner, TILE_SIZE_EXPECTED)
     if not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(
             f"{owner}: `tile_size` must be {TILE_SIZE_EXPECTED}. "
@@ -103,7 +106,7 @@ def boolean(value, argument, owner, allow_none=False):
 def dropout(value, owner):
     """Returns `value` as a Python float."""
     expected = "a number in [0, 1)"
-    _number_type(value, "dropout", owner, expected)
+    number_type(value, "dropout", owner, expected)
     if not 0 <= value < 1:
         raise ValueError(
             f"{owner}: `dropout` must be {expected}. Received: dropout={value!r}"
@@ -116,7 +119,7 @@ def scale(value, owner):
     if value is None:
         return None
     expected = "None or a positive finite number"
-    _number_type(value, "scale", owner, expected)
+    number_type(value, "scale", owner, expected)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(
             f"{owner}: `scale` must be {expected}. Received: scale={value!r}"
@@ -152,7 +155,7 @@ def layer_seed(value, owner):
 def positive_number(value, argument, owner):
     """Returns `value` as a Python float."""
     expected = "a positive finite number"
-    _number_type(value, argument, owner, expected)
+    number_type(value, argument, owner, expected)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(
             f"{owner}: `{argument}` must be {expected}. Received: {argument}={value!r}"

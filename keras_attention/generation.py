@@ -237,7 +237,7 @@ def _sampling_options(sampler, temperature, top_k, top_p, seed):
             f"{_NAME}: `sampler` must be one of {SAMPLERS}. "
             f"Received: sampler={sampler!r}"
         )
-    checks._number_type(temperature, "temperature", _NAME, "a number >= 0")
+    checks.number_type(temperature, "temperature", _NAME, "a number >= 0")
     if not temperature >= 0:
         raise ValueError(
             f"{_NAME}: `temperature` must be >= 0 (0 means greedy). "
@@ -245,7 +245,7 @@ def _sampling_options(sampler, temperature, top_k, top_p, seed):
         )
     top_k = checks.positive_int(top_k, "top_k", _NAME, allow_none=True)
     if top_p is not None:
-        checks._number_type(top_p, "top_p", _NAME, "None or a number in (0, 1]")
+        checks.number_type(top_p, "top_p", _NAME, "None or a number in (0, 1]")
         if not 0 < top_p <= 1:
             raise ValueError(
                 f"{_NAME}: `top_p` must be None or a number in (0, 1]. "
