@@ -1,13 +1,21 @@
-"""Which (query, key) pairs attend, which of them dropout drops, and the
-ALiBi bias of each pair.
+"""Which (query, key) pairs attend, which of them dropout drops, the ALiBi
+bias of each pair, and which tiles hold a pair that attends.
 
-Both the full path (`ops.py`) and the tiled TensorFlow kernel
-(`_backend/tensorflow.py`) ask these three questions, the full path once for
-the whole `(q_len, k_len)` matrix and the kernel once per tile. Positions are
-absolute, so a tile gets the same answers as the matching block of the whole
-matrix, and the two paths cannot drift apart. The layers use the same
+The full path (`ops.py`) and the tiled kernels of every backend
+(`_backend/_tf_tiled.py`, `_jax_tiled.py`, `_torch_tiled.py`) ask these
+questions, the full path once for the whole `(q_len, k_len)` matrix and a
+kernel once per tile. Positions are absolute (query `i` sits at key position
+`query_start + i`), so a tile gets the same answers as the matching block of
+the whole matrix, and the paths cannot drift apart. The layers use the same
 two mask helpers (`boolean`, `combine`) to merge their padding masks.
+
+Which tiles a kernel visits (`key_tiles`, `query_tiles`) is plain integer
+arithmetic on the tile index, written once here for the three kernels: each
+passes the `minimum`, `maximum` and `where` of the numbers it has (TensorFlow
+tensors, JAX tracers, Python ints) as an `IntOps`.
 """
+
+from typing import Any, NamedTuple
 
 import keras
 from keras import ops
@@ -59,13 +67,87 @@ def allowed(mask, causal, sliding_window, rows, cols):
     (the tiled backward pass works on transposed tiles). The same holds for
     `dropout_keep`.
     """
-    return combine(
-        mask,
-        ops.less_equal(cols, rows) if causal else None,
-        None
-        if sliding_window is None
-        else ops.less(ops.abs(rows - cols), sliding_window),
-    )
+    window = None
+    sides = window_sides(sliding_window)
+    if sides is not None:
+        left, right = sides
+        window = ops.logical_and(
+            ops.greater_equal(cols, rows - left), ops.less_equal(cols, rows + right)
+        )
+    return combine(mask, ops.less_equal(cols, rows) if causal else None, window)
+
+
+def window_sides(sliding_window):
+    """`(left, right)`: a sliding window `w` lets query `i` see keys
+    `i - left <= j <= i + right`, `w - 1` positions on either side (`|i - j|
+    < w`); None for no window."""
+    if sliding_window is None:
+        return None
+    return sliding_window - 1, sliding_window - 1
+
+
+class IntOps(NamedTuple):
+    """The integer operations of one kind of number, for `key_tiles` and
+    `query_tiles`: TensorFlow's (`tf.minimum`, ...), JAX's, or `PYTHON`."""
+
+    minimum: Any
+    maximum: Any
+    where: Any
+
+
+PYTHON = IntOps(min, max, lambda condition, a, b: a if condition else b)
+
+
+def key_tiles(
+    i, *, q_tile, k_tile, q_len, k_len, query_start, causal, sliding_window, xp
+):
+    """Key tiles `[lo, hi)` that query tile `i` may see.
+
+    The queries of tile `i` are `i · q_tile .. min((i + 1) · q_tile, q_len)
+    - 1`, at key positions `query_start` further on; a key tile `j` holds keys
+    `j · k_tile ..`, the last one cut at `k_len`. A tile outside `[lo, hi)`
+    holds no pair that `causal` or `sliding_window` lets attend; inside it,
+    `allowed` decides pair by pair. An empty range has `hi == lo`. All sizes
+    are numbers of `xp` (an `IntOps`) or Python ints.
+    """
+    first_row = i * q_tile + query_start
+    last_row = xp.minimum(i * q_tile + q_tile, q_len) - 1 + query_start
+    lo_key, hi_key = 0, k_len  # the keys that may be seen: [lo_key, hi_key)
+    if causal:
+        hi_key = xp.minimum(hi_key, last_row + 1)
+    sides = window_sides(sliding_window)
+    if sides is not None:
+        left, right = sides
+        lo_key = xp.maximum(first_row - left, 0)
+        hi_key = xp.minimum(hi_key, last_row + right + 1)
+    return _tile_range(lo_key, hi_key, k_tile, causal or sides is not None, xp)
+
+
+def query_tiles(
+    j, *, q_tile, k_tile, q_len, k_len, query_start, causal, sliding_window, xp
+):
+    """Query tiles `[lo, hi)` that may see key tile `j`: the transpose of
+    `key_tiles`, for the backward passes (arguments as there)."""
+    # The keys of tile j, as the query indices that sit at their positions.
+    first_col = j * k_tile - query_start
+    last_col = xp.minimum(j * k_tile + k_tile, k_len) - 1 - query_start
+    lo_query, hi_query = 0, q_len
+    if causal:
+        lo_query = xp.maximum(first_col, 0)
+    sides = window_sides(sliding_window)
+    if sides is not None:
+        left, right = sides
+        lo_query = xp.maximum(lo_query, first_col - right)
+        hi_query = xp.minimum(hi_query, last_col + left + 1)
+    return _tile_range(lo_query, hi_query, q_tile, causal or sides is not None, xp)
+
+
+def _tile_range(lo, hi, tile, bounded, xp):
+    """The tiles of `tile` positions that overlap positions `[lo, hi)`."""
+    if not bounded:
+        return 0, (hi + tile - 1) // tile
+    first, end = lo // tile, (xp.maximum(hi, 0) + tile - 1) // tile
+    return first, xp.where(hi > lo, end, first)
 
 
 def alibi_bias(slopes, rows, cols):

@@ -33,6 +33,7 @@ def scaled_dot_product_attention(
     causal=False,
     sliding_window=None,
     alignment="top_left",
+    query_start=None,
     dropout=0.0,
     seed=None,
     training=False,
@@ -97,6 +98,16 @@ def scaled_dot_product_attention(
             key, as when new queries attend to a cache of earlier keys: with
             `causal`, query `i` sees keys
             `j <= k_len - q_len + i`.
+        query_start: optional position of query 0 among the keys (keys are
+            at positions `0 .. k_len - 1`): query `i` sits at `query_start +
+            i` for `causal`, `sliding_window`, the ALiBi distances and
+            dropout, as when `q_len` new queries attend to a cache whose
+            first `query_start` positions hold earlier keys. An int, an
+            integer scalar tensor (known only at run time, as a decoding
+            step's position: one compilation serves every value), or an
+            integer `(batch,)` tensor, a position per entry of axis 0 (that
+            one runs the full computation). `None` (the default) follows
+            `alignment`; anything else needs `alignment="top_left"`.
         dropout: rate in `[0, 1)` at which attention weights are dropped
             (and the rest rescaled by `1 / (1 - dropout)`) when `training`.
         seed: an int or a `keras.random.SeedGenerator` for the dropout. An int
@@ -172,6 +183,7 @@ def scaled_dot_product_attention(
     _check_mask(mask, "mask", query_shape, key_shape)
     _check_bias(bias, query_shape, key_shape)
     _check_alibi(alibi_slopes, query_shape, key_shape)
+    _check_query_start(query_start, alignment, query_shape)
     options = _check_options(
         scale,
         causal,
@@ -183,7 +195,7 @@ def scaled_dot_product_attention(
         training,
         return_weights,
     )
-    tensors = (query, key, value, mask, bias, alibi_slopes)
+    tensors = (query, key, value, mask, bias, alibi_slopes, query_start)
     if any(keras.utils.is_keras_tensor(x) for x in tensors):
         # A Functional model's symbolic inputs: record one operation.
         return _SymbolicAttention(options)(*tensors)
@@ -197,6 +209,7 @@ def _attention(
     mask,
     bias,
     alibi_slopes,
+    query_start,
     *,
     scale,
     causal,
@@ -240,10 +253,12 @@ def _attention(
         "slopes": slopes,
         "causal": causal,
         "sliding_window": sliding_window,
-        "bottom_right": alignment == "bottom_right",
+        "query_start": _query_start(query_start, alignment, query, key),
         "dropout": rate,
         "seed": pattern.dropout_seed(seed) if rate > 0 else None,
     }
+    # A position per batch entry: the full computation, rows by entry.
+    per_entry = len(getattr(options["query_start"], "shape", ())) == 1
 
     # The one place that chooses the backend's code: its fused or tiled
     # kernel, if it has one (see `keras_attention/_backend/__init__.py`).
@@ -253,6 +268,7 @@ def _attention(
         or return_weights
         or bias is not None
         or dtype != "float32"
+        or per_entry
     ):
         context, weights, _ = _full(query, key, value, mask, bias, **options)
     else:
@@ -312,10 +328,14 @@ class _SymbolicAttention(keras.Operation):
         super().__init__(name=_NAME)
         self.options = options
 
-    def call(self, query, key, value, mask, bias, alibi_slopes):
-        return _attention(query, key, value, mask, bias, alibi_slopes, **self.options)
+    def call(self, query, key, value, mask, bias, alibi_slopes, query_start):
+        return _attention(
+            query, key, value, mask, bias, alibi_slopes, query_start, **self.options
+        )
 
-    def compute_output_spec(self, query, key, value, mask, bias, alibi_slopes):
+    def compute_output_spec(
+        self, query, key, value, mask, bias, alibi_slopes, query_start
+    ):
         dtype = _promoted(query, key, value)
         context = keras.KerasTensor(
             tuple(query.shape[:-1]) + tuple(value.shape[-1:]), dtype=dtype
@@ -444,7 +464,7 @@ def _full(
     slopes,
     causal,
     sliding_window,
-    bottom_right,
+    query_start,
     dropout,
     seed,
 ):
@@ -453,8 +473,11 @@ def _full(
     dropout)."""
     logits = _grouped_matmul("...qd,...kd->...qk", query, key)
     q_len, k_len = ops.shape(query)[-2], ops.shape(key)[-2]
-    first = k_len - q_len if bottom_right else 0  # the first query's position
-    rows = ops.expand_dims(ops.arange(q_len, dtype="int32") + first, -1)  # (q, 1)
+    first = query_start  # the first query's position: () or (batch,)
+    if len(getattr(first, "shape", ())) == 1:
+        # (batch, 1, ..., 1, 1): a position per entry of the logits' axis 0.
+        first = ops.reshape(first, (-1,) + (1,) * (len(logits.shape) - 1))
+    rows = ops.expand_dims(ops.arange(q_len, dtype="int32"), -1) + first  # (q, 1)
     cols = ops.expand_dims(ops.arange(k_len, dtype="int32"), 0)  # (1, k_len)
     if slopes is not None:
         logits = logits + pattern.alibi_bias(slopes, rows, cols)
@@ -463,14 +486,25 @@ def _full(
         logits = logits + ops.cast(bias, logits.dtype)
         # A bias of -inf drops the pair, like the mask.
         allowed = pattern.combine(allowed, ops.greater(logits, float("-inf")))
-    # Top-left causal leaves every query key 0, a window query i key i, unless
-    # there are more queries than keys (or the queries sit before the keys).
-    more_queries = not _at_most(query.shape[-2], key.shape[-2])
+    # Causal queries at positions >= 0 see key 0, window queries at
+    # positions 0 .. k_len - 1 themselves: a query that may see no key needs
+    # a mask, a bias, or positions outside those.
+    start = query_start if isinstance(query_start, int) else None
     may_see_nothing = (
         mask is not None
         or bias is not None
-        or (sliding_window is not None and more_queries)
-        or (causal and bottom_right and more_queries)
+        or (causal and (start is None or start < 0))
+        or (
+            sliding_window is not None
+            and (
+                start is None
+                or start < 0
+                or not _at_most(
+                    None if query.shape[-2] is None else start + query.shape[-2],
+                    key.shape[-2],
+                )
+            )
+        )
     )
     weights = _masked_softmax(logits, allowed, may_see_nothing)
 
@@ -673,6 +707,46 @@ def _check_bias(bias, query_shape, key_shape):
 
 
 ALIGNMENTS = ("top_left", "bottom_right")
+
+
+def _query_start(query_start, alignment, query, key):
+    """The position of query 0 among the keys: a Python int where it is
+    known when traced, else an int32 tensor `()` or `(batch,)`."""
+    if query_start is not None:
+        if checks.is_integer(query_start):
+            return int(query_start)
+        return ops.cast(query_start, "int32")
+    if alignment == "top_left":
+        return 0
+    q_len, k_len = query.shape[-2], key.shape[-2]
+    if None in (q_len, k_len):
+        return ops.shape(key)[-2] - ops.shape(query)[-2]
+    return k_len - q_len
+
+
+def _check_query_start(query_start, alignment, query_shape):
+    if query_start is None:
+        return
+    if alignment != "top_left":
+        raise ValueError(
+            f"{_NAME}: `query_start` places the queries itself: pass it with "
+            f"alignment='top_left' (the default). Received: query_start="
+            f"{query_start!r}, alignment={alignment!r}"
+        )
+    if checks.is_integer(query_start):
+        return
+    shape = checks.tensor(query_start, "query_start", _NAME)
+    dtype = keras.backend.standardize_dtype(query_start.dtype)
+    batch = query_shape[0] if len(query_shape) > 2 else None
+    if "int" not in dtype or not (
+        shape == ()
+        or (len(shape) == 1 and len(query_shape) > 2 and _same(shape[0], batch))
+    ):
+        raise ValueError(
+            f"{_NAME}: `query_start` must be an int or an integer tensor of "
+            f"shape () or (batch,)=({batch},), query's axis 0. Received: "
+            f"query_start with shape {shape} and dtype {dtype}"
+        )
 
 
 def check_alignment(alignment, owner):

@@ -1,10 +1,10 @@
 """Exact attention in tiles, for the JAX backend: linear memory.
 
-The JAX twin of `keras_attention/_backend/tensorflow.py`, whose docstring
-states the contract both kernels keep (inputs, what is tiled and skipped,
-zero rows, dropout and ALiBi from `_attention_pattern` on absolute
-positions). In short, `attention` computes the full path's
-`softmax(q · kᵀ) · v` without ever holding a `(q_len, k_len)` array:
+The kernels' shared contract (inputs, what is tiled and skipped, zero rows,
+dropout and ALiBi from `_attention_pattern` on absolute positions) is the
+docstring of `keras_attention/_backend/__init__.py`. In short, `attention`
+computes the full path's `softmax(q · kᵀ) · v` without ever holding a
+`(q_len, k_len)` array:
 
 - Forward: `lax.map` over the query tiles; for each, a `lax.fori_loop` over
   the key tiles it may see keeps the online-softmax running max, sum and
@@ -31,6 +31,8 @@ from jax import lax
 
 from keras_attention import _attention_pattern as pattern
 
+_INT_OPS = pattern.IntOps(jnp.minimum, jnp.maximum, jnp.where)
+
 
 def attention(
     query,
@@ -41,17 +43,19 @@ def attention(
     slopes,
     causal,
     sliding_window,
-    bottom_right,
+    query_start,
     dropout,
     seed,
     tiles,
 ):
     """Tiled attention of float32 arrays; the query is already scaled.
 
-    The arguments are those of `_backend/tensorflow.attention`, with `tiles`
-    Python ints (JAX always knows the lengths). A key, value, mask or slopes
-    axis of size 1 broadcasts against the query (grouped-query attention);
-    the gradients of the key and value are summed back to their shapes.
+    The arguments are those of the contract in
+    `keras_attention/_backend/__init__.py`, with `tiles` Python ints (JAX
+    always knows the lengths) and `query_start` a run-time value. A key,
+    value, mask or slopes axis of size 1 broadcasts against the query
+    (grouped-query attention); the gradients of the key and value are summed
+    back to their shapes.
 
     Returns:
         float32 `(..., q_len, value_depth)`.
@@ -59,7 +63,6 @@ def attention(
     config = _Config(
         causal=bool(causal),
         sliding_window=None if sliding_window is None else int(sliding_window),
-        bottom_right=bool(bottom_right),
         dropout=float(dropout),
         tiles=(int(tiles[0]), int(tiles[1])),
     )
@@ -67,7 +70,8 @@ def attention(
         mask = jnp.asarray(mask, bool)
     if config.dropout <= 0:
         seed = None
-    return _tiled(query, key, value, mask, seed, slopes, config)
+    first = jnp.asarray(query_start, jnp.int32)
+    return _tiled(query, key, value, mask, seed, slopes, first, config)
 
 
 class _Config(NamedTuple):
@@ -75,7 +79,6 @@ class _Config(NamedTuple):
 
     causal: bool
     sliding_window: int | None
-    bottom_right: bool
     dropout: float
     tiles: tuple
 
@@ -83,7 +86,7 @@ class _Config(NamedTuple):
 class _Spec:
     """Sizes and per-tile helpers shared by the forward and backward pass."""
 
-    def __init__(self, query, key, value, mask, seed, slopes, config):
+    def __init__(self, query, key, value, mask, seed, slopes, first, config):
         *self.leading, self.q_len, _ = query.shape
         self.k_len = key.shape[-2]
         # The leading shape of every tile product, query, key and value
@@ -92,7 +95,7 @@ class _Spec:
             jnp.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
         )
         # The position of query 0 among the keys.
-        self.first = self.k_len - self.q_len if config.bottom_right else 0
+        self.first = first
         # A tile never longer than its sequence: no tile is mostly padding,
         # and a mask axis is never shorter than its tile.
         self.q_tile = max(1, min(config.tiles[0], self.q_len))
@@ -109,43 +112,23 @@ class _Spec:
         )
         self.padded_keys = self.k_len % self.k_tile != 0
         self.mask = None if mask is None else _MaskTiles(self, mask, query.ndim)
+        self.tiling = dict(
+            q_tile=self.q_tile,
+            k_tile=self.k_tile,
+            q_len=self.q_len,
+            k_len=self.k_len,
+            query_start=self.first,
+            causal=self.causal,
+            sliding_window=self.sliding_window,
+        )
 
     def key_range(self, i):
         """Key tiles `[lo, hi)` that query tile `i` may see."""
-        first_row = i * self.q_tile + self.first
-        last_row = jnp.minimum(i * self.q_tile + self.q_tile, self.q_len) - 1
-        last_row += self.first
-        lo, hi = 0, self.k_tiles
-        if self.causal:
-            hi = jnp.minimum(hi, jnp.maximum(last_row, -1) // self.k_tile + 1)
-        if self.sliding_window is not None:
-            w = self.sliding_window
-            lowest = jnp.maximum(first_row - w + 1, 0)
-            lo = lowest // self.k_tile
-            hi = jnp.minimum(hi, jnp.maximum(last_row + w - 1, -1) // self.k_tile + 1)
-            # Queries past every key (more queries than keys) see none, not
-            # the padding of the last tile.
-            hi = jnp.where(lowest >= self.k_len, lo, hi)
-        return lo, hi
+        return pattern.key_tiles(i, **self.tiling, xp=_INT_OPS)
 
     def query_range(self, j):
         """Query tiles `[lo, hi)` that may see key tile `j`."""
-        # Key positions, shifted to query indices.
-        first_col = j * self.k_tile - self.first
-        last_col = jnp.minimum(j * self.k_tile + self.k_tile, self.k_len) - 1
-        last_col -= self.first
-        lo, hi = 0, self.q_tiles
-        if self.causal:
-            lo = jnp.maximum(first_col, 0) // self.q_tile
-        if self.sliding_window is not None:
-            w = self.sliding_window
-            lowest = jnp.maximum(first_col - w + 1, 0)
-            lo = jnp.maximum(lo, lowest // self.q_tile)
-            hi = jnp.minimum(hi, jnp.maximum(last_col + w - 1, -1) // self.q_tile + 1)
-            hi = jnp.where(lowest >= self.q_len, lo, hi)
-        if self.causal:
-            hi = jnp.where(jnp.maximum(first_col, 0) >= self.q_len, lo, hi)
-        return lo, hi
+        return pattern.query_tiles(j, **self.tiling, xp=_INT_OPS)
 
     def logits(self, a, b, i, j, transposed=False):
         """Logits `a · b` `(..., q_tile, k_tile)` of tile `(i, j)`, ALiBi's
@@ -261,8 +244,8 @@ def _tile(tiles, index):
     return lax.dynamic_index_in_dim(tiles, index, keepdims=False)
 
 
-def _forward(query, key, value, mask, seed, slopes, config):
-    spec = _Spec(query, key, value, mask, seed, slopes, config)
+def _forward(query, key, value, mask, seed, slopes, first, config):
+    spec = _Spec(query, key, value, mask, seed, slopes, first, config)
     # Transposed once here rather than in every iteration.
     k_tiles = _swap(_to_tiles(key, spec.k_tile, spec.k_tiles))
     v_tiles = _to_tiles(value, spec.k_tile, spec.k_tiles)
@@ -308,8 +291,8 @@ def _forward(query, key, value, mask, seed, slopes, config):
 
 
 def _backward(config, residuals, d_output):
-    query, key, value, mask, seed, slopes, output, lse_tiles = residuals
-    spec = _Spec(query, key, value, mask, seed, slopes, config)
+    query, key, value, mask, seed, slopes, first, output, lse_tiles = residuals
+    spec = _Spec(query, key, value, mask, seed, slopes, first, config)
     # Each key tile meets the query tiles that see it as transposed tiles,
     # (..., k_tile, q_tile): every product is then a plain matmul or one that
     # transposes a small operand, never a (k_tile, q_tile) one, which XLA
@@ -370,20 +353,21 @@ def _backward(config, residuals, d_output):
         None,  # mask
         None,  # seed
         None,  # slopes: constants (ops.py stops their gradient)
+        None,  # the first query's position
     )
 
 
-def _primal(query, key, value, mask, seed, slopes, config):
-    return _forward(query, key, value, mask, seed, slopes, config)[0]
+def _primal(query, key, value, mask, seed, slopes, first, config):
+    return _forward(query, key, value, mask, seed, slopes, first, config)[0]
 
 
-def _primal_forward(query, key, value, mask, seed, slopes, config):
-    output, lse = _forward(query, key, value, mask, seed, slopes, config)
-    return output, (query, key, value, mask, seed, slopes, output, lse)
+def _primal_forward(query, key, value, mask, seed, slopes, first, config):
+    output, lse = _forward(query, key, value, mask, seed, slopes, first, config)
+    return output, (query, key, value, mask, seed, slopes, first, output, lse)
 
 
-_custom = jax.custom_vjp(_primal, nondiff_argnums=(6,))
+_custom = jax.custom_vjp(_primal, nondiff_argnums=(7,))
 _custom.defvjp(_primal_forward, _backward)
 # Jitted whatever the caller does: an eager call compiles the kernel once per
 # shape and options instead of dispatching its ops one by one.
-_tiled = jax.jit(_custom, static_argnums=(6,))
+_tiled = jax.jit(_custom, static_argnums=(7,))

@@ -13,6 +13,8 @@ import tensorflow as tf
 
 from keras_attention import _attention_pattern as pattern
 
+_INT_OPS = pattern.IntOps(tf.minimum, tf.maximum, tf.where)
+
 
 def attention(
     query,
@@ -23,12 +25,13 @@ def attention(
     slopes,
     causal,
     sliding_window,
-    bottom_right,
+    query_start,
     dropout,
     seed,
     tiles,
 ):
-    """Tiled attention of float32 tensors; the query is already scaled.
+    """Tiled attention of float32 tensors; the query is already scaled (the
+    contract: `keras_attention/_backend/__init__.py`).
 
     Args:
         query: float32 `(..., q_len, depth)`, already multiplied by the scale.
@@ -40,8 +43,9 @@ def attention(
             the logits; their bias is added tile by tile.
         causal: Python bool.
         sliding_window: None or a positive Python int.
-        bottom_right: Python bool: query `i` sits at key position
-            `k_len - q_len + i` (else at `i`) for `causal` and the window.
+        query_start: Python int or int32 scalar tensor: query `i` sits at
+            key position `query_start + i` for `causal`, the window, ALiBi
+            and dropout.
         dropout: Python float, the rate (0 for none).
         seed: int32 scalar tensor, used when `dropout > 0`.
         tiles: `(query_tile, key_tile)`: Python ints, or int32 scalar
@@ -50,12 +54,7 @@ def attention(
     Returns:
         float32 `(..., q_len, value_depth)`.
     """
-    config = dict(
-        causal=causal,
-        sliding_window=sliding_window,
-        bottom_right=bottom_right,
-        dropout=dropout,
-    )
+    config = dict(causal=causal, sliding_window=sliding_window, dropout=dropout)
     q_len, k_len = known_dims(query)[-2], known_dims(key)[-2]
     if _whole(q_len, tiles[0]) and _whole(k_len, tiles[1]):
         # Lengths known now that are whole tiles: the kernels see them as
@@ -76,7 +75,9 @@ def attention(
         key, value = (_pad_length(x, k_padded - k_len) for x in (key, value))
         mask = _pad_mask(mask, q_padded, k_padded)
         lengths = [tf.convert_to_tensor(n, tf.int32) for n in (q_len, k_len)]
-    shared = (mask, seed, slopes, *lengths, *tiles)
+    # A run-time value: queries at any offset share one compilation.
+    first = tf.convert_to_tensor(query_start, tf.int32)
+    shared = (mask, seed, slopes, *lengths, *tiles, first)
 
     @tf.custom_gradient
     def tiled(query, key, value):
@@ -156,7 +157,7 @@ class _Spec:
         mask,
         causal,
         sliding_window,
-        bottom_right,
+        query_start,
         dropout,
         seed,
         tiles,
@@ -169,7 +170,7 @@ class _Spec:
         self.k_padded = known_dims(key)[-2]
         self.q_len, self.k_len = lengths or (self.q_padded, self.k_padded)
         # The position of query 0 among the keys.
-        self.first = self.k_len - self.q_len if bottom_right else 0
+        self.first = query_start
         self.q_tile, self.k_tile = tiles
         self.q_tiles = -(-self.q_padded // self.q_tile)
         self.k_tiles = -(-self.k_padded // self.k_tile)
@@ -183,35 +184,23 @@ class _Spec:
             isinstance(self.k_len, int) and self.k_len % self.k_tile == 0
         )
         self.mask = None if mask is None else _MaskTiles(self, mask)
+        self.tiling = dict(
+            q_tile=self.q_tile,
+            k_tile=self.k_tile,
+            q_len=self.q_len,
+            k_len=self.k_len,
+            query_start=self.first,
+            causal=causal,
+            sliding_window=sliding_window,
+        )
 
     def key_range(self, i):
         """Key tiles `[lo, hi)` that query tile `i` may see."""
-        first_row = i * self.q_tile + self.first
-        last_row = tf.minimum(i * self.q_tile + self.q_tile, self.q_len) - 1
-        last_row += self.first
-        lo, hi = 0, self.k_tiles
-        if self.causal:
-            hi = tf.minimum(hi, tf.maximum(last_row, -1) // self.k_tile + 1)
-        if self.sliding_window is not None:
-            w = self.sliding_window
-            lo = tf.maximum(first_row - w + 1, 0) // self.k_tile
-            hi = tf.minimum(hi, tf.maximum(last_row + w - 1, -1) // self.k_tile + 1)
-        return lo, hi
+        return pattern.key_tiles(i, **self.tiling, xp=_INT_OPS)
 
     def query_range(self, j):
         """Query tiles `[lo, hi)` that may see key tile `j`."""
-        # Key positions, shifted to query indices.
-        first_col = j * self.k_tile - self.first
-        last_col = tf.minimum(j * self.k_tile + self.k_tile, self.k_len) - 1
-        last_col -= self.first
-        lo, hi = 0, self.q_tiles
-        if self.causal:
-            lo = tf.maximum(first_col, 0) // self.q_tile
-        if self.sliding_window is not None:
-            w = self.sliding_window
-            lo = tf.maximum(lo, tf.maximum(first_col - w + 1, 0) // self.q_tile)
-            hi = tf.minimum(hi, tf.maximum(last_col + w - 1, -1) // self.q_tile + 1)
-        return lo, hi
+        return pattern.query_tiles(j, **self.tiling, xp=_INT_OPS)
 
     def logits(self, q_tile, k_tile, i, j, transposed=False):
         """Logits of tile `(i, j)`, ALiBi's bias added, -inf where a pair may
@@ -354,7 +343,18 @@ def swap_last(x):
 
 
 def _forward(
-    query, key, value, mask, seed, slopes, q_len, k_len, q_tile, k_tile, **config
+    query,
+    key,
+    value,
+    mask,
+    seed,
+    slopes,
+    q_len,
+    k_len,
+    q_tile,
+    k_tile,
+    query_start,
+    **config,
 ):
     spec = _Spec(
         query,
@@ -364,6 +364,7 @@ def _forward(
         tiles=(q_tile, k_tile),
         slopes=slopes,
         lengths=(q_len, k_len),
+        query_start=query_start,
         **config,
     )
     q_tiles = _to_tiles(query, spec.q_tile, spec.q_tiles)
@@ -428,6 +429,7 @@ def _backward(
     k_len,
     q_tile,
     k_tile,
+    query_start,
     output,
     lse_tiles,
     d_output,
@@ -441,6 +443,7 @@ def _backward(
         tiles=(q_tile, k_tile),
         slopes=slopes,
         lengths=(q_len, k_len),
+        query_start=query_start,
         **config,
     )
     # Each key tile meets the query tiles that see it as transposed tiles,

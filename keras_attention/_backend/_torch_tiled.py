@@ -6,9 +6,8 @@ already scaled, the mask boolean, grouped-query heads either as
 `(..., kv_heads, groups, len, depth)` with keys `(..., kv_heads, 1, len,
 depth)`):
 
-- `attention`: the tiled kernel, a `torch.autograd.Function`. It has the
-  signature and the semantics of the TensorFlow kernel; the docstring of
-  `keras_attention/_backend/tensorflow.py` is the shared contract (online
+- `attention`: the tiled kernel, a `torch.autograd.Function`. It keeps the
+  contract of `keras_attention/_backend/__init__.py` (online
   softmax forward, FlashAttention-2 backward keeping only q, k, v, the output
   and one log-sum-exp per query, causal and sliding-window tiles never
   visited, masks sliced tile by tile, pairs, dropout and ALiBi from
@@ -40,16 +39,17 @@ def attention(
     slopes,
     causal,
     sliding_window,
-    bottom_right,
+    query_start,
     dropout,
     seed,
     tiles,
 ):
     """Tiled attention of float32 tensors; the query is already scaled.
 
-    The arguments and the result are those of `_backend/tensorflow.attention`,
-    with torch tensors; `tiles` are Python ints. A second derivative through
-    the kernel is not supported.
+    The arguments and the result are those of the contract in
+    `keras_attention/_backend/__init__.py`, with torch tensors; `tiles` are
+    Python ints, `query_start` an int (or a tensor holding one). A second
+    derivative through the kernel is not supported.
     """
     spec = _Spec(
         query,
@@ -57,7 +57,7 @@ def attention(
         value,
         causal=causal,
         sliding_window=sliding_window,
-        bottom_right=bottom_right,
+        query_start=int(query_start),
         dropout=dropout,
         tiles=tiles,
     )
@@ -70,7 +70,7 @@ class _Spec:
     """Sizes and options shared by the forward and the backward pass."""
 
     def __init__(
-        self, query, key, value, causal, sliding_window, bottom_right, dropout, tiles
+        self, query, key, value, causal, sliding_window, query_start, dropout, tiles
     ):
         self.q_len, self.k_len = query.shape[-2], key.shape[-2]
         # The leading shape of the logits and of the output.
@@ -78,40 +78,42 @@ class _Spec:
             torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
         )
         # The position of query 0 among the keys.
-        self.first = self.k_len - self.q_len if bottom_right else 0
+        self.first = query_start
         self.q_tile, self.k_tile = (int(t) for t in tiles)
         self.causal = causal
         self.sliding_window = sliding_window
         self.dropout = dropout
         self.batch = pattern.batch_index(self.leading) if dropout > 0 else None
+        self.tiling = dict(
+            q_tile=self.q_tile,
+            k_tile=self.k_tile,
+            q_len=self.q_len,
+            k_len=self.k_len,
+            query_start=self.first,
+            causal=causal,
+            sliding_window=sliding_window,
+        )
 
     def query_tiles(self):
         """Every query tile as `(start, stop)`."""
         return _spans(0, self.q_len, self.q_tile)
 
     def key_tiles_for(self, start, stop):
-        """The key tiles that queries `start..stop-1` may see."""
-        lo, hi = 0, self.k_len
-        first_row, last_row = start + self.first, stop - 1 + self.first
-        if self.causal:
-            hi = min(hi, last_row + 1)
-        if self.sliding_window is not None:
-            lo = max(lo, first_row - self.sliding_window + 1)
-            hi = min(hi, last_row + self.sliding_window)
-        return _tiles_covering(lo, hi, self.k_len, self.k_tile)
+        """The key tiles that the query tile `start..stop-1` may see."""
+        lo, hi = pattern.key_tiles(
+            start // self.q_tile, **self.tiling, xp=pattern.PYTHON
+        )
+        return [_span(j, self.k_tile, self.k_len) for j in range(lo, hi)]
 
     def key_tiles(self):
         return _spans(0, self.k_len, self.k_tile)
 
     def query_tiles_for(self, start, stop):
-        """The query tiles that may see keys `start..stop-1`."""
-        lo, hi = 0, self.q_len
-        if self.causal:
-            lo = max(lo, start - self.first)
-        if self.sliding_window is not None:
-            lo = max(lo, start - self.sliding_window + 1 - self.first)
-            hi = min(hi, stop - 1 + self.sliding_window - self.first)
-        return _tiles_covering(lo, hi, self.q_len, self.q_tile)
+        """The query tiles that may see the key tile `start..stop-1`."""
+        lo, hi = pattern.query_tiles(
+            start // self.k_tile, **self.tiling, xp=pattern.PYTHON
+        )
+        return [_span(i, self.q_tile, self.q_len) for i in range(lo, hi)]
 
     def logits(self, q_tile, k_tile, rows, cols, inputs, transposed=False):
         """Logits of the tile of queries `rows` and keys `cols` (slices), ALiBi's
@@ -157,11 +159,9 @@ def _spans(start, stop, tile):
     return [(s, min(s + tile, stop)) for s in range(start, stop, tile)]
 
 
-def _tiles_covering(lo, hi, length, tile):
-    """The whole tiles of `(0, length)` that overlap positions `lo..hi-1`."""
-    if hi <= lo:
-        return []
-    return _spans(lo // tile * tile, length, tile)[: -(-hi // tile) - lo // tile]
+def _span(index, tile, length):
+    """`(start, stop)` of tile `index`, the last one cut at `length`."""
+    return index * tile, min(index * tile + tile, length)
 
 
 def _positions(span, offset, device):
@@ -268,7 +268,7 @@ def fused(
     mask,
     *,
     causal,
-    bottom_right,
+    query_start,
     slopes=None,
     sliding_window=None,
     dropout=0.0,
@@ -288,10 +288,12 @@ def fused(
     - a query with no allowed key gets zeros (PyTorch's math kernel gives NaN,
       its fused one zeros): such rows attend to every key inside the kernel,
       so that its backward stays finite, and their output is replaced by 0;
-    - `causal` is PyTorch's `is_causal` (top-left) without a mask. With
-      `bottom_right` and `q_len > k_len`, the first `q_len - k_len` queries
+    - `causal` is PyTorch's `is_causal` (top-left, `query_start=0`) without
+      a mask. Bottom-right (`query_start = k_len - q_len`) with `q_len >
+      k_len`, the first `q_len - k_len` queries
       see no key (zeros) and the rest are top-left causal; `q_len == 1` sees
-      every key. Causal with a mask, and bottom-right causal with
+      every key; other values of `query_start` are left to the tiles. Causal
+      with a mask, and bottom-right causal with
       `1 < q_len < k_len`, need a boolean mask of the positions: built when
       it has at most `DENSE_MASK_LIMIT` entries, else None is returned;
     - where PyTorch would not fuse (on CPU: query and value depths that
@@ -303,15 +305,17 @@ def fused(
     if slopes is not None or sliding_window is not None or dropout > 0:
         return None
     q_len, k_len = query.shape[-2], key.shape[-2]
+    first = int(query_start)
+    if causal and first not in (0, k_len - q_len):
+        return None  # causal queries elsewhere among the keys: the tiles
+    bottom_right = first != 0
     if mask is not None and mask.dim() < 2:
         mask = mask.reshape((1,) * (2 - mask.dim()) + tuple(mask.shape))
     if causal and bottom_right and q_len > k_len:
         skip = q_len - k_len
         if mask is not None and mask.shape[-2] != 1:
             mask = mask[..., skip:, :]
-        rest = fused(
-            query[..., skip:, :], key, value, mask, causal=True, bottom_right=False
-        )
+        rest = fused(query[..., skip:, :], key, value, mask, causal=True, query_start=0)
         if rest is None:
             return None
         return torch.cat(
