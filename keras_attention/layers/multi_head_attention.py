@@ -10,7 +10,6 @@ Keras' layer. Between the projections, the attention runs on
 into one sequence axis.
 """
 
-import functools
 import math
 import string
 
@@ -18,8 +17,9 @@ import keras
 from keras import ops
 
 from keras_attention import _checks as checks
+from keras_attention.layers import _kv_cache as kv_cache
 from keras_attention.layers._attention_layer import AttentionLayer
-from keras_attention.layers._position_layer import static_start_index, static_value
+from keras_attention.layers._position_layer import static_start_index
 from keras_attention.layers.rotary_embedding import as_rotary_embedding
 from keras_attention.ops import alibi_slopes, scaled_dot_product_attention
 
@@ -433,42 +433,40 @@ class MultiHeadAttention(AttentionLayer):
     # The key/value cache of decoding: self-attention of new positions to
     # every earlier one, one call per step.
 
-    def init_cache(self, batch_size: int, max_length: int):
+    def init_cache(
+        self, batch_size: int, max_length: int, *, segment_length: int = 512
+    ):
         """An empty key/value cache for `call(..., cache=, cache_index=)`.
 
         Args:
             batch_size: the batch size of the calls.
             max_length: the number of positions to decode (prompt and
                 generated tokens together).
+            segment_length: the length of the cache's first segment (see
+                below); a step reads the fewest segments that hold every
+                filled position.
 
         Returns:
-            The pair `(key_cache, value_cache)`. Each is a tuple of
-            segments, zeros of shapes `(batch_size, num_key_value_heads, n,
-            key_dim)` (and `value_dim`) in the layer's compute dtype, that
-            hold consecutive positions: the first 512, the next 512, then
-            1024, 2048, ... and the rest, `max_length` in all (one segment
-            up to 512). A step attends to the segments that hold what is
-            filled, which read in place: a slice of one long array is a
-            copy under XLA. With a `sliding_window` no longer than
-            `max_length`, one segment of `sliding_window` positions, a ring
-            that holds the last ones, the only ones a query sees. The layer
-            need not be built.
+            The pair `(key_cache, value_cache)`, each a tuple of segments
+            `(batch_size, num_key_value_heads, n, key_dim)` (and
+            `value_dim`) of zeros in the layer's compute dtype that hold
+            consecutive positions: `segment_length`, `segment_length`, then
+            twice as many as all before, `max_length` in all; with a
+            `sliding_window` no longer than `max_length`, one ring of
+            `sliding_window` positions. How the cache is written and read:
+            `keras_attention/layers/_kv_cache.py`. The layer need not be
+            built.
         """
-        owner = type(self).__name__
-        batch_size = checks.positive_int(batch_size, "batch_size", owner)
-        max_length = checks.positive_int(max_length, "max_length", owner)
-        window = self.sliding_window
-        if window is not None and window <= max_length:
-            sizes = [window]
-        else:
-            sizes = _segment_sizes(max_length)
-        shape = (batch_size, self.num_key_value_heads)
-        return tuple(
-            tuple(
-                ops.zeros(shape + (size, dim), dtype=self.compute_dtype)
-                for size in sizes
-            )
-            for dim in (self.key_dim, self.value_dim)
+        return kv_cache.init(
+            batch_size,
+            max_length,
+            heads=self.num_key_value_heads,
+            key_dim=self.key_dim,
+            value_dim=self.value_dim,
+            dtype=self.compute_dtype,
+            window=self.sliding_window,
+            owner=type(self).__name__,
+            segment_length=segment_length,
         )
 
     def _cached_call(
@@ -510,13 +508,19 @@ class MultiHeadAttention(AttentionLayer):
                     f"to itself and the cache, and takes no `{argument}` "
                     f"({reason}). Received: a `{argument}`"
                 )
-        keys, values, index, per_row, bare = self._check_cache(
-            query, cache, cache_index, mask
-        )
+        parts = self._check_cache(query, cache, cache_index, mask)
+        if parts.ring and return_attention_scores:
+            raise ValueError(
+                f"{owner}: a ring cache (`sliding_window`={self.sliding_window}"
+                f", a cache of {parts.max_length} >= sliding_window positions) "
+                "keeps no weights by position: call with return_attention_scores="
+                "False, or use a cache shorter than the window. Received: "
+                "return_attention_scores=True"
+            )
         q_len = ops.shape(query)[1]
         # The positions of the new steps, (batch or 1, q_len): they count
         # from each row's `cache_index`.
-        positions = ops.expand_dims(index, -1) + ops.arange(q_len, dtype="int32")
+        positions = ops.expand_dims(parts.index, -1) + ops.arange(q_len, dtype="int32")
         query_heads = self._query_dense(query)
         new_key = self._key_dense(query)
         if self.rotary_embedding is not None:
@@ -525,53 +529,23 @@ class MultiHeadAttention(AttentionLayer):
                 self.rotary_embedding._apply(x, rotary_positions)
                 for x in (query_heads, new_key)
             )
-        new_value = self._value_dense(query)
-        # (batch, heads, q_len, dim), written at the positions.
+        # (batch, heads, q_len, dim)
         query_heads, new_key, new_value = (
-            ops.transpose(x, (0, 2, 1, 3)) for x in (query_heads, new_key, new_value)
+            ops.transpose(x, (0, 2, 1, 3))
+            for x in (query_heads, new_key, self._value_dense(query))
         )
-        sizes = [part.shape[2] for part in keys]
-        max_length = None if None in sizes else sum(sizes)
-        ring = len(keys) == 1 and self._ring(max_length)
-        if ring and return_attention_scores:
-            raise ValueError(
-                f"{owner}: a ring cache (`sliding_window`={self.sliding_window}"
-                f", a cache of {max_length} >= sliding_window positions) keeps "
-                "no weights by position: call with return_attention_scores="
-                "False, or use a cache shorter than the window. Received: "
-                "return_attention_scores=True"
-            )
 
-        def attend(keys, values, key_positions):
-            # Attention from the new steps to `keys` at `key_positions`
-            # (int32 (batch or 1, k_len), < 0 where nothing is held).
-            rows = ops.reshape(positions, (-1, 1, q_len, 1))  # (b, 1, q, 1)
-            cols = ops.expand_dims(ops.expand_dims(key_positions, 1), 1)
-            filled = ops.reshape(index + q_len, (-1, 1, 1, 1))
-            allowed = ops.logical_and(
-                ops.greater_equal(cols, 0), ops.less(cols, filled)
-            )
-            if causal:
-                # Bottom-right: query t sees the cache up to its own position.
-                allowed = ops.logical_and(allowed, ops.less_equal(cols, rows))
-            distance = rows - cols
-            if self.sliding_window is not None:
-                allowed = ops.logical_and(
-                    allowed, ops.less(ops.abs(distance), self.sliding_window)
-                )
-            bias = None
-            if self.alibi:
-                # ALiBi from each row's positions: -slope * |i - j|.
-                slopes = ops.convert_to_tensor(self._alibi_slopes)
-                slopes = ops.cast(ops.reshape(slopes, (-1, 1, 1)), "float32")
-                bias = -slopes * ops.cast(ops.abs(distance), "float32")
+        def attend(keys, values, query_start, key_mask):
             return scaled_dot_product_attention(
                 query_heads,
                 keys,
                 values,
-                allowed,
-                bias=bias,
+                key_mask,
+                alibi_slopes=self._alibi_slopes if self.alibi else None,
                 scale=self.scale,
+                causal=causal,
+                sliding_window=self.sliding_window,
+                query_start=query_start,
                 dropout=self.dropout,
                 seed=self.seed_generator,
                 training=bool(training),
@@ -579,91 +553,27 @@ class MultiHeadAttention(AttentionLayer):
                 tile_size=self.tile_size,
             )
 
-        if ring:
-            # The keys held (the last `max_length` positions before `index`)
-            # and the new ones, then the new ones written over the oldest.
-            (key_cache,), (value_cache,) = keys, values
-            slots = ops.arange(max_length, dtype="int32")
-            last = ops.reshape(index, (-1, 1)) - 1
-            held = last - ops.mod(last - slots, max_length)  # (b or 1, slots)
-            result = attend(
-                ops.concatenate([key_cache, ops.cast(new_key, key_cache.dtype)], 2),
-                ops.concatenate(
-                    [value_cache, ops.cast(new_value, value_cache.dtype)], 2
-                ),
-                ops.concatenate([held, ops.reshape(positions, (-1, q_len))], 1),
-            )
-            if isinstance(query.shape[1], int) and query.shape[1] > max_length:
-                # Only the last `max_length` new steps stay.
-                first = query.shape[1] - max_length
-                new_key, new_value = new_key[:, :, first:], new_value[:, :, first:]
-                index = index + first
-            keys = (_write(key_cache, new_key, index, per_row, ring=True),)
-            values = (_write(value_cache, new_value, index, per_row, ring=True),)
-        else:
-            keys = _write_segments(keys, new_key, index, per_row)
-            values = _write_segments(values, new_value, index, per_row)
-            size = ops.shape(keys[0])[2] if max_length is None else max_length
-            # The positions the first `count` segments hold.
-            bounds = [sum(sizes[:count]) for count in range(1, len(sizes))]
-            bounds.append(size)
-
-            def prefix(count):
-                # Attention to the first `count` segments, read in place
-                # when it is one.
-                length = bounds[count - 1]
-                result = attend(
-                    *(
-                        part[0] if count == 1 else ops.concatenate(part[:count], 2)
-                        for part in (keys, values)
-                    ),
-                    ops.arange(length, dtype="int32")[None],
-                )
-                if not return_attention_scores or count == len(sizes):
-                    return result
-                context, weights = result
-                # (batch, heads, q_len, max_length): no weight past `length`.
-                extra = [[0, 0]] * 3 + [[0, size - length]]
-                return context, ops.pad(weights, extra)
-
-            if len(sizes) == 1 or (training and self.dropout > 0):
-                # (Dropout draws its seed once per call, not in a branch.)
-                result = prefix(len(sizes))
-            else:
-                # The fewest segments that hold every row's filled
-                # positions: a step's cost follows the filled length.
-                filled = ops.max(index) + q_len
-                held = ops.convert_to_tensor(bounds[:-1], dtype="int32")
-                branch = ops.sum(ops.cast(ops.greater(filled, held), "int32"))
-                result = ops.switch(
-                    branch,
-                    [functools.partial(prefix, n) for n in range(1, len(sizes) + 1)],
-                )
+        result, new_cache = kv_cache.step(
+            parts,
+            new_key,
+            new_value,
+            attend,
+            causal=causal,
+            with_weights=return_attention_scores,
+            whole=bool(training) and self.dropout > 0,
+        )
         context, weights = result if return_attention_scores else (result, None)
         if mask is not None:
             # A padded query gets a zero context, as without a cache.
             query_mask = ops.reshape(ops.not_equal(mask, 0), (-1, 1, q_len, 1))
             context = ops.where(query_mask, context, ops.zeros_like(context))
         output = self._output(context, query)
-        new_cache = (keys[0], values[0]) if bare else (keys, values)
         if return_attention_scores:
             return output, weights, new_cache
         return output, new_cache
 
-    def _ring(self, max_length):
-        """Whether a cache of `max_length` positions is a ring: with a
-        `sliding_window` no longer than it, position `p` lives in slot
-        `p % max_length`, and decoding can go on past `max_length`."""
-        window = self.sliding_window
-        return (
-            isinstance(max_length, int) and window is not None and max_length >= window
-        )
-
     def _check_cache(self, query, cache, cache_index, mask):
-        """Returns `(keys, values, index, per_row, bare)`: the checked
-        cache as tuples of segments, `cache_index` as int32 `()` or
-        `(batch,)`, and whether the cache came as two arrays rather than
-        two tuples of segments (the call returns what it was given)."""
+        """The checked cache (`kv_cache.Parts`) of a cached call."""
         owner = type(self).__name__
         checks.floating(query, "query", owner)
         query_shape = tuple(query.shape)
@@ -681,143 +591,33 @@ class MultiHeadAttention(AttentionLayer):
             query_shape[:2],
             "non-zero at real positions and zero at padding",
         )
-        if cache is None:
-            raise ValueError(
-                f"{owner}: `cache_index` needs a `cache` (see `init_cache`). "
-                f"Received: cache=None, cache_index={cache_index!r}"
-            )
-        if cache_index is None:
-            raise ValueError(
-                f"{owner}: a `cache` needs `cache_index`, the number of "
-                "positions already in it (an int, or a `(batch,)` integer "
-                "tensor for one per row). Received: cache_index=None"
-            )
-        if not isinstance(cache, (tuple, list)) or len(cache) != 2:
-            raise ValueError(
-                f"{owner}: `cache` must be the pair (key_cache, value_cache) "
-                "that `init_cache` returns. Received: cache of type "
-                f"{type(cache).__name__}"
-                + (f" and length {len(cache)}" if isinstance(cache, tuple) else "")
-            )
-        bare = not any(isinstance(part, (tuple, list)) for part in cache)
-        keys, values = (
-            tuple(part) if isinstance(part, (tuple, list)) else (part,)
-            for part in cache
+        return kv_cache.check(
+            owner,
+            cache,
+            cache_index,
+            query_shape,
+            heads=self.num_key_value_heads,
+            key_dim=self.key_dim,
+            value_dim=self.value_dim,
+            dtype=self.compute_dtype,
+            window=self.sliding_window,
         )
-        batch = query_shape[0]
-        heads = self.num_key_value_heads
-        expected = (
-            (batch, heads, None, self.key_dim),
-            (batch, heads, None, self.value_dim),
-        )
-        for part in keys + values:
-            checks.tensor(part, "cache", owner)
-        shapes = [[tuple(x.shape) for x in part] for part in (keys, values)]
-        fits = (
-            len(keys) == len(values) > 0
-            and all(
-                len(shape) == 4
-                and all(
-                    e is None or s is None or s == e
-                    for s, e in zip(shape, expect, strict=False)
-                )
-                for part, expect in zip(shapes, expected, strict=True)
-                for shape in part
-            )
-            and all(k[2] == v[2] for k, v in zip(shapes[0], shapes[1], strict=True))
-            and (len(keys) == 1 or None not in (k[2] for k in shapes[0]))
-        )
-        if not fits:
-            described = [
-                "(" + ", ".join("max_length" if e is None else str(e) for e in x) + ")"
-                for x in expected
-            ]
-            received = [part[0] if len(part) == 1 else part for part in shapes]
-            raise ValueError(
-                f"{owner}: `cache` must be (key_cache, value_cache) of shapes "
-                f"{described[0]} and {described[1]} (or tuples of such "
-                "segments, of the same lengths), as `init_cache(batch_size, "
-                f"max_length)` makes them. Received: shapes {received[0]} and "
-                f"{received[1]}"
-            )
-        dtypes = sorted(
-            {keras.backend.standardize_dtype(x.dtype) for x in keys + values}
-        )
-        # (Keras' call casts a floating cache to the compute dtype first.)
-        if dtypes != [self.compute_dtype]:
-            raise ValueError(
-                f"{owner}: `cache` must hold the layer's compute dtype "
-                f"{self.compute_dtype}. Received: cache dtypes "
-                f"{', '.join(dtypes)}"
-            )
-        index = self._check_cache_index(cache_index, batch)
-        per_row = len(index.shape) == 1
-        known = static_value(index)
-        lengths = [shape[2] for shape in shapes[0]]
-        max_length = None if None in lengths else sum(lengths)
-        q_len = query_shape[1]
-        if known is not None and None not in (max_length, q_len):
-            if (known < 0).any():
-                raise ValueError(
-                    f"{owner}: `cache_index` must be >= 0. "
-                    f"Received: cache_index={known.tolist()}"
-                )
-            ring = len(keys) == 1 and self._ring(max_length)
-            if not ring and (known + q_len > max_length).any():
-                raise ValueError(
-                    f"{owner}: the cache overflows: `cache_index` + q_len must "
-                    f"be at most the cache's max_length={max_length}. "
-                    f"Received: cache_index={known.tolist()}, q_len={q_len}"
-                )
-        return keys, values, index, per_row, bare
-
-    def _check_cache_index(self, cache_index, batch):
-        owner = type(self).__name__
-        if checks.is_integer(cache_index):
-            return ops.convert_to_tensor(int(cache_index), dtype="int32")
-        if not (hasattr(cache_index, "shape") and hasattr(cache_index, "dtype")):
-            raise TypeError(
-                f"{owner}: `cache_index` must be an int or an integer tensor of "
-                f"shape () or (batch,). Received: cache_index of type "
-                f"{type(cache_index).__name__}"
-            )
-        dtype = keras.backend.standardize_dtype(cache_index.dtype)
-        shape = tuple(cache_index.shape)
-        if "int" not in dtype:
-            raise TypeError(
-                f"{owner}: `cache_index` must be an int or an integer tensor of "
-                f"shape () or (batch,). Received: cache_index with dtype {dtype}"
-            )
-        if shape != () and (
-            len(shape) != 1 or None not in (shape[0], batch) and shape[0] != batch
-        ):
-            raise ValueError(
-                f"{owner}: `cache_index` must have shape () or (batch,)="
-                f"({batch},). Received: cache_index.shape={shape}"
-            )
-        return ops.cast(cache_index, "int32")
 
     def _cached_output_spec(self, query, value, key, cache, cache_index, scores):
-        keys, values, _, _, bare = self._check_cache(query, cache, cache_index, None)
+        parts = self._check_cache(query, cache, cache_index, None)
         shape = tuple(query.shape)
         output = keras.KerasTensor(
             self._output_shape(shape, shape, shape), dtype=self.compute_dtype
         )
         keys, values = (
             tuple(keras.KerasTensor(x.shape, dtype=self.compute_dtype) for x in part)
-            for part in (keys, values)
+            for part in (parts.keys, parts.values)
         )
-        new_cache = (keys[0], values[0]) if bare else (keys, values)
+        new_cache = parts.returned(keys, values)
         if not scores:
             return output, new_cache
-        lengths = [x.shape[2] for x in keys]
         weights = keras.KerasTensor(
-            (
-                shape[0],
-                self.num_heads,
-                shape[1],
-                None if None in lengths else sum(lengths),
-            ),
+            (shape[0], self.num_heads, shape[1], parts.max_length),
             dtype=self.compute_dtype,
         )
         return output, weights, new_cache
@@ -1117,88 +917,6 @@ class MultiHeadAttention(AttentionLayer):
                     keras.dtype_policies.DTypePolicyMap(policy, policies)
                 )
         return config
-
-
-def _write(cache, new, index, per_row, ring=False):
-    """`cache` `(batch, heads, max_length, dim)` with `new` `(batch, heads,
-    q_len, dim)` written from position `index` (int32 `()`, or `(batch,)`
-    for a position per row); with `ring`, position `p` in slot
-    `p % max_length`."""
-    new = ops.cast(new, cache.dtype)
-    if not (per_row or ring):
-        return ops.slice_update(cache, (0, 0, index, 0), new)
-    # A position per row, or a ring: scatter the (batch * heads * q_len)
-    # vectors.
-    batch, heads, q_len, dim = ops.shape(new)
-    shape = (batch, heads, q_len)
-    rows = ops.reshape(ops.arange(batch, dtype="int32"), (-1, 1, 1))
-    head = ops.reshape(ops.arange(heads, dtype="int32"), (1, -1, 1))
-    step = ops.reshape(index, (-1, 1, 1)) + ops.arange(q_len, dtype="int32")
-    if ring:
-        step = ops.mod(step, ops.shape(cache)[2])
-    at = ops.stack([ops.broadcast_to(x, shape) for x in (rows, head, step)], -1)
-    return ops.scatter_update(
-        cache, ops.reshape(at, (-1, 3)), ops.reshape(new, (-1, dim))
-    )
-
-
-def _write_segments(segments, new, index, per_row):
-    """`segments` (a cache as consecutive `(batch, heads, n, dim)` parts)
-    with `new` `(batch, heads, q_len, dim)` written from position `index`
-    (int32 `()` or `(batch,)`). Each segment is updated in place over a
-    window of `min(q_len, n)` slots, where the slots outside the new
-    positions keep their values: a step costs a few rows per segment."""
-    if len(segments) == 1:
-        return (_write(segments[0], new, index, per_row),)
-    new = ops.cast(new, segments[0].dtype)
-    batch, heads, q_len, dim = ops.shape(new)
-    written, offset = [], 0
-    for segment in segments:
-        size = segment.shape[2]
-        width = min(q_len, size) if isinstance(q_len, int) else ops.minimum(q_len, size)
-        start = ops.clip(index - offset, 0, size - width)  # () or (batch,)
-        # The new step that lands in each slot of the window, if any.
-        step = ops.reshape(start + offset - index, (-1, 1)) + ops.arange(
-            width, dtype="int32"
-        )  # (1 or batch, width)
-        kept = ops.logical_or(ops.less(step, 0), ops.greater_equal(step, q_len))
-        step = ops.clip(step, 0, q_len - 1)
-        if per_row:
-            shape = (batch, heads, width, dim)
-            slots = ops.expand_dims(start, -1) + ops.arange(width, dtype="int32")
-            old = ops.take_along_axis(
-                segment, ops.broadcast_to(slots[:, None, :, None], shape), axis=2
-            )
-            picked = ops.take_along_axis(
-                new, ops.broadcast_to(step[:, None, :, None], shape), axis=2
-            )
-        else:
-            old = ops.slice(segment, (0, 0, start, 0), (batch, heads, width, dim))
-            picked = ops.take(new, step[0], axis=2)
-        rows = ops.where(kept[:, None, :, None], old, picked)
-        written.append(_write(segment, rows, start, per_row))
-        offset += size
-    return tuple(written)
-
-
-def _segment_sizes(max_length):
-    """The lengths of a cache's segments: those of its prefixes' steps."""
-    lengths = _prefix_lengths(max_length)
-    return [b - a for a, b in zip([0, *lengths[:-1]], lengths, strict=True)]
-
-
-# A cache's segments end at these positions: 512, 1024, 2048, ... up to
-# `max_length`; decoding attends to the fewest that hold every filled one.
-SHORTEST_PREFIX = 512
-
-
-def _prefix_lengths(max_length):
-    if not isinstance(max_length, int):
-        return [max_length]  # unknown until run time: the whole cache
-    lengths = [SHORTEST_PREFIX]
-    while lengths[-1] < max_length:
-        lengths.append(2 * lengths[-1])
-    return lengths[:-1] + [max_length]
 
 
 def _rotary(rotary_embedding, key_dim, owner):
