@@ -167,10 +167,11 @@ def scaled_dot_product_attention(
     its result is ours (no dropout, ALiBi or sliding window); its CPU kernel
     is linear in memory too. The full `(q_len, k_len)` computation runs
     whatever `tile_size` says when the weights are asked for
-    (`return_weights=True`), with a `bias`, for float64 inputs, and on other
-    backends. Second derivatives through the tiles are not supported. How
-    the tiles work: `keras_attention/_backend/tensorflow.py`; when they pay
-    off and what they save: README's "Long sequences".
+    (`return_weights=True`), with a `bias`, with a `(batch,)`
+    `query_start`, for float64 inputs, and on other backends. Second
+    derivatives through the tiles are not supported. How the tiles work:
+    `keras_attention/_backend/__init__.py`; when they pay off and what they
+    save: README's "Long sequences".
 
     Example:
 

@@ -4,14 +4,16 @@ The rest of the package is written with `keras.ops` and never asks which
 backend runs. Where a backend needs code of its own, that code goes in this
 package, one module per backend (`tensorflow.py`, `jax.py`, `torch.py`, and
 `portable.py` for any other backend), as Keras does with
-`keras/src/backend/<name>/`. Each module implements the same names:
+`keras/src/backend/<name>/`, each backend's tiled kernel beside it
+(`_tf_tiled.py`, `_jax_tiled.py`, `_torch_tiled.py`). Each module implements
+the same names:
 
 - `attention(query, key, value, mask, *, slopes, causal, sliding_window,
-  bottom_right, dropout, seed, tiles)`: exact attention in tiles, in memory
-  linear in the length, or `None` where the backend has no tiled kernel (then
-  `ops.py` runs the full computation).
+  query_start, dropout, seed, tiles)`: exact attention in tiles, in memory
+  linear in the length (the kernels' contract, below), or `None` where the
+  backend has no tiled kernel (then `ops.py` runs the full computation).
 - `fused(query, key, value, mask, *, slopes, causal, sliding_window,
-  bottom_right, dropout, seed)`: the backend's own fused attention where its
+  query_start, dropout, seed)`: the backend's own fused attention where its
   result is exactly ours, else `None` (the caller goes on to `attention`);
   `fused` itself is `None` where the backend has no such kernel.
 - `full(forward, query, key, value, *, dropout)`: the full computation's
@@ -35,6 +37,42 @@ package, one module per backend (`tensorflow.py`, `jax.py`, `torch.py`, and
 - `assert_that(check, template, guarded)`: `guarded`, checked at run time
   where the backend can (TensorFlow); `check()` gives `(condition, values)`
   and is only called there, so other backends build nothing.
+
+The tiled kernels (`_tf_tiled.py`, `_jax_tiled.py`, `_torch_tiled.py`)
+keep one contract. Inputs: float32 `query` `(..., q_len, depth)`, already
+multiplied by the scale, `key` `(..., k_len, depth)` and `value` `(..., k_len,
+value_depth)`, whose leading axes broadcast against the query's (a key head
+shared by a group of query heads: its gradient is summed over the group);
+`mask` None or boolean, broadcastable to `(..., q_len, k_len)`, True where a
+query may attend to a key; `slopes` None or ALiBi slopes `(..., 1, 1)`;
+`causal`, `sliding_window` (None or an int); `query_start`, query `i`'s
+position among the keys being `query_start + i` (an int, or an int32 scalar
+known at run time); `dropout` the rate and `seed` the int32 seed of the
+dropout hash; `tiles` `(query_tile, key_tile)`. Result: float32 `(...,
+q_len, value_depth)`, the full path's `softmax(q · kᵀ) · v` up to float
+rounding, without ever holding a `(q_len, k_len)` array:
+
+- Forward: for each query tile, a loop over the key tiles it may see keeps a
+  running row maximum `m`, a running sum `l` of `exp(logit - m)` and a
+  running weighted sum of values, rescaled whenever `m` grows ("online
+  softmax", Milakov & Gimelshein 2018; FlashAttention, Dao et al. 2022). It
+  saves the output and the per-row log-sum-exp `lse = m + log(l)`.
+- Backward (the backend's custom gradient): for each key tile, a loop over
+  the query tiles that may see it recomputes the weights `p = exp(logit -
+  lse)` and accumulates `dv = pᵀ · do`, `dk = dsᵀ · q` and, tile by tile,
+  `dq = ds · k`, where `ds = p * (do · vᵀ - rowsum(do * o))`
+  (FlashAttention-2, Dao 2023). Only q, k, v, the output and `lse` are kept
+  from the forward. A second derivative is not supported.
+- Which tiles are visited: `_attention_pattern.key_tiles` and
+  `query_tiles`, so tiles that no pair of the causal triangle or of the
+  window's band reaches are skipped (causal attention costs half, a window
+  `w` O(len · w)). Which pairs attend, which weights dropout drops and the
+  ALiBi bias of each pair: `_attention_pattern` too, on absolute positions,
+  as on the full path, so the paths agree pair by pair.
+- A query that may attend to no key gets a zero output (and zero
+  gradients), never NaN. Masks are sliced tile by tile, never broadcast to
+  `(q_len, k_len)`; the lengths may be padded to whole tiles inside a kernel
+  (the padded keys masked, the padded queries dropped).
 
 `current()` is the one place that chooses the module, from
 `keras.backend.backend()`. Modules are imported lazily, when first chosen:

@@ -172,7 +172,9 @@ class TransformerBlock(keras.layers.Layer):
         checks.not_strings(inputs, "inputs", type(self).__name__)
         return super().__call__(*args, **kwargs)
 
-    def init_cache(self, batch_size: int, max_length: int):
+    def init_cache(
+        self, batch_size: int, max_length: int, *, segment_length: int = 512
+    ):
         """An empty key/value cache of the block's attention (see
         `MultiHeadAttention.init_cache`); the block must be built (called
         once, or part of a built model), as its width sizes the heads."""
@@ -182,7 +184,9 @@ class TransformerBlock(keras.layers.Layer):
                 "the input width sizes the heads: call it once or build its "
                 "model first."
             )
-        return self.attention.init_cache(batch_size, max_length)
+        return self.attention.init_cache(
+            batch_size, max_length, segment_length=segment_length
+        )
 
     def call(
         self,
