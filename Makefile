@@ -87,7 +87,7 @@ $(OLDEST_VENV)/.installed: setup.cfg pyproject.toml $(OLDEST_CONSTRAINTS)
 
 test-oldest: $(OLDEST_VENV)/.installed
 	KERAS_BACKEND=tensorflow $(OLDEST_VENV)/bin/python -m pytest \
-	  -m "not end_to_end" --ignore=tests/export_test.py --trains generate-demo
+	  -m "not end_to_end" --ignore=tests/package/export_test.py --trains generate-demo
 
 # Not part of `make test`: attention_html's page in headless Chromium
 # (tests/browser, which pytest does not collect otherwise), driven by selenium

@@ -12,7 +12,7 @@ import re
 import pytest
 
 from keras_attention import __main__ as command_line
-from tests.demo_test import LINE, _run
+from tests.demo.reversal_demo_test import LINE, _run
 
 
 @pytest.mark.trains("reversal-demo")

@@ -1,6 +1,6 @@
 """Writes `hf_rope.npz`: Hugging Face's attention layers with their rotary
-embeddings, as a reference for `tests/rotary_embedding_test.py`. Run only on
-purpose.
+embeddings, as a reference for `tests/layers/rotary_embedding_test.py`. Run
+only on purpose.
 
 It needs transformers and PyTorch, which are not test dependencies; run it in
 a throwaway virtual environment (`torch==2.13.0` is the CPU build; a bare

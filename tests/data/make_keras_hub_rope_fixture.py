@@ -1,5 +1,5 @@
 """Writes `keras_hub_rope.npz`: keras-hub's `RotaryEmbedding` outputs, as a
-reference for `tests/rotary_embedding_test.py`. Run only on purpose.
+reference for `tests/layers/rotary_embedding_test.py`. Run only on purpose.
 
 keras-hub depends on tensorflow-text (about 200 MB, pinned to TensorFlow's
 minor version), so it is not a test dependency; this script runs in a

@@ -23,11 +23,11 @@ A `.keras` file loads under the Keras that wrote it and later ones, not
 always under an older one (Keras 3.9 rejects the `quantization_config` that
 Keras 3.15 writes into `Embedding`'s config), hence the second set.
 
-`tests/saved_files_test.py` checks that the committed files still load in
-safe mode and predict the recorded outputs. They stand for the `.keras` files
-users saved with an earlier release: regenerate them only for an intended
-breaking change (a new major version, with a CHANGELOG entry), never to make
-a failing compatibility test pass.
+`tests/package/saved_files_test.py` checks that the committed files still
+load in safe mode and predict the recorded outputs. They stand for the
+`.keras` files users saved with an earlier release: regenerate them only for
+an intended breaking change (a new major version, with a CHANGELOG entry),
+never to make a failing compatibility test pass.
 """
 
 import argparse

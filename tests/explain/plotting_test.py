@@ -14,7 +14,7 @@ from keras_attention import (
 from keras_attention.explain import plotting
 from tests.layer_test_case import assert_raises_with
 
-SUBSET_FONT = pathlib.Path(__file__).parent / "data" / "NotoSansCJK-subset.otf"
+SUBSET_FONT = pathlib.Path(__file__).parents[1] / "data" / "NotoSansCJK-subset.otf"
 CJK = list("我爱学习编程")
 
 

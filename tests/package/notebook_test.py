@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.end_to_end
-FOLDER = Path(__file__).parent.parent / "notebooks"
+FOLDER = Path(__file__).parents[2] / "notebooks"
 # Each notebook, and the figures it shows at least.
 NOTEBOOKS = {
     # The sentence, the encoding, two attention blocks.

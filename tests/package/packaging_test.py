@@ -12,7 +12,7 @@ import pytest
 from packaging.requirements import Requirement
 
 pytestmark = pytest.mark.end_to_end
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*command, **kwargs):

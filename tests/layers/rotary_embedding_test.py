@@ -13,7 +13,7 @@ from keras_attention import MultiHeadAttention, RotaryEmbedding, rope_permutatio
 from tests.layer_test_case import run_layer_test
 
 RNG = np.random.default_rng(11)
-DATA = pathlib.Path(__file__).parent / "data"
+DATA = pathlib.Path(__file__).parents[1] / "data"
 
 
 def normal(*shape):

@@ -2,7 +2,7 @@
 
 Each test file keeps its module's bad inputs in `BAD_INPUTS`, rows
 `pytest.param(call, error_type, message, id=...)` whose message starts with
-the owner's name; this test reads those tables.
+the owner's name; this test reads those tables, in every folder of `tests/`.
 """
 
 import importlib
@@ -11,16 +11,24 @@ from pathlib import Path
 
 import keras_attention
 
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def module_name(path):
+    """`tests/layers/x_test.py` -> `tests.layers.x_test`: the name pytest
+    imports it under (`tests/` and its folders are packages)."""
+    return ".".join(path.relative_to(TESTS.parent).with_suffix("").parts)
+
 
 def bad_input_tables():
     """`{test module name: BAD_INPUTS}` of every test file that has one."""
     tables = {}
-    for path in sorted(Path(__file__).parent.glob("*_test.py")):
+    for path in sorted(TESTS.rglob("*_test.py")):
         if re.search(r"^BAD_INPUTS = ", path.read_text(), re.M):
-            # pytest imports test files under their own name (tests/ is on
-            # sys.path), so this finds the module pytest already imported.
-            module = importlib.import_module(path.stem)
-            tables[path.stem] = module.BAD_INPUTS
+            # The module pytest imported, or imported now when this test runs
+            # alone.
+            name = module_name(path)
+            tables[name] = importlib.import_module(name).BAD_INPUTS
     return tables
 
 

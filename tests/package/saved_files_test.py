@@ -21,7 +21,7 @@ from packaging.version import Version
 import keras_attention
 from tests.data import make_saved_models
 
-DATA = pathlib.Path(__file__).parent / "data"
+DATA = pathlib.Path(__file__).parents[1] / "data"
 # The committed sets of files, named by the Keras that wrote them.
 FILE_SETS = [
     pytest.param(DATA, id="keras_3.15.1"),

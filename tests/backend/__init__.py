@@ -1,0 +1,1 @@
+"""Tests of `keras_attention/_backend/`, one file per module."""

@@ -1,0 +1,1 @@
+"""Tests of `keras_attention/demo/`, one file per module."""

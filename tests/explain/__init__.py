@@ -1,0 +1,1 @@
+"""Tests of `keras_attention/explain/`, one file per module."""

@@ -1,0 +1,1 @@
+"""Tests of `keras_attention/layers/`, one file per module."""
