@@ -18,8 +18,13 @@ from keras import ops
 from keras_attention import _attention_pattern as pattern
 from keras_attention import _backend
 from keras_attention import _checks as checks
-from keras_attention.layers._position_layer import PositionLayer
+from keras_attention.layers.learned_position_embedding import (
+    LearnedPositionEmbedding,
+)
 from keras_attention.layers.multi_head_attention import MultiHeadAttention
+from keras_attention.layers.sinusoidal_position_encoding import (
+    SinusoidalPositionEncoding,
+)
 from keras_attention.layers.transformer_block import TransformerBlock
 
 SAMPLERS = ("greedy", "random", "top_k", "top_p")
@@ -31,6 +36,7 @@ _POSITIONWISE = (
     keras.layers.LayerNormalization,
     keras.layers.Activation,
 )
+_POSITION_LAYERS = (SinusoidalPositionEncoding, LearnedPositionEmbedding)
 _UNIFORM_BITS = 24
 
 
@@ -139,11 +145,10 @@ def generate(
     prompt_len = tokens.shape[1]
     total = prompt_len + max_new_tokens
     for layer in middle:
-        table = layer._max_length() if isinstance(layer, PositionLayer) else None
-        if table is not None and total > table:
+        if isinstance(layer, LearnedPositionEmbedding) and total > layer.max_length:
             raise ValueError(
                 f"{_NAME}: the prompts and the new tokens need {total} positions, "
-                f"and the position layer '{layer.name}' encodes {table}: "
+                f"and the position layer '{layer.name}' encodes {layer.max_length}: "
                 f"shorten `max_new_tokens` or the prompts. Received: "
                 f"max_new_tokens={max_new_tokens}, prompt length {prompt_len}"
             )
@@ -218,7 +223,7 @@ def _decoder_layers(model):
                     f"may not see later ones). Received: layer '{layer.name}' "
                     "with causal=False"
                 )
-        elif not isinstance(layer, (PositionLayer, *_POSITIONWISE)):
+        elif not isinstance(layer, (*_POSITION_LAYERS, *_POSITIONWISE)):
             raise ValueError(
                 f"{_NAME}: the layers between the Embedding and the final Dense "
                 "must be TransformerBlock, MultiHeadAttention, "
@@ -347,12 +352,8 @@ def _forward(layers, tokens, positions, caches, cache_index):
                 x, cache=caches[attention], cache_index=cache_index, training=False
             )
             attention += 1
-        elif isinstance(layer, PositionLayer):
-            # The layer's own sum, at a position per row.
-            flat = layer._encode(ops.reshape(positions, (-1,)), x.shape[-1])
-            encoding = ops.reshape(flat, ops.shape(x))
-            wide = keras.backend.result_type(layer.compute_dtype, "float32")
-            x = ops.cast(ops.cast(x, wide) + ops.cast(encoding, wide), x.dtype)
+        elif isinstance(layer, _POSITION_LAYERS):
+            x = layer(x, positions=positions)
         else:
             x = layer(x, training=False)
     return ops.cast(head(x), "float32"), tuple(caches)

@@ -1,9 +1,8 @@
 import keras
 from keras import ops
 
-from keras_attention import _backend
 from keras_attention import _checks as checks
-from keras_attention.layers._position_layer import PositionLayer, static_value
+from keras_attention.layers._position_layer import PositionLayer, checked_positions
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -14,22 +13,25 @@ class LearnedPositionEmbedding(PositionLayer):
     the inputs' last dimension, and returns
     `inputs + table[start_index : start_index + seq_len]`, the positions
     running along axis -2. A sequence encoded one step at a time with
-    `start_index=t` gets what it gets encoded whole. `lookup(positions)`
-    returns the rows of explicit positions.
+    `start_index=t` gets what it gets encoded whole. With explicit
+    `positions` `(seq_len,)` or `(batch, seq_len)` it returns
+    `inputs + table[positions]` instead (per row: rows decoded at different
+    positions). `lookup(positions)` returns the rows of explicit positions.
 
     A sequence that does not fit (`start_index + seq_len > max_length`)
     raises a `ValueError` naming `max_length`, the length and the start
     index whenever both are known when the layer is called or traced: always
     for a Python-int `start_index` (and for the length under XLA and JAX),
-    and for a tensor whose value is known (eager execution). A tensor
-    `start_index` traced by `tf.function`, or a length known only at run
-    time, is checked when the graph runs: TensorFlow raises
+    and for a tensor whose value is known (eager execution); so do
+    `positions` outside `[0, max_length)` whose values are known. A tensor
+    `start_index` or `positions` traced by `tf.function`, or a length known
+    only at run time, is checked when the graph runs: TensorFlow raises
     `InvalidArgumentError` with the same message, the run-time values in
-    brackets. **Not checked:** a `start_index` traced by `jax.jit` or
-    compiled by XLA (`jit_compile=True`, Keras' default for TensorFlow on a
-    GPU), where no assertion can run. There an out-of-range position gets a
-    NaN row, so the mistake shows in the outputs and the loss; never a
-    clamped, wrapped or zero row.
+    brackets. **Not checked:** a `start_index` or `positions` traced by
+    `jax.jit` or compiled by XLA (`jit_compile=True`, Keras' default for
+    TensorFlow on a GPU), where no assertion can run. There an out-of-range
+    position gets a NaN row, so the mistake shows in the outputs and the
+    loss; never a clamped, wrapped or zero row.
 
     The Keras mask (from `Embedding(mask_zero=True)` or `Masking`) passes
     through unchanged.
@@ -44,10 +46,16 @@ class LearnedPositionEmbedding(PositionLayer):
             known.
         start_index: position of the first step, an int or a scalar integer
             tensor >= 0; defaults to 0.
+        positions: optional integer tensor `(seq_len,)` (for every row) or
+            `(batch, seq_len)` (per row; broadcast over the axes between
+            batch and seq_len), the position of each step, each in
+            `[0, max_length)`, instead of `start_index` (which must then
+            stay 0).
 
     Returns:
-        `inputs + table[start_index : start_index + seq_len]`, same shape as
-        `inputs`, in the compute dtype.
+        `inputs + table[start_index : start_index + seq_len]` (or
+        `inputs + table[positions]`), same shape as `inputs`, in the compute
+        dtype.
 
     Example:
 
@@ -139,32 +147,11 @@ class LearnedPositionEmbedding(PositionLayer):
                 f"{owner}: `positions` must be integers. "
                 f"Received: positions with dtype {dtype}"
             )
-        valid = ops.logical_and(
-            ops.greater_equal(positions, 0), ops.less(positions, self.max_length)
-        )
-        known = static_value(positions)
-        if known is not None:
-            if known.size and (known.min() < 0 or known.max() >= self.max_length):
-                raise ValueError(self._out_of_range_message(known.min(), known.max()))
-            valid = None
-        else:
-            unchecked = positions
-            positions = _backend.current().assert_that(
-                lambda: (ops.all(valid), [ops.min(unchecked), ops.max(unchecked)]),
-                self._out_of_range_message("{}", "{}"),
-                positions,
-            )
+        positions, valid = checked_positions(positions, self.max_length, owner)
         rows = self._encode(positions, None)  # positions.shape + (dim,)
         if valid is not None:
             rows = ops.where(ops.expand_dims(valid, -1), rows, float("nan"))
         return ops.cast(rows, self.compute_dtype)
-
-    def _out_of_range_message(self, low, high):
-        return (
-            f"{type(self).__name__}: `positions` must be in [0, "
-            f"`max_length`={self.max_length}). Received: positions from {low} "
-            f"to {high}"
-        )
 
     def get_config(self):
         config = super().get_config()

@@ -24,7 +24,10 @@ import numpy as np
 from keras import ops
 
 from keras_attention import _checks as checks
-from keras_attention.layers._position_layer import static_start_index
+from keras_attention.layers._position_layer import (
+    check_positions,
+    static_start_index,
+)
 
 LAYOUTS = ("half", "interleaved")
 
@@ -707,12 +710,7 @@ class RotaryEmbedding(keras.layers.Layer):
         self._rotary_dim(shape[-1])
         start = static_start_index(start_index, owner)
         if positions is not None:
-            _check_positions(positions, shape[:2], owner)
-            if start != 0:
-                raise ValueError(
-                    f"{owner}: pass `positions` or `start_index`, not both. "
-                    f"Received: start_index={start_index!r} and positions"
-                )
+            check_positions(positions, start, shape[0], shape[1], owner)
         return shape
 
     def compute_output_shape(self, input_shape):
@@ -731,29 +729,6 @@ class RotaryEmbedding(keras.layers.Layer):
             scaling=self.scaling,
         )
         return config
-
-
-def _check_positions(positions, batch_and_length, owner):
-    """Raises unless `positions` is an integer tensor `(seq_len,)` or
-    `(batch, seq_len)` for inputs whose first axes are `batch_and_length`."""
-    batch, length = batch_and_length
-    shape = checks.tensor(positions, "positions", owner)
-    dtype = keras.backend.standardize_dtype(positions.dtype)
-    if "int" not in dtype:
-        raise TypeError(
-            f"{owner}: `positions` must be an integer tensor. "
-            f"Received: positions with dtype {dtype}"
-        )
-    expected = [(length,), (batch, length)]
-    if not any(
-        len(shape) == len(e)
-        and all(a is None or b is None or a == b for a, b in zip(shape, e, strict=True))
-        for e in expected
-    ):
-        raise ValueError(
-            f"{owner}: `positions` must have shape (seq_len,)={expected[0]} or "
-            f"(batch, seq_len)={expected[1]}. Received: positions.shape={shape}"
-        )
 
 
 def as_rotary_embedding(value, owner):

@@ -66,7 +66,9 @@ class SinusoidalPositionEncoding(PositionLayer):
     `PE[pos, 2i + 1] = cos(pos / max_wavelength^(2i / dim))` (sines and
     cosines interleaved; an odd `dim` ends with a sine). The positions are
     `start_index, ..., start_index + seq_len - 1`, so a sequence encoded one
-    step at a time with `start_index=t` gets what it gets encoded whole.
+    step at a time with `start_index=t` gets what it gets encoded whole; or
+    they are given, one per step (`positions`), the same for every row or
+    per row (decoding rows at different positions).
 
     Precision: the angles are computed in float32 whatever the compute dtype,
     the sum `inputs + PE` too, and the result is cast to the compute dtype
@@ -88,12 +90,20 @@ class SinusoidalPositionEncoding(PositionLayer):
             known.
         start_index: position of the first step, an int or a scalar integer
             tensor >= 0; defaults to 0. The positions are int32:
-            `start_index + seq_len` may not exceed 2**31. A value out of
-            range raises a `ValueError` when it is known at call or trace
-            time; a tensor traced by `tf.function` is checked when the graph
-            runs (`InvalidArgumentError`, same message). Under `jax.jit` and
-            XLA (`jit_compile=True`) a traced tensor cannot be checked: the
-            positions out of range give NaN outputs.
+            `start_index + seq_len` may not exceed 2**31.
+        positions: optional integer tensor `(seq_len,)` (for every row) or
+            `(batch, seq_len)` (per row; broadcast over the axes between
+            batch and seq_len), the position of each step, each in
+            `[0, 2**31)`, instead of `start_index` (which must then stay 0).
+            `layer(x, positions=p)` adds the encoding of `p[..., t]` at step
+            `t`.
+
+        A `start_index` or `positions` out of range raises a `ValueError`
+        when its value is known at call or trace time; a tensor traced by
+        `tf.function` is checked when the graph runs (`InvalidArgumentError`,
+        same message). Under `jax.jit` and XLA (`jit_compile=True`) a traced
+        tensor cannot be checked: the positions out of range give NaN
+        outputs.
 
     Returns:
         `inputs + PE`, same shape as `inputs`, in the compute dtype.
@@ -116,7 +126,9 @@ class SinusoidalPositionEncoding(PositionLayer):
         self.max_wavelength = max_wavelength
 
     def _encode(self, positions, dim):
-        return _sinusoids(ops.cast(positions, "float32"), dim, self.max_wavelength)
+        flat = ops.cast(ops.reshape(positions, (-1,)), "float32")
+        encoding = _sinusoids(flat, dim, self.max_wavelength)  # (n, dim)
+        return ops.reshape(encoding, (*ops.shape(positions), dim))
 
     def get_config(self):
         config = super().get_config()
