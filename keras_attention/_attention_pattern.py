@@ -120,7 +120,7 @@ def key_tiles(
         left, right = sides
         lo_key = xp.maximum(first_row - left, 0)
         hi_key = xp.minimum(hi_key, last_row + right + 1)
-    return _tile_range(lo_key, hi_key, k_tile, causal or sides is not None, xp)
+    return _tile_range(lo_key, hi_key, k_tile, k_len, causal or sides is not None, xp)
 
 
 def query_tiles(
@@ -139,14 +139,19 @@ def query_tiles(
         left, right = sides
         lo_query = xp.maximum(lo_query, first_col - right)
         hi_query = xp.minimum(hi_query, last_col + left + 1)
-    return _tile_range(lo_query, hi_query, q_tile, causal or sides is not None, xp)
+    return _tile_range(
+        lo_query, hi_query, q_tile, q_len, causal or sides is not None, xp
+    )
 
 
-def _tile_range(lo, hi, tile, bounded, xp):
-    """The tiles of `tile` positions that overlap positions `[lo, hi)`."""
+def _tile_range(lo, hi, tile, length, bounded, xp):
+    """The tiles of `tile` positions that overlap positions `[lo, hi)` of
+    `[0, length)`; `lo == hi` (at most the tile count) when none does."""
+    count = (length + tile - 1) // tile
     if not bounded:
-        return 0, (hi + tile - 1) // tile
-    first, end = lo // tile, (xp.maximum(hi, 0) + tile - 1) // tile
+        return 0, count
+    first = xp.minimum(lo // tile, count)
+    end = (xp.maximum(hi, 0) + tile - 1) // tile
     return first, xp.where(hi > lo, end, first)
 
 

@@ -32,18 +32,27 @@ OPTIONS = dict(
     slopes=None,
     causal=False,
     sliding_window=None,
-    bottom_right=False,
+    query_start=0,
     dropout=0.0,
     seed=None,
 )
 
 
+def placed(q, k, options):
+    """The kernels' options, `bottom_right=True` read as query 0 sitting at
+    key position `k_len - q_len` (`query_start`)."""
+    options = dict(options)
+    if options.pop("bottom_right", False):
+        options["query_start"] = k.shape[-2] - q.shape[-2]
+    return options
+
+
 def full(q, k, v, mask, **options):
-    return attention_ops._full(q, k, v, mask, None, **options)[0]
+    return attention_ops._full(q, k, v, mask, None, **placed(q, k, options))[0]
 
 
 def tiled(q, k, v, mask, tiles=TILES, **options):
-    return _jax_tiled.attention(q, k, v, mask, tiles=tiles, **options)
+    return _jax_tiled.attention(q, k, v, mask, tiles=tiles, **placed(q, k, options))
 
 
 def value_and_grads(attention, q, k, v, mask, options):
@@ -243,6 +252,7 @@ def test_loops_visit_exactly_the_tiles_that_hold_an_attending_pair(
         None,
         None,
         None,
+        k_len - q_len if options.get("bottom_right") else 0,
         config,
     )
     rows = np.arange(q_len)[:, None] + spec.first

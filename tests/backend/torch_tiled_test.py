@@ -31,23 +31,34 @@ DEFAULTS = dict(
     slopes=None,
     causal=False,
     sliding_window=None,
-    bottom_right=False,
+    query_start=0,
     dropout=0.0,
     seed=None,
 )
 
 
+def placed(q, k, options):
+    """The kernels' options, `bottom_right=True` read as query 0 sitting at
+    key position `k_len - q_len` (`query_start`)."""
+    options = dict(options)
+    if options.pop("bottom_right", False):
+        options["query_start"] = k.shape[-2] - q.shape[-2]
+    return options
+
+
 def full(q, k, v, mask=None, **options):
-    return attention_ops._full(q, k, v, mask, None, **{**DEFAULTS, **options})[0]
+    options = placed(q, k, {**DEFAULTS, **options})
+    return attention_ops._full(q, k, v, mask, None, **options)[0]
 
 
 def tiled(q, k, v, mask=None, tiles=TILES, **options):
-    options = {**DEFAULTS, **options}
+    options = placed(q, k, {**DEFAULTS, **options})
     return _torch_tiled.attention(q, k, v, mask, tiles=tiles, **options)
 
 
 def fused(q, k, v, mask=None, causal=False, bottom_right=False):
-    result = _torch_tiled.fused(q, k, v, mask, causal=causal, bottom_right=bottom_right)
+    options = placed(q, k, dict(causal=causal, bottom_right=bottom_right))
+    result = _torch_tiled.fused(q, k, v, mask, **{"query_start": 0, **options})
     assert result is not None
     return result
 
@@ -328,13 +339,13 @@ def test_fused_declines_where_pytorch_would_not_fuse():
     """Query and value depths that differ run PyTorch's unfused kernel on
     CPU, which holds the whole weights: the caller tiles instead."""
     q, k, v = torch.zeros(2, 3, 9, 4), torch.zeros(2, 3, 9, 4), torch.zeros(2, 3, 9, 3)
-    assert _torch_tiled.fused(q, k, v, None, causal=False, bottom_right=False) is None
+    assert _torch_tiled.fused(q, k, v, None, causal=False, query_start=0) is None
 
 
 def test_fused_declines_a_large_dense_mask(monkeypatch):
     monkeypatch.setattr(_torch_tiled, "DENSE_MASK_LIMIT", 13 * 29 - 1)
     q, k, v = (torch.zeros(13, 4), torch.zeros(29, 4), torch.zeros(29, 4))
-    options = dict(causal=True, bottom_right=True)
+    options = dict(causal=True, query_start=29 - 13)
     assert _torch_tiled.fused(q, k, v, None, **options) is None
     monkeypatch.setattr(_torch_tiled, "DENSE_MASK_LIMIT", 13 * 29)
     assert _torch_tiled.fused(q, k, v, None, **options) is not None
