@@ -331,9 +331,106 @@ BAD_INPUTS = [
         LPE + "`positions` must be integers. Received: positions with dtype float32",
         id="lookup-float-positions",
     ),
+    pytest.param(
+        lambda: built_layer()(
+            normal(2, 3, 6), positions=np.array([[0, 1, 2], [8, 9, 10]])
+        ),
+        ValueError,
+        LPE + POSITIONS + "0 to 10",
+        id="positions-past-max-length",
+    ),
+    pytest.param(
+        lambda: built_layer()(normal(2, 3, 6), positions=np.array([2, -1, 0])),
+        ValueError,
+        LPE + POSITIONS + "-1 to 2",
+        id="positions-negative",
+    ),
+    pytest.param(
+        lambda: LearnedPositionEmbedding(10)(
+            keras.Input((3, 6)), positions=np.array([8, 9, 10])
+        ),
+        ValueError,
+        LPE + POSITIONS + "8 to 10",
+        id="positions-past-max-length-symbolic",
+    ),
 ]
 
 
 @pytest.mark.parametrize("call,error,message", BAD_INPUTS)
 def test_bad_input_raises_a_clear_error(call, error, message):
     assert_raises_with(call, error, message)
+
+
+@pytest.mark.parametrize("rank", [3, 4])
+@pytest.mark.parametrize("per_row", [False, True], ids=["shared", "per-row"])
+def test_positions_add_the_table_rows_they_gather(rank, per_row):
+    layer, table = built(max_length=10, dim=6)
+    positions = np.array([[9, 0, 4, 4], [1, 2, 8, 3]], "int32")
+    if not per_row:
+        positions = positions[0]
+    x = normal(2, *(3,) * (rank - 3), 4, 6)
+    rows = table[positions]  # positions.shape + (6,)
+    if per_row and rank == 4:
+        rows = rows[:, None]  # the same rows for every entry of axis 1
+    np.testing.assert_allclose(
+        to_numpy(layer(x, positions=positions)), x + rows, atol=1e-6
+    )
+
+
+def test_training_with_positions_moves_only_the_rows_used():
+    inputs = keras.Input((3, 4))
+    positions = keras.Input((3,), dtype="int32")
+    layer = LearnedPositionEmbedding(10)
+    model = keras.Model([inputs, positions], layer(inputs, positions=positions))
+    before = to_numpy(layer.embeddings)
+    model.compile(optimizer="sgd", loss="mse")
+    used = np.array([[7, 2, 7], [5, 2, 9]] * 4, "int32")
+    model.fit([normal(8, 3, 4), used], normal(8, 3, 4), epochs=1, verbose=0)
+    moved = np.abs(to_numpy(layer.embeddings) - before).max(axis=1) > 0
+    np.testing.assert_array_equal(np.flatnonzero(moved), [2, 5, 7, 9])
+
+
+@pytest.mark.tensorflow_only
+def test_traced_positions_past_max_length_fail_when_the_graph_runs_or_nan_in_xla():
+    import tensorflow as tf
+
+    layer, table = built(max_length=10, dim=6)
+    x = normal(2, 3, 6)
+    past = np.array([[0, 1, 2], [8, 9, 10]], "int32")
+    encode = tf.function(
+        lambda x, positions: layer(x, positions=positions),
+        input_signature=[
+            tf.TensorSpec([None, None, 6]),
+            tf.TensorSpec([None, None], tf.int32),
+        ],
+    )
+    assert_raises_with(
+        lambda: encode(x, past),
+        tf.errors.InvalidArgumentError,
+        f"[{LPE}{POSITIONS.rstrip()}] [0] [to] [10]",
+    )
+    xla = tf.function(
+        lambda x, positions: layer(x, positions=positions), jit_compile=True
+    )
+    output = xla(x, tf.constant(past)).numpy()
+    np.testing.assert_array_equal(
+        np.isnan(output).all(axis=-1), [[False, False, False], [False, False, True]]
+    )
+    np.testing.assert_allclose(output[1, :2], x[1, :2] + table[8:], atol=1e-6)
+
+
+@jax_only
+def test_traced_positions_past_max_length_under_jax_jit_give_nan_rows():
+    import jax
+
+    layer, table = built(max_length=10, dim=6)
+    x = normal(2, 3, 6)
+    output = np.asarray(
+        jax.jit(lambda x, positions: layer(x, positions=positions))(
+            x, np.array([[0, 1, 2], [8, 9, 10]], "int32")
+        )
+    )
+    np.testing.assert_array_equal(
+        np.isnan(output).all(axis=-1), [[False, False, False], [False, False, True]]
+    )
+    np.testing.assert_allclose(output[1, :2], x[1, :2] + table[8:], atol=1e-6)

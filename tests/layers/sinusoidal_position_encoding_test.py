@@ -138,6 +138,10 @@ PAST_INT32 = (
     SPE
     + "the positions do not fit: `start_index` + length = 2147483649 exceeds 2**31 = 2147483648 (positions are int32). Received: start_index=2147483646, length=3"
 )
+OUT_OF_RANGE = (
+    SPE
+    + "`positions` must be in [0, 2**31) (positions are int32). Received: positions from "
+)
 
 BAD_INPUTS = [
     *(
@@ -203,6 +207,22 @@ BAD_INPUTS = [
         PAST_INT32,
         id="positions-past-int32-symbolic",
     ),
+    pytest.param(
+        lambda: SinusoidalPositionEncoding()(
+            normal(2, 3, 4), positions=np.array([[0, 1, 2], [-5, 0, 1]])
+        ),
+        ValueError,
+        OUT_OF_RANGE + "-5 to 2",
+        id="positions-negative",
+    ),
+    pytest.param(
+        lambda: SinusoidalPositionEncoding()(
+            keras.Input((3, 4)), positions=np.array([1, -1, 0])
+        ),
+        ValueError,
+        OUT_OF_RANGE + "-1 to 1",
+        id="positions-negative-symbolic",
+    ),
 ]
 
 
@@ -239,4 +259,41 @@ def test_traced_positions_past_int32_under_jax_jit_give_nan_rows():
     )
     np.testing.assert_array_equal(
         np.isnan(output).all(axis=(0, 2)), [False, False, True]
+    )
+
+
+@pytest.mark.parametrize("per_row", [False, True], ids=["shared", "per-row"])
+def test_positions_add_the_formula_at_arbitrary_positions(per_row):
+    positions = np.array([[5, 0, 1000, 37], [2, 2, 9, 511]], "int32")
+    if not per_row:
+        positions = positions[0]
+    x = normal(2, 4, 6)
+    expected = reference(positions.reshape(-1), 6).reshape(positions.shape + (6,))
+    layer = SinusoidalPositionEncoding()
+    np.testing.assert_allclose(
+        to_numpy(layer(x, positions=positions)), x + expected, atol=1e-4
+    )
+
+
+@pytest.mark.tensorflow_only
+def test_int64_positions_past_int32_are_refused_now_and_when_a_graph_runs():
+    import tensorflow as tf
+
+    layer = SinusoidalPositionEncoding()
+    x = normal(1, 3, 4)
+    past = np.array([0, 1, 2**31], "int64")
+    assert_raises_with(
+        lambda: layer(x, positions=past), ValueError, OUT_OF_RANGE + "0 to 2147483648"
+    )
+    encode = tf.function(
+        lambda x, positions: layer(x, positions=positions),
+        input_signature=[
+            tf.TensorSpec([None, None, 4]),
+            tf.TensorSpec([None], tf.int64),
+        ],
+    )
+    assert_raises_with(
+        lambda: encode(x, past),
+        tf.errors.InvalidArgumentError,
+        f"[{OUT_OF_RANGE.rstrip()}] [0] [to] [2147483648]",
     )
