@@ -830,6 +830,24 @@ BAD_INPUTS = [
         r"rope_permutation: `to` must be one of \['half', 'interleaved'\]\. Received: to='llama'",
         id="rope_permutation layout",
     ),
+    pytest.param(
+        lambda: RotaryEmbedding().rotary_dim_for(7),
+        ValueError,
+        r"RotaryEmbedding: the last dimension of `inputs` must be even to rotate every feature in pairs; set `rotary_dim` to rotate fewer\. Received: inputs with last dimension 7",
+        id="rotary_dim_for odd features",
+    ),
+    pytest.param(
+        lambda: RotaryEmbedding(rotary_dim=10).rotary_dim_for(8),
+        ValueError,
+        r"RotaryEmbedding: `rotary_dim` must be at most the last dimension of `inputs`\. Received: rotary_dim=10, inputs with last dimension 8",
+        id="rotary_dim_for fewer features",
+    ),
+    pytest.param(
+        lambda: rotate(x=normal(2, 5, 3, 8), positions=np.zeros((2, 3), "int32")),
+        ValueError,
+        r"RotaryEmbedding: `positions` must have shape \(seq_len,\)=\(5,\) or \(batch, seq_len\)=\(2, 5\)\. Received: positions\.shape=\(2, 3\)",
+        id="positions of the wrong length on heads",
+    ),
 ]
 
 
@@ -838,3 +856,29 @@ def test_bad_input_raises_a_clear_error(call, error, message):
     with pytest.raises(error, match=message) as caught:
         call()
     assert type(caught.value) is error  # not a subclass, not a backend error
+
+
+def test_rotary_dim_for_gives_the_rotated_features():
+    assert RotaryEmbedding().rotary_dim_for(64) == 64
+    assert RotaryEmbedding(rotary_dim=16).rotary_dim_for(64) == 16
+    config = {"head_dim": 64, "num_attention_heads": 4, "partial_rotary_factor": 0.25}
+    assert RotaryEmbedding.from_hf_config(config).rotary_dim_for(64) == 16
+
+
+@pytest.mark.parametrize("per_row", [False, True], ids=["shared", "per-row"])
+def test_heads_at_positions_equal_each_head_rotated_alone(per_row):
+    # (batch, seq_len, heads, head_dim), as MultiHeadAttention's projected
+    # heads, with positions (seq_len,) or (batch, seq_len).
+    x = normal(2, 5, 3, 8)
+    positions = np.array([[4, 0, 7, 7, 2], [9, 1, 3, 0, 6]], "int32")
+    if not per_row:
+        positions = positions[0]
+    layer = RotaryEmbedding(layout="interleaved", rotary_dim=6)
+    heads = to_numpy(layer(x, positions=positions))
+    for head in range(3):
+        alone = to_numpy(layer(x[:, :, head], positions=positions))
+        np.testing.assert_allclose(heads[:, :, head], alone, atol=1e-6)
+    for row in range(2):
+        at = positions[row] if per_row else positions
+        expected = reference_rotation(x[row : row + 1], at, 10000.0, "interleaved", 6)
+        np.testing.assert_allclose(heads[row : row + 1], expected, atol=1e-5)
