@@ -143,8 +143,7 @@ class MultiHeadAttention(AttentionLayer):
             keys from step 0.
         cache: keyword-only, for decoding one step at a time: the pair
             `(key_cache, value_cache)` from `init_cache(batch_size,
-            max_length)` (each a tuple of segments) or from the previous
-            call (see "Decoding" below).
+            max_length)` or from the previous call (see "Decoding" below).
         cache_index: keyword-only, with `cache`: the number of positions
             already in the cache, where this call's keys and values are
             written; an int or an integer tensor, scalar or `(batch,)` (a
@@ -161,39 +160,31 @@ class MultiHeadAttention(AttentionLayer):
 
     Decoding (self-attention, rank-3 inputs): `cache = layer.init_cache(
     batch_size, max_length)` holds the keys and values of `num_key_value_heads`
-    heads, as segments `(batch, num_key_value_heads, n, key_dim)` and `(...,
-    value_dim)` that hold positions 0-511, 512-1023, 1024-2047, ...
-    (`max_length` in all), in the layer's compute dtype (the attention itself
-    still runs in float32). A pair of single arrays `(batch,
-    num_key_value_heads, max_length, dim)` is a cache too, of one segment; a
-    call returns the cache in the form it was given. `output, cache = layer(x,
+    heads in the layer's compute dtype (the attention itself still runs in
+    float32); how it is stored, written and read is the docstring of
+    `keras_attention/layers/_kv_cache.py`. `output, cache = layer(x,
     cache=cache, cache_index=i)` writes the keys and values of `x` `(batch,
     q_len, dim)` at positions `i .. i + q_len - 1` and attends from them to the
     cache: query `t` is at position `i + t` and, with `causal`, sees cache
     positions `<= i + t` (bottom-right alignment); without `causal`, every
-    filled position `< i + q_len`. Positions past the filled part get no weight.
-    A `rotary_embedding` rotates at those positions, ALiBi measures its
-    distances from them and `sliding_window` counts from them, so the steps give
-    the outputs of one call on the whole sequence. With a `(batch,)`
-    `cache_index` each row has its own positions: right-pad prompts of different
-    lengths, pass their lengths as `cache_index` for the first new token, and
-    each prompt's positions count from its first token. With a cache the padding
-    `mask` only zeroes padded queries' outputs; keys are masked by position
-    alone. `cache_index + q_len` must not exceed `max_length` (checked when the
-    values are known; in a compiled loop it is not). With a `sliding_window`
-    shorter than `max_length`, `init_cache` makes a ring of `sliding_window`
-    positions (position `p` in slot `p % sliding_window`): memory follows the
-    window, and decoding may go on past `max_length`. A ring must be written in
-    order, each call starting where the previous one ended (a rewind, such as
-    right-padded prompts continued from their own lengths, would read
-    overwritten keys; `generate` moves the rows in step instead), and it returns
-    no weights. Not supported with a cache: `value`, `key`, `attention_mask`,
-    `start_index`. A call attends to the fewest segments that hold every row's
-    filled positions (512, 1024, 2048, ... positions), so a step's cost follows
-    the filled length rather than `max_length`: up to 512 positions it reads the
-    first segment in place (a slice of one long array would be a copy under
-    XLA), beyond that a concatenation of the segments it needs; with dropout in
-    training it attends to the whole cache. A single eager call copies the
+    filled position `< i + q_len`. A `rotary_embedding` rotates at those
+    positions, ALiBi measures its distances from them and `sliding_window`
+    counts from them, so the steps give the outputs of one call on the whole
+    sequence; these reach `keras_attention.scaled_dot_product_attention` as its
+    options (`query_start=i`), so a long prompt prefilled in one call runs in
+    tiles, in linear memory, as without a cache. With a `(batch,)`
+    `cache_index` each row has its own positions: right-pad prompts of
+    different lengths, pass their lengths as `cache_index` for the first new
+    token, and each prompt's positions count from its first token (such a call
+    runs the full computation). With a cache the padding `mask` only zeroes
+    padded queries' outputs; keys are masked by position alone. `cache_index +
+    q_len` must not exceed `max_length` (checked when the values are known; in
+    a compiled loop it is not), except in the ring that `init_cache` makes for a
+    `sliding_window` shorter than `max_length`: memory follows the window, and
+    decoding may go on past `max_length`; a ring must be written in order, each
+    call starting where the previous one ended (`generate` moves the rows in
+    step), and it returns no weights. Not supported with a cache: `value`,
+    `key`, `attention_mask`, `start_index`. A single eager call copies the
     cache: run the steps in one compiled loop (`keras.ops.while_loop`, as
     `keras_attention.generate` does) with the cache as a loop variable, which
     XLA and `jax.jit` update in place.
@@ -419,9 +410,7 @@ class MultiHeadAttention(AttentionLayer):
             # (batch, len, heads, key_dim), rotated at the positions from
             # each start.
             query, key = (
-                self.rotary_embedding._apply(
-                    x, ops.arange(ops.shape(x)[1], dtype="int32") + start
-                )
+                self.rotary_embedding(x, start_index=start)
                 for x, start in zip((query, key), starts, strict=True)
             )
         return (
@@ -526,7 +515,7 @@ class MultiHeadAttention(AttentionLayer):
         if self.rotary_embedding is not None:
             rotary_positions = ops.broadcast_to(positions, (ops.shape(query)[0], q_len))
             query_heads, new_key = (
-                self.rotary_embedding._apply(x, rotary_positions)
+                self.rotary_embedding(x, positions=rotary_positions)
                 for x in (query_heads, new_key)
             )
         # (batch, heads, q_len, dim)
@@ -541,7 +530,7 @@ class MultiHeadAttention(AttentionLayer):
                 keys,
                 values,
                 key_mask,
-                alibi_slopes=self._alibi_slopes if self.alibi else None,
+                alibi_slopes=self._alibi_slopes,
                 scale=self.scale,
                 causal=causal,
                 sliding_window=self.sliding_window,
@@ -926,7 +915,7 @@ def _rotary(rotary_embedding, key_dim, owner):
     if rotary_embedding is None:
         return None
     try:
-        rotary_embedding._rotary_dim(key_dim)
+        rotary_embedding.rotary_dim_for(key_dim)
     except ValueError as error:
         raise ValueError(
             f"{owner}: `rotary_embedding` does not fit heads of "
