@@ -412,9 +412,6 @@ class RotaryEmbedding(keras.layers.Layer):
             )
         return rotary_dim
 
-    # MultiHeadAttention's name for `rotary_dim_for`, until it calls that.
-    _rotary_dim = rotary_dim_for
-
     def cos_sin(self, positions, features: int):
         """The `cos` and `sin` tables of the given positions.
 
@@ -453,17 +450,12 @@ class RotaryEmbedding(keras.layers.Layer):
         if positions is None:
             start_index = ops.cast(start_index, "int32")
             positions = ops.arange(ops.shape(inputs)[1], dtype="int32") + start_index
-        return self._apply(inputs, positions)
-
-    def _apply(self, inputs, positions):
-        """The rotation of `inputs` `(batch, seq_len, [heads,] features)` at
-        checked int `positions` `(seq_len,)` or `(batch, seq_len)`, in the
-        input's dtype (also `MultiHeadAttention`'s way in)."""
         features = inputs.shape[-1]
         rotary_dim = self.rotary_dim_for(features)
         cos, sin = self.cos_sin(positions, features)  # (..., seq_len, d / 2)
         if len(inputs.shape) == 4:
             cos, sin = ops.expand_dims(cos, -2), ops.expand_dims(sin, -2)
+        # In float32 (or wider), cast to the input's dtype once.
         dtype = keras.backend.result_type(inputs.dtype, "float32")
         x = ops.cast(inputs, dtype)
         rotated = _rotate(
