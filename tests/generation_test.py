@@ -1,6 +1,8 @@
-"""The key/value cache and `generate`: cached steps equal the full pass, the
-same tokens with and without the cache, prompts decoded in a batch as alone,
-and the bad inputs of `generate`.
+"""`keras_attention/generation.py`: `generate` gives the same tokens with
+and without the key/value cache, decodes prompts in a batch as alone,
+compiles its loop once, and refuses bad inputs. The cache itself is tested
+in `tests/layers/kv_cache_test.py`, the generation demo in
+`tests/demo/generation_demo_test.py`.
 
 Tiny models, no training: each `generate` call compiles its loop once, so the
 file makes few of them.
@@ -8,7 +10,6 @@ file makes few of them.
 
 import functools
 import gc
-import re
 import weakref
 
 import keras
@@ -16,14 +17,9 @@ import numpy as np
 import pytest
 
 import keras_attention
-from keras_attention import __main__, generation
-from keras_attention.layers import multi_head_attention
+from keras_attention import generation
 from keras_attention.layers.multi_head_attention import MultiHeadAttention
-from tests.layer_test_case import (
-    MIXED_TOLERANCE,
-    assert_raises_with,
-    to_numpy,
-)
+from tests.layer_test_case import assert_raises_with
 
 VOCAB = 12
 G = "generate: "
@@ -60,96 +56,6 @@ def gqa_window_model():
         ]
     )
     return model
-
-
-def compiled(function):
-    """`function` under `jax.jit` on JAX, whose op-by-op eager calls are
-    slow; as it is elsewhere."""
-    if keras.backend.backend() != "jax":
-        return function
-    import jax
-
-    return jax.jit(function)
-
-
-MODELS = {
-    "rotary": lambda: toy("rotary"),
-    "rotary-linear": lambda: keras.Sequential(
-        [
-            keras.Input((None,), dtype="int32"),
-            keras.layers.Embedding(VOCAB, 16),
-            MultiHeadAttention(
-                2,
-                8,
-                causal=True,
-                rotary_embedding=keras_attention.RotaryEmbedding(
-                    scaling={"type": "linear", "factor": 2.0}
-                ),
-            ),
-            keras.layers.Dense(VOCAB),
-        ]
-    ),
-    "alibi": lambda: toy("alibi"),
-    "learned": lambda: toy("learned"),
-    "gqa-mqa-window": gqa_window_model,
-}
-
-
-# Not "gqa-mqa-window": its window layer's cache is a ring, written in order
-# (generate does that; test_window_model_generates_past_its_ring).
-@pytest.mark.parametrize("name", [name for name in MODELS if "window" not in name])
-@pytest.mark.parametrize("shortest", [512, 2], ids=["one-segment", "segments"])
-def test_cached_logits_equal_the_full_pass_at_every_step(monkeypatch, name, shortest):
-    # Prompts of lengths 3 and 1 in one batch, right-padded: each row writes
-    # and reads its cache at its own positions (a per-row cache_index). With
-    # `shortest` 2 the caches are segments of 2 positions, and each step
-    # reads the ones it needs.
-    monkeypatch.setattr(multi_head_attention, "SHORTEST_PREFIX", shortest)
-    model = MODELS[name]()
-    tokens = np.array([[3, 4, 5, 6, 7, 8], [9, 2, 10, 11, 3, 0]], dtype="int32")
-    lengths = np.array([3, 1], dtype="int32")
-    full = to_numpy(model(tokens))  # (2, 6, vocab)
-    layers = generation._decoder_layers(model)
-    caches = tuple(
-        layer.init_cache(2, 6) for layer in layers[1] if hasattr(layer, "init_cache")
-    )
-    forward = compiled(functools.partial(generation._forward, layers))
-    positions = np.tile(np.arange(3, dtype="int32"), (2, 1))
-    logits, caches = forward(tokens[:, :3], positions, caches, np.int32(0))
-    for row, length in enumerate(lengths):
-        np.testing.assert_allclose(
-            to_numpy(logits)[row, :length], full[row, :length], atol=1e-5
-        )
-    for step in range(3):
-        index = lengths + step
-        rows = np.arange(2)
-        logits, caches = forward(
-            tokens[rows, index][:, None], index[:, None], caches, index
-        )
-        np.testing.assert_allclose(to_numpy(logits)[:, 0], full[rows, index], atol=1e-5)
-
-
-def test_transformer_block_cache_returns_output_and_cache():
-    model = toy("rotary")
-    block = model.get_layer("block_0")
-    x = keras.random.normal((2, 4, 16))
-    full = to_numpy(block(x))
-
-    def decode(x):
-        cache = block.init_cache(2, 5)
-        first, cache = block(x[:, :3], cache=cache, cache_index=0)
-        last, weights, cache = block(
-            x[:, 3:], cache=cache, cache_index=3, return_attention_scores=True
-        )
-        return first, last, weights, cache
-
-    first, last, weights, cache = compiled(decode)(x)
-    np.testing.assert_allclose(to_numpy(first), full[:, :3], atol=1e-5)
-    np.testing.assert_allclose(to_numpy(last), full[:, 3:], atol=1e-5)
-    assert tuple(weights.shape) == (2, 2, 1, 5)
-    assert [tuple(part.shape) for part in cache[0]] == [(2, 2, 5, 8)]
-    # Positions past the filled part get no weight.
-    assert np.all(to_numpy(weights)[:, :, :, 4] == 0)
 
 
 @pytest.mark.parametrize(
@@ -414,45 +320,3 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("call,error,message", BAD_INPUTS)
 def test_bad_input_raises_a_clear_error(call, error, message):
     assert_raises_with(call, error, message)
-
-
-def test_cache_holds_the_compute_dtype():
-    layer = MultiHeadAttention(2, 4, causal=True, dtype="mixed_float16")
-    x = keras.random.normal((2, 3, 8))
-    full = to_numpy(layer(x))  # builds the layer outside `jax.jit`
-
-    def decode(x):
-        cache = layer.init_cache(2, 4)
-        first, cache = layer(x, cache=cache, cache_index=0)
-        last, cache = layer(x[:, :1], cache=cache, cache_index=np.array([3, 2]))
-        return first, last, cache
-
-    first, last, cache = compiled(decode)(x)
-    dtypes = {
-        keras.backend.standardize_dtype(t.dtype)
-        for t in (first, last, *keras.tree.flatten(cache))
-    }
-    assert dtypes == {"float16"}
-    np.testing.assert_allclose(
-        to_numpy(first), full, atol=MIXED_TOLERANCE["mixed_float16"]
-    )
-
-
-@pytest.mark.trains("generate-demo")
-def test_generation_demo_quick_preset(capsys):
-    # `demo --task generate --quick`, in this process: too little training
-    # for the accuracy to mean anything; the format, and the cache changes
-    # no token. In the oldest-versions session only (`--trains
-    # generate-demo`): each session trains at most one model (TensorFlow the
-    # walkthrough notebook's, JAX the translation notebook's, PyTorch the
-    # reversal demo's).
-    __main__.main(["demo", "--task", "generate", "--quick"])
-    out = capsys.readouterr().out
-    assert re.search(r"^exact match: \d+\.\d%$", out, re.MULTILINE)
-    assert "cached and uncached outputs identical: yes" in out
-    assert re.search(
-        r"^tokens per second \(one generate call each, compilation included\): "
-        r"cached \d+, uncached \d+$",
-        out,
-        re.MULTILINE,
-    )

@@ -11,7 +11,8 @@ save -> load with `safe_mode=True` giving equal outputs.
 inputs of its module in a table `BAD_INPUTS` of named rows
 `pytest.param(call, error_type, message, id=...)`.
 
-`RNG`, `normal`, `symbolic` and `to_numpy` make and read test data. `conftest.py`
+`RNG`, `normal`, `symbolic` and `to_numpy` make and read test data;
+`jax_only` and `HAS_FLOAT64` say what the backend runs. `conftest.py`
 restarts `RNG` before every test, so a test draws the same numbers alone or
 in the whole suite.
 """
@@ -27,6 +28,18 @@ RNG = np.random.default_rng(0)
 jax_only = pytest.mark.skipif(
     keras.backend.backend() != "jax", reason="needs the JAX backend"
 )
+
+
+def _has_float64():
+    """JAX computes in float64 only with `jax_enable_x64`."""
+    if keras.backend.backend() != "jax":
+        return True
+    import jax
+
+    return bool(jax.config.jax_enable_x64)
+
+
+HAS_FLOAT64 = _has_float64()
 
 
 def restart_rng(seed=0):

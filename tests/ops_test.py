@@ -1,13 +1,41 @@
+"""`keras_attention/ops.py`: `scaled_dot_product_attention` (masks, causal
+and sliding-window patterns, dropout, grouped-query heads, numerics,
+gradients) and `alibi_slopes`, against NumPy transcriptions and Keras' own
+`dot_product_attention`. The tiled kernels against the full path are in
+`tests/backend/`."""
+
 import math
 
 import keras
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from keras import ops
 
-from keras_attention import scaled_dot_product_attention
+import keras_attention
+from keras_attention import alibi_slopes, scaled_dot_product_attention
 from tests.gradients import value_and_gradient
-from tests.layer_test_case import RNG, assert_raises_with, normal, symbolic, to_numpy
+from tests.layer_test_case import (
+    HAS_FLOAT64,
+    RNG,
+    assert_raises_with,
+    normal,
+    symbolic,
+    to_numpy,
+)
+from tests.properties import (
+    FEW,
+    causal_cases,
+    change_after,
+    check_distribution,
+    leading_dims,
+    permutations,
+    q_k_lengths,
+    random_mask,
+    rng_normal,
+    seeds,
+)
 
 
 def numpy_attention(q, k, v, allowed=None, scale=None):
@@ -241,7 +269,9 @@ def numpy_dropped_attention(q, keep, rate):
 
 
 def test_a_seed_drops_the_same_weights_on_every_backend():
-    # The example of issue 12: before, TensorFlow and JAX differed by 5.6.
+    # Dropout drawn from each backend's own random stream once made the
+    # same seed drop different weights on TensorFlow and JAX (outputs up to
+    # 5.6 apart on this example): the pattern is a hash of the seed instead.
     q = np.random.default_rng(12).normal(size=(2, 40, 16)).astype("float32")
 
     def dropped(seed):
@@ -501,6 +531,87 @@ BAD_INPUTS = [
         + "`seed` must be None, an int or a keras.random.SeedGenerator. Received: seed='1'",
         id="seed-type",
     ),
+    # Grouped-query attention.
+    pytest.param(
+        lambda: scaled_dot_product_attention(
+            normal(1, 4, 3, 2), normal(1, 3, 3, 2), normal(1, 3, 3, 2)
+        ),
+        ValueError,
+        "scaled_dot_product_attention: `key` and `value` must have the same "
+        "number of heads (axis -3), and it must divide the query's "
+        "(grouped-query attention). Received: query.shape=(1, 4, 3, 2), "
+        "key.shape=(1, 3, 3, 2), value.shape=(1, 3, 3, 2)",
+        id="function-kv-heads-not-dividing",
+    ),
+    pytest.param(
+        lambda: scaled_dot_product_attention(
+            normal(1, 4, 3, 2), normal(1, 2, 3, 2), normal(1, 1, 3, 2)
+        ),
+        ValueError,
+        "scaled_dot_product_attention: `key` and `value` must have the same "
+        "number of heads (axis -3), and it must divide the query's "
+        "(grouped-query attention). Received: query.shape=(1, 4, 3, 2), "
+        "key.shape=(1, 2, 3, 2), value.shape=(1, 1, 3, 2)",
+        id="function-key-value-heads-differ",
+    ),
+    # ALiBi: `alibi_slopes` and the function's `alibi_slopes=`.
+    pytest.param(
+        lambda: alibi_slopes(0),
+        ValueError,
+        "alibi_slopes: `num_heads` must be a positive integer. Received: num_heads=0",
+        id="no heads",
+    ),
+    pytest.param(
+        lambda: alibi_slopes("8"),
+        TypeError,
+        "alibi_slopes: `num_heads` must be a positive integer. Received: num_heads='8' of type str",
+        id="heads as a string",
+    ),
+    pytest.param(
+        lambda: scaled_dot_product_attention(
+            *(normal(2, 3, 5, 4),) * 3, alibi_slopes=alibi_slopes(4)
+        ),
+        ValueError,
+        F
+        + "`alibi_slopes` of shape (heads,) needs logits (..., heads, q_len, k_len) with 4 heads on axis -3. Received: alibi_slopes.shape=(4,) for logits of shape (2, 3, 5, 5)",
+        id="slopes for another number of heads",
+    ),
+    pytest.param(
+        lambda: scaled_dot_product_attention(
+            *(normal(5, 4),) * 3, alibi_slopes=alibi_slopes(2)
+        ),
+        ValueError,
+        F
+        + "`alibi_slopes` of shape (heads,) needs logits (..., heads, q_len, k_len) with 2 heads on axis -3. Received: alibi_slopes.shape=(2,) for logits of shape (5, 5)",
+        id="slopes without a heads axis",
+    ),
+    pytest.param(
+        lambda: scaled_dot_product_attention(
+            *(normal(2, 3, 5, 4),) * 3, alibi_slopes=normal(3, 5)
+        ),
+        ValueError,
+        F
+        + "`alibi_slopes` must have shape (heads,) or broadcast to the logits' shape (..., q_len, k_len)=(2, 3, 5, 5) with size 1 on its last two axes. Received: alibi_slopes.shape=(3, 5)",
+        id="slopes that vary along the keys",
+    ),
+    pytest.param(
+        lambda: scaled_dot_product_attention(
+            *(normal(2, 3, 5, 4),) * 3, alibi_slopes=np.ones(3, "int32")
+        ),
+        TypeError,
+        F
+        + "`alibi_slopes` must be a floating-point tensor. Received: alibi_slopes with dtype int32",
+        id="integer slopes",
+    ),
+    pytest.param(
+        lambda: scaled_dot_product_attention(
+            *(normal(2, 3, 5, 4),) * 3, alibi_slopes=[0.5, 0.25, 0.125]
+        ),
+        TypeError,
+        F
+        + "`alibi_slopes` must be a tensor or array. Received: alibi_slopes of type list",
+        id="slopes as a list",
+    ),
 ]
 
 
@@ -566,3 +677,420 @@ def test_bottom_right_causal_pattern_matches_numpy():
     )
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(context)[0, :2], 0.0)
     assert np.all(keras.ops.convert_to_numpy(context)[0, 2:] != 0.0)
+
+
+# Grouped-query and multi-query attention ---------------------------------------
+#
+# The oracle: the same attention with the keys and values repeated per group
+# (what `keras.layers.GroupQueryAttention` computes).
+
+GROUPED_OPTIONS = [
+    pytest.param({}, id="plain"),
+    pytest.param({"causal": True}, id="causal"),
+    pytest.param({"sliding_window": 3, "causal": True}, id="window"),
+    pytest.param({"mask": RNG.random((2, 1, 7, 9)) < 0.7}, id="shared_mask"),
+    pytest.param({"mask": RNG.random((2, 8, 7, 9)) < 0.7}, id="per_head_mask"),
+    pytest.param({"dropout": 0.4, "seed": 3, "training": True}, id="dropout"),
+    pytest.param(
+        {"alibi_slopes": keras_attention.alibi_slopes(8), "causal": True}, id="alibi"
+    ),
+]
+
+
+@pytest.mark.parametrize("options", GROUPED_OPTIONS)
+@pytest.mark.parametrize("kv_heads", [1, 2])
+def test_grouped_keys_equal_keys_repeated_per_group(kv_heads, options):
+    query = normal(2, 8, 7, 4)
+    key, value = normal(2, kv_heads, 9, 4), normal(2, kv_heads, 9, 3)
+    groups = 8 // kv_heads
+    repeated = [np.repeat(x, groups, axis=1) for x in (key, value)]
+    context, weights = scaled_dot_product_attention(
+        query, key, value, return_weights=True, **options
+    )
+    expected, expected_weights = scaled_dot_product_attention(
+        query, *repeated, return_weights=True, **options
+    )
+    np.testing.assert_allclose(to_numpy(context), to_numpy(expected), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(weights), to_numpy(expected_weights), atol=1e-6)
+
+
+# ALiBi ----------------------------------------------------------------------------
+#
+# `alibi_slopes` and `scaled_dot_product_attention(alibi_slopes=...)`; the
+# tiled path against the full one, ALiBi included, is in
+# `tests/backend/tf_tiled_test.py` (each case there compiles its own XLA
+# kernels, so ALiBi rides on its cases instead of adding some).
+
+
+def paper_slopes(n):
+    """Press et al.'s rule, written from the paper: for a power of two n, the
+    geometric sequence starting at 2^(-8/n) with ratio 2^(-8/n); otherwise
+    the slopes of the closest smaller power of two, then every other slope
+    of the next power of two."""
+    if math.log2(n).is_integer():
+        return [2 ** (-8 / n * (i + 1)) for i in range(n)]
+    p = 2 ** math.floor(math.log2(n))
+    return paper_slopes(p) + paper_slopes(2 * p)[0::2][: n - p]
+
+
+def alibi_reference(q, k, v, slopes, causal=False):
+    """softmax(q kᵀ / sqrt(d) - slope · |i - j|) v in float64, slopes along
+    axis -3."""
+    q, k, v = (np.asarray(x, "float64") for x in (q, k, v))
+    logits = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
+    i = np.arange(q.shape[-2])[:, None]
+    j = np.arange(k.shape[-2])[None, :]
+    logits = logits - np.asarray(slopes, "float64")[:, None, None] * np.abs(i - j)
+    if causal:
+        logits = np.where(j <= i, logits, -np.inf)
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    return weights @ v
+
+
+def test_slopes_follow_the_paper():
+    np.testing.assert_array_equal(alibi_slopes(8), [2.0**-i for i in range(1, 9)])
+    np.testing.assert_array_equal(alibi_slopes(1), [2.0**-8])
+    # 6 heads: the 4 slopes of 4 heads, then slopes 1 and 3 of 8 heads.
+    np.testing.assert_array_equal(
+        alibi_slopes(6), [2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8, 2.0**-1, 2.0**-3]
+    )
+    for n in (2, 3, 5, 12, 16, 20, 40):
+        np.testing.assert_allclose(alibi_slopes(n), paper_slopes(n), rtol=1e-7)
+    assert alibi_slopes(12).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "q_len,k_len,causal", [(9, 9, False), (9, 9, True), (5, 11, True), (11, 5, False)]
+)
+def test_full_path_equals_the_formula(q_len, k_len, causal):
+    slopes = alibi_slopes(3)
+    q, k, v = normal(2, 3, q_len, 4), normal(2, 3, k_len, 4), normal(2, 3, k_len, 5)
+    got = scaled_dot_product_attention(q, k, v, causal=causal, alibi_slopes=slopes)
+    np.testing.assert_allclose(
+        to_numpy(got), alibi_reference(q, k, v, slopes, causal), atol=1e-5
+    )
+
+
+def test_with_causal_it_is_the_papers_minus_slope_times_i_minus_j():
+    # Press et al. add -slope · (i - j) to the causal logits; a bias of
+    # slope · j (BLOOM's, a constant per row away) gives the same weights.
+    slopes = alibi_slopes(4)
+    q, k, v = normal(2, 4, 12, 8), normal(2, 4, 12, 8), normal(2, 4, 12, 3)
+    j = np.arange(12, dtype="float32")
+    bloom = slopes[:, None, None] * j  # (heads, 1, k_len)
+    expected = scaled_dot_product_attention(q, k, v, causal=True, bias=bloom)
+    got = scaled_dot_product_attention(q, k, v, causal=True, alibi_slopes=slopes)
+    np.testing.assert_allclose(to_numpy(got), to_numpy(expected), atol=1e-5)
+
+
+def test_slopes_per_batch_entry_and_unbatched_inputs():
+    q, k, v = normal(2, 3, 7, 4), normal(2, 3, 7, 4), normal(2, 3, 7, 4)
+    per_entry = RNG.uniform(0.1, 1.0, size=(2, 3, 1, 1)).astype("float32")
+    got = to_numpy(scaled_dot_product_attention(q, k, v, alibi_slopes=per_entry))
+    for b in range(2):
+        np.testing.assert_allclose(
+            got[b], alibi_reference(q[b], k[b], v[b], per_entry[b, :, 0, 0]), atol=1e-5
+        )
+    slope = np.array([[0.3]], "float32")  # (1, 1): unbatched (len, depth)
+    got = scaled_dot_product_attention(q[0, 0], k[0, 0], v[0, 0], alibi_slopes=slope)
+    np.testing.assert_allclose(
+        to_numpy(got),
+        alibi_reference(q[:1, 0], k[:1, 0], v[:1, 0], [0.3])[0],
+        atol=1e-5,
+    )
+
+
+def test_bfloat16_inputs_get_the_bias_in_float32():
+    # A bias near 500 computed in bfloat16 is rounded in steps of 2 to 4:
+    # as keras-hub's AlibiBias does, with the key positions' form of it.
+    length = 1100
+    q, k, v = (keras.ops.cast(normal(1, 1, length, 8), "bfloat16") for _ in range(3))
+    slopes = np.array([0.5], "float32")
+    exact = scaled_dot_product_attention(
+        *(keras.ops.cast(x, "float32") for x in (q, k, v)),
+        causal=True,
+        alibi_slopes=slopes,
+    )
+    got = scaled_dot_product_attention(q, k, v, causal=True, alibi_slopes=slopes)
+    assert keras.backend.standardize_dtype(got.dtype) == "bfloat16"
+    error = np.abs(to_numpy(keras.ops.cast(got, "float32")) - to_numpy(exact)).max()
+    assert error < 2e-2  # bfloat16 rounding of the output
+    rounded = keras.ops.cast(0.5 * (np.arange(length) - length + 1.0), "bfloat16")
+    hub = scaled_dot_product_attention(q, k, v, causal=True, bias=rounded)
+    hub_error = np.abs(to_numpy(keras.ops.cast(hub, "float32")) - to_numpy(exact))
+    assert hub_error.max() > 0.3
+
+
+# As a drop-in for keras.ops.dot_product_attention -----------------------------
+
+
+def test_function_runs_on_symbolic_inputs_of_unknown_length():
+    inputs = keras.Input((None, 16))
+    outputs = keras_attention.scaled_dot_product_attention(
+        inputs, inputs, inputs, causal=True
+    )
+    assert tuple(outputs.shape) == (None, None, 16)
+    model = keras.Model(inputs, outputs)
+    x = normal(2, 5, 16)
+    expected = keras_attention.scaled_dot_product_attention(x, x, x, causal=True)
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), to_numpy(expected), atol=1e-6
+    )
+
+
+def test_function_takes_training_none_and_promotes_dtypes_like_keras():
+    q = normal(1, 3, 2, 4)
+    half = keras_attention.scaled_dot_product_attention(
+        q.astype("float16"), q, q, training=None
+    )
+    # What keras.ops.dot_product_attention gives in Keras 3.15 (Keras 3.9
+    # refuses mixed dtypes).
+    assert keras.backend.standardize_dtype(half.dtype) == "float32"
+    if HAS_FLOAT64:
+        double = q.astype("float64")
+        result = keras_attention.scaled_dot_product_attention(double, double, double)
+        assert keras.backend.standardize_dtype(result.dtype) == "float64"
+
+
+# Properties over random shapes, masks and seeds (hypothesis) --------------------
+
+
+@FEW
+@given(order=permutations(), leading=leading_dims, seed=seeds)
+def test_function_is_permutation_equivariant(order, leading, seed):
+    rng = np.random.default_rng(seed)
+    length = len(order)
+    x = rng_normal(rng, *leading, length, 4)
+    allowed = random_mask(rng, (*leading, length, length))
+    context, weights = scaled_dot_product_attention(
+        x, x, x, allowed, return_weights=True
+    )
+    xp = x[..., order, :]
+    permuted, permuted_weights = scaled_dot_product_attention(
+        xp, xp, xp, allowed[..., order, :][..., order], return_weights=True
+    )
+    np.testing.assert_allclose(
+        to_numpy(permuted), to_numpy(context)[..., order, :], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        to_numpy(permuted_weights),
+        to_numpy(weights)[..., order, :][..., order],
+        atol=1e-6,
+    )
+
+
+@FEW
+@given(leading=leading_dims, sizes=q_k_lengths, causal=st.booleans(), seed=seeds)
+def test_function_weights_are_a_distribution_over_allowed_keys(
+    leading, sizes, causal, seed
+):
+    (q_len, k_len), rng = sizes, np.random.default_rng(seed)
+    q, k, v = (
+        rng_normal(rng, *leading, q_len, 4),
+        rng_normal(rng, *leading, k_len, 4),
+        rng_normal(rng, *leading, k_len, 3),
+    )
+    mask = random_mask(rng, (*leading, q_len, k_len))
+    _, weights = scaled_dot_product_attention(
+        q, k, v, mask, causal=causal, return_weights=True
+    )
+    allowed = mask & (np.tril(np.ones((q_len, k_len), bool)) if causal else True)
+    check_distribution(to_numpy(weights), allowed)
+
+
+@FEW
+@given(
+    case=causal_cases(),
+    leading=leading_dims,
+    dropout=st.sampled_from([0.0, 0.5]),
+    return_weights=st.booleans(),
+)
+def test_function_causal_output_ignores_the_future(
+    case, leading, dropout, return_weights
+):
+    length, t, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng_normal(rng, *leading, length, 4)
+    changed = change_after(rng, x, t)
+
+    def attend(x):
+        result = scaled_dot_product_attention(
+            x,
+            x,
+            x,
+            causal=True,
+            dropout=dropout,
+            seed=seed,
+            training=True,
+            return_weights=return_weights,
+        )
+        return [to_numpy(r) for r in (result if return_weights else [result])]
+
+    for before, after in zip(attend(x), attend(changed), strict=True):
+        np.testing.assert_allclose(
+            after[..., : t + 1, :], before[..., : t + 1, :], atol=1e-6
+        )
+    if return_weights:
+        weights = attend(x)[1]
+        assert np.all(weights[..., np.triu(np.ones((length, length), bool), 1)] == 0)
+
+
+@FEW
+@given(
+    logit=st.sampled_from([1.0, 1e2, 1e3, 1e4]),
+    sign=st.sampled_from([1.0, -1.0]),
+    sizes=q_k_lengths,
+    causal=st.booleans(),
+    seed=seeds,
+)
+def test_float32_logits_up_to_1e4_stay_finite(logit, sign, sizes, causal, seed):
+    (q_len, k_len), rng = sizes, np.random.default_rng(seed)
+    q, k, v = (
+        rng_normal(rng, 2, q_len, 4),
+        rng_normal(rng, 2, k_len, 4),
+        rng_normal(rng, 2, k_len, 3),
+    )
+    q *= sign * logit / np.abs(np.einsum("bqd,bkd->bqk", q, k)).max()  # largest |logit|
+    mask = random_mask(rng, (2, q_len, k_len))
+
+    def loss(q, k, v):
+        context, weights = scaled_dot_product_attention(
+            q, k, v, mask, scale=1.0, causal=causal, return_weights=True
+        )
+        return ops.sum(context**2) + ops.sum(weights * weights)
+
+    value, grads = value_and_gradient(loss, q, k, v)
+    context, weights = scaled_dot_product_attention(
+        q, k, v, mask, scale=1.0, causal=causal, return_weights=True
+    )
+    assert np.isfinite(value)
+    for array in (to_numpy(context), to_numpy(weights), *grads):
+        assert np.all(np.isfinite(array))
+    allowed = mask & (np.tril(np.ones((q_len, k_len), bool)) if causal else True)
+    check_distribution(to_numpy(weights), allowed)
+
+
+@FEW
+@given(sizes=q_k_lengths, seed=seeds)
+def test_float16_inputs_near_their_maximum_stay_finite(sizes, seed):
+    (q_len, k_len), rng = sizes, np.random.default_rng(seed)
+    big = np.finfo("float16").max  # 65504: any product of two overflows float16
+
+    def near_max(*shape):
+        magnitude = rng.uniform(0.5, 1.0, size=shape) * big
+        return (magnitude * rng.choice([-1.0, 1.0], size=shape)).astype("float16")
+
+    q, k, v = near_max(2, q_len, 4), near_max(2, k_len, 4), near_max(2, k_len, 3)
+    context, weights = scaled_dot_product_attention(q, k, v, return_weights=True)
+    assert keras.backend.standardize_dtype(context.dtype) == "float16"
+    context, weights = to_numpy(context), to_numpy(weights).astype("float32")
+    assert np.all(np.isfinite(context)) and np.all(np.isfinite(weights))
+    np.testing.assert_allclose(weights.sum(-1), 1, atol=1e-2)
+
+
+@FEW
+@given(exponent=st.integers(0, 19), sizes=q_k_lengths, seed=seeds)
+def test_bfloat16_inputs_stay_finite_while_float32_logits_are(exponent, sizes, seed):
+    (q_len, k_len), rng = sizes, np.random.default_rng(seed)
+    scale = 10.0**exponent
+
+    def large(*shape):
+        return ops.cast(rng_normal(rng, *shape) * scale, "bfloat16")
+
+    q, k, v = large(2, q_len, 4), large(2, k_len, 4), large(2, k_len, 3)
+    q32, k32 = (to_numpy(ops.cast(x, "float32")).astype("float64") for x in (q, k))
+    # Every float32 product and sum in `q · k / sqrt(4)` is finite.
+    terms = np.abs(q32[:, :, None, :] * k32[:, None, :, :]) / 2
+    assume(terms.sum(-1).max() < np.finfo("float32").max / 4)
+    context, weights = scaled_dot_product_attention(q, k, v, return_weights=True)
+    assert keras.backend.standardize_dtype(context.dtype) == "bfloat16"
+    context = to_numpy(ops.cast(context, "float32"))
+    weights = to_numpy(ops.cast(weights, "float32"))
+    assert np.all(np.isfinite(context)) and np.all(np.isfinite(weights))
+    np.testing.assert_allclose(weights.sum(-1), 1, atol=2e-2)
+
+
+@FEW
+@given(leading=leading_dims, sizes=q_k_lengths, causal=st.booleans(), seed=seeds)
+def test_function_gradients_are_finite_with_fully_masked_rows(
+    leading, sizes, causal, seed
+):
+    (q_len, k_len), rng = sizes, np.random.default_rng(seed)
+    q, k, v = (
+        rng_normal(rng, *leading, q_len, 4),
+        rng_normal(rng, *leading, k_len, 4),
+        rng_normal(rng, *leading, k_len, 3),
+    )
+    mask = random_mask(rng, (*leading, q_len, k_len))
+    probe = rng_normal(rng, *leading, q_len, k_len)
+
+    def loss(q, k, v):
+        context, weights = scaled_dot_product_attention(
+            q, k, v, mask, causal=causal, return_weights=True
+        )
+        # `ops.multiply`, not `*`: PyTorch leaves `tensor * ndarray` to NumPy,
+        # which cannot convert a tensor that requires grad.
+        return ops.sum(context**2) + ops.sum(ops.multiply(weights, probe))
+
+    value, grads = value_and_gradient(loss, q, k, v)
+    assert np.isfinite(value)
+    for grad in grads:
+        assert np.all(np.isfinite(grad))
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "jax",
+    reason="on JAX the default path at these lengths is the full path's autodiff",
+)
+@FEW
+@given(
+    sizes=q_k_lengths,
+    kv_heads=st.sampled_from([1, 2]),
+    causal=st.booleans(),
+    window=st.sampled_from([None, 2]),
+    alibi=st.booleans(),
+    dropout=st.sampled_from([0.0, 0.5]),
+    seed=seeds,
+)
+def test_default_path_gradients_equal_the_full_paths_autodiff(
+    sizes, kv_heads, causal, window, alibi, dropout, seed
+):
+    # The default path (on TensorFlow outside XLA: the full computation with
+    # a hand-written gradient; on PyTorch its fused kernel where it applies)
+    # against the backend's autodiff of the full path (`return_weights`),
+    # with masks that empty a row, grouped heads, ALiBi and dropout.
+    (q_len, k_len), rng = sizes, np.random.default_rng(seed)
+    q, k, v = (
+        rng_normal(rng, 2, 2, q_len, 4),
+        rng_normal(rng, 2, kv_heads, k_len, 4),
+        rng_normal(rng, 2, kv_heads, k_len, 3),
+    )
+    probe = rng_normal(rng, 2, 2, q_len, 3)
+    options = dict(
+        mask=random_mask(rng, (2, 1, q_len, k_len)),
+        causal=causal,
+        sliding_window=window,
+        alibi_slopes=alibi_slopes(2) if alibi else None,
+        dropout=dropout,
+        seed=seed % 1000,
+        training=True,
+    )
+
+    def loss(default):
+        def loss(q, k, v):
+            if default:
+                context = scaled_dot_product_attention(q, k, v, **options)
+            else:
+                context, _ = scaled_dot_product_attention(
+                    q, k, v, return_weights=True, **options
+                )
+            return ops.sum(ops.multiply(context, probe))
+
+        return loss
+
+    value, grads = value_and_gradient(loss(True), q, k, v)
+    expected_value, expected_grads = value_and_gradient(loss(False), q, k, v)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5, atol=1e-5)
+    for grad, expected in zip(grads, expected_grads, strict=True):
+        np.testing.assert_allclose(grad, expected, atol=1e-5)

@@ -1,10 +1,12 @@
 import keras
 import numpy as np
 import pytest
+from hypothesis import given
 
 from keras_attention import build_toy_model, make_reversal_data
 from keras_attention.demo.toy_model import ENCODINGS
 from tests.layer_test_case import assert_raises_with, symbolic
+from tests.properties import VERY_FEW, forget, permutations, seeds, toy_model
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
@@ -189,3 +191,24 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("call,error,message", BAD_INPUTS)
 def test_bad_input_raises_a_clear_error(call, error, message):
     assert_raises_with(call, error, message)
+
+
+# Properties (hypothesis; tests/properties.py) -----------------------------------
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _forget_cached_layers():
+    yield
+    forget()
+
+
+@VERY_FEW
+@given(order=permutations(), seed=seeds)
+def test_toy_model_without_encoding_is_permutation_equivariant(order, seed):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, 10, size=(2, len(order)))  # 0 is padding
+    model = toy_model(None)
+    out = keras.ops.convert_to_numpy(model(tokens))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(tokens[:, order])), out[:, order], atol=1e-5
+    )

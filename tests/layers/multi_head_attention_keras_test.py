@@ -5,6 +5,9 @@ What Keras' own test file for its layer checks
 against ours — most cases compared with Keras' layer itself through
 `set_weights` rather than only checked for shape — plus what moving a Keras
 model over needs: its weight files, configs, LoRA and int8 quantization.
+The rest of the layer's tests are in `multi_head_attention_test.py`; this
+file is kept apart because together they would make one file of some 1,350
+lines.
 """
 
 import inspect
@@ -16,21 +19,9 @@ import pytest
 
 import keras_attention
 from keras_attention import MultiHeadAttention
-from tests.layer_test_case import RNG, normal, to_numpy
+from tests.layer_test_case import HAS_FLOAT64, RNG, normal, to_numpy
 
 KERAS_HAS = set(inspect.signature(keras.layers.MultiHeadAttention).parameters)
-
-
-def _has_float64():
-    """JAX computes in float64 only with `jax_enable_x64`."""
-    if keras.backend.backend() != "jax":
-        return True
-    import jax
-
-    return bool(jax.config.jax_enable_x64)
-
-
-HAS_FLOAT64 = _has_float64()
 
 
 def pair(**kwargs):
@@ -557,31 +548,3 @@ def test_a_keras_weights_file_loads_into_ours(tmp_path, use_gate):
     np.testing.assert_allclose(
         ours.predict(x, verbose=0), theirs.predict(x, verbose=0), atol=1e-5
     )
-
-
-def test_function_runs_on_symbolic_inputs_of_unknown_length():
-    inputs = keras.Input((None, 16))
-    outputs = keras_attention.scaled_dot_product_attention(
-        inputs, inputs, inputs, causal=True
-    )
-    assert tuple(outputs.shape) == (None, None, 16)
-    model = keras.Model(inputs, outputs)
-    x = normal(2, 5, 16)
-    expected = keras_attention.scaled_dot_product_attention(x, x, x, causal=True)
-    np.testing.assert_allclose(
-        model.predict(x, verbose=0), to_numpy(expected), atol=1e-6
-    )
-
-
-def test_function_takes_training_none_and_promotes_dtypes_like_keras():
-    q = normal(1, 3, 2, 4)
-    half = keras_attention.scaled_dot_product_attention(
-        q.astype("float16"), q, q, training=None
-    )
-    # What keras.ops.dot_product_attention gives in Keras 3.15 (Keras 3.9
-    # refuses mixed dtypes).
-    assert keras.backend.standardize_dtype(half.dtype) == "float32"
-    if HAS_FLOAT64:
-        double = q.astype("float64")
-        result = keras_attention.scaled_dot_product_attention(double, double, double)
-        assert keras.backend.standardize_dtype(result.dtype) == "float64"

@@ -1,12 +1,21 @@
+"""`MultiHeadAttention`: the layer test, parity with Keras' layer through
+`set_weights`, masks, grouped-query heads, rotary embeddings and ALiBi. Its
+drop-in compatibility with `keras.layers.MultiHeadAttention` (Keras' own
+test cases, weight files, LoRA, quantization) is in
+`multi_head_attention_keras_test.py`, its key/value cache in
+`kv_cache_test.py`."""
+
 import inspect
 
 import keras
 import numpy as np
 import pytest
+from hypothesis import given
+from keras import ops
 
 import keras_attention
-from keras_attention import MultiHeadAttention
-from keras_attention.layers import multi_head_attention
+from keras_attention import MultiHeadAttention, alibi_slopes
+from tests.gradients import value_and_gradient
 from tests.layer_test_case import (
     RNG,
     assert_raises_with,
@@ -14,6 +23,17 @@ from tests.layer_test_case import (
     run_layer_test,
     symbolic,
     to_numpy,
+)
+from tests.ops_test import alibi_reference
+from tests.properties import (
+    VERY_FEW,
+    WIDTH,
+    attention_layers,
+    forget,
+    lengths,
+    random_mask,
+    rng_normal,
+    seeds,
 )
 
 
@@ -262,21 +282,6 @@ def mha(**kwargs):
 MHA = "MultiHeadAttention: "
 
 
-def cached_call(cache=None, cache_index=0, **kwargs):
-    """A call of a causal layer with a cache of 4 positions on 2 new steps;
-    `cache` makes a bad cache from the layer."""
-    layer = mha(causal=True)
-    cache = layer.init_cache(2, 4) if cache is None else cache(layer)
-    return layer(normal(2, 2, 8), cache=cache, cache_index=cache_index, **kwargs)
-
-
-def ring_call(**kwargs):
-    """A step of a window-2 layer through its ring cache of 2 positions."""
-    layer = mha(causal=True, sliding_window=2)
-    cache = layer.init_cache(2, 4)
-    return layer(normal(2, 1, 8), cache=cache, cache_index=3, **kwargs)
-
-
 BAD_INPUTS = [
     pytest.param(
         lambda: mha(num_heads=0),
@@ -489,124 +494,36 @@ BAD_INPUTS = [
         + "`value_mask` must be boolean or integer, non-zero at real positions and zero at padding (Keras' convention). Received: value_mask with dtype float32",
         id="float-padding-mask",
     ),
+    # Grouped-query attention.
     pytest.param(
-        lambda: cached_call(cache_index=3),
+        lambda: MultiHeadAttention(num_heads=4, key_dim=2, num_key_value_heads=3),
         ValueError,
-        MHA + "the cache overflows: `cache_index` + q_len must be at most the "
-        "cache's max_length=4. Received: cache_index=3, q_len=2",
-        id="cache-overflow",
+        MHA + "`num_key_value_heads` must divide `num_heads`. "
+        "Received: num_key_value_heads=3, num_heads=4",
+        id="mha-kv-heads-not-dividing",
     ),
     pytest.param(
-        lambda: cached_call(cache_index=np.array([0, 3], "int32")),
+        lambda: MultiHeadAttention(num_heads=4, key_dim=2, num_key_value_heads=0),
         ValueError,
-        MHA + "the cache overflows: `cache_index` + q_len must be at most the "
-        "cache's max_length=4. Received: cache_index=[0, 3], q_len=2",
-        id="cache-overflow-per-row",
+        MHA + "`num_key_value_heads` must be None or a positive "
+        "integer. Received: num_key_value_heads=0",
+        id="mha-kv-heads-zero",
     ),
+    # ALiBi.
     pytest.param(
-        lambda: ring_call(return_attention_scores=True),
-        ValueError,
-        MHA + "a ring cache (`sliding_window`=2, a cache of 2 >= sliding_window "
-        "positions) keeps no weights by position: call with "
-        "return_attention_scores=False, or use a cache shorter than the window. "
-        "Received: return_attention_scores=True",
-        id="ring-cache-scores",
-    ),
-    pytest.param(
-        lambda: cached_call(cache_index=-1),
-        ValueError,
-        MHA + "`cache_index` must be >= 0. Received: cache_index=-1",
-        id="cache-index-negative",
-    ),
-    pytest.param(
-        lambda: cached_call(cache_index=np.zeros((3,), "int32")),
-        ValueError,
-        MHA + "`cache_index` must have shape () or (batch,)=(2,). "
-        "Received: cache_index.shape=(3,)",
-        id="cache-index-wrong-shape",
-    ),
-    pytest.param(
-        lambda: cached_call(cache_index=np.float32(1.0)),
+        lambda: MultiHeadAttention(num_heads=2, key_dim=4, alibi="yes"),
         TypeError,
-        MHA + "`cache_index` must be an int or an integer tensor of shape () or "
-        "(batch,). Received: cache_index with dtype float32",
-        id="cache-index-float",
+        MHA + "`alibi` must be a bool. Received: alibi='yes'",
+        id="layer alibi not a bool",
     ),
     pytest.param(
-        lambda: cached_call(cache_index=None),
-        ValueError,
-        MHA + "a `cache` needs `cache_index`, the number of positions already in "
-        "it (an int, or a `(batch,)` integer tensor for one per row). "
-        "Received: cache_index=None",
-        id="cache-without-index",
-    ),
-    pytest.param(
-        lambda: mha(causal=True)(normal(2, 2, 8), cache_index=0),
-        ValueError,
-        MHA + "`cache_index` needs a `cache` (see `init_cache`). "
-        "Received: cache=None, cache_index=0",
-        id="cache-index-without-cache",
-    ),
-    pytest.param(
-        lambda: cached_call(cache=lambda layer: layer.init_cache(2, 4)[0][0]),
-        ValueError,
-        MHA + "`cache` must be the pair (key_cache, value_cache) that "
-        "`init_cache` returns. Received: cache of type "
-        + type(keras.ops.zeros(())).__name__,
-        id="cache-not-a-pair",
-    ),
-    pytest.param(
-        lambda: cached_call(cache=lambda layer: mha(num_heads=4).init_cache(2, 4)),
-        ValueError,
-        MHA + "`cache` must be (key_cache, value_cache) of shapes (2, 2, "
-        "max_length, 4) and (2, 2, max_length, 4) (or tuples of such segments, "
-        "of the same lengths), as `init_cache(batch_size, max_length)` makes "
-        "them. Received: shapes (2, 4, 4, 4) and (2, 4, 4, 4)",
-        id="cache-wrong-shape",
-    ),
-    pytest.param(
-        lambda: cached_call(
-            cache=lambda layer: tuple(
-                tuple(keras.ops.cast(c, "int32") for c in part)
-                for part in layer.init_cache(2, 4)
-            )
+        lambda: MultiHeadAttention(num_heads=2, key_dim=4, alibi=True)(
+            normal(2, 3, 4, 8)
         ),
         ValueError,
-        MHA + "`cache` must hold the layer's compute dtype float32. Received: "
-        "cache dtypes int32",
-        id="cache-wrong-dtype",
-    ),
-    pytest.param(
-        lambda: cached_call(value=normal(2, 2, 8)),
-        ValueError,
-        MHA + "with a `cache`, the layer attends from `query` to itself and the "
-        "cache, and takes no `value` (the keys are the cache, masked by "
-        "position). Received: a `value`",
-        id="cache-with-value",
-    ),
-    pytest.param(
-        lambda: cached_call(start_index=1),
-        ValueError,
-        MHA + "with a `cache`, the layer attends from `query` to itself and the "
-        "cache, and takes no `start_index` (the positions follow `cache_index`). "
-        "Received: a `start_index`",
-        id="cache-with-start-index",
-    ),
-    pytest.param(
-        lambda: keras_attention.ScaledDotProductAttention()(
-            normal(2, 2, 8), cache=(), cache_index=0
-        ),
-        ValueError,
-        "ScaledDotProductAttention: `cache` and `cache_index` need the "
-        "projections of `MultiHeadAttention`; this layer keeps no cache. "
-        "Received: cache_index=0",
-        id="cache-on-scaled-dot-product-attention",
-    ),
-    pytest.param(
-        lambda: mha().init_cache(0, 4),
-        ValueError,
-        MHA + "`batch_size` must be a positive integer. Received: batch_size=0",
-        id="init-cache-batch-zero",
+        MHA + "`alibi` needs inputs of rank 3, (batch, seq_len, dim). "
+        "Received: query.shape=(2, 3, 4, 8)",
+        id="layer alibi on rank 4",
     ),
 ]
 
@@ -640,94 +557,6 @@ def test_bottom_right_layer_steps_equal_the_whole_pass():
     for t in range(6):
         step = layer(x[:, t : t + 1], x[:, : t + 1])
         np.testing.assert_allclose(to_numpy(step)[:, 0], whole[:, t], atol=1e-5)
-
-
-@pytest.mark.parametrize("per_row", [False, True], ids=["scalar", "per-row"])
-def test_a_cached_step_reads_only_the_segments_it_needs(monkeypatch, per_row):
-    # Segments of 2, 2 and 4 positions: a call writing positions 0-2 spans
-    # the first two, and the step at position 3 reads only them. NaN in the
-    # third would poison attention to the whole cache (a zero weight times
-    # NaN is NaN).
-    monkeypatch.setattr(multi_head_attention, "SHORTEST_PREFIX", 2)
-    layer = MultiHeadAttention(num_heads=2, key_dim=4, causal=True)
-    x = normal(2, 4, 8)
-    whole = to_numpy(layer(x))
-    keys, values = layer.init_cache(2, 8)
-    assert [tuple(part.shape) for part in keys] == [(2, 2, n, 4) for n in (2, 2, 4)]
-    poisoned = tuple((*part[:2], np.nan + part[2]) for part in (keys, values))
-
-    def index(i):
-        return np.full((2,), i, "int32") if per_row else i
-
-    first, cache = layer(x[:, :3], cache=poisoned, cache_index=index(0))
-    last, weights, cache = layer(
-        x[:, 3:], cache=cache, cache_index=index(3), return_attention_scores=True
-    )
-    np.testing.assert_allclose(to_numpy(first), whole[:, :3], atol=1e-5)
-    np.testing.assert_allclose(to_numpy(last), whole[:, 3:], atol=1e-5)
-    # Weights over all 8 positions, none past the filled 4.
-    assert tuple(weights.shape) == (2, 2, 1, 8)
-    np.testing.assert_array_equal(to_numpy(weights)[..., 4:], 0.0)
-    np.testing.assert_allclose(to_numpy(weights).sum(-1), 1.0, atol=1e-6)
-    # The keys were written where they belong, across the segments, and the
-    # third segment left as it was.
-    written = np.concatenate([to_numpy(part) for part in cache[0][:2]], axis=2)
-    expected = to_numpy(layer.key_dense(x)).transpose(0, 2, 1, 3)
-    np.testing.assert_allclose(written, expected, atol=1e-6)
-    assert np.isnan(to_numpy(cache[0][2])).all()
-
-
-def test_a_pair_of_single_arrays_is_a_one_segment_cache():
-    # A cache made by hand as two arrays (longer than a segment): each call
-    # returns the same form, the steps equal the whole pass, and the keys
-    # land where they belong.
-    layer = MultiHeadAttention(
-        num_heads=2, key_dim=4, num_key_value_heads=1, causal=True
-    )
-    x = normal(2, 5, 8)
-    whole = to_numpy(layer(x))
-    cache = (keras.ops.zeros((2, 1, 600, 4)), keras.ops.zeros((2, 1, 600, 4)))
-    first, cache = layer(x[:, :3], cache=cache, cache_index=0)
-    last, weights, cache = layer(
-        x[:, 3:], cache=cache, cache_index=3, return_attention_scores=True
-    )
-    assert [tuple(part.shape) for part in cache] == [(2, 1, 600, 4)] * 2
-    assert tuple(weights.shape) == (2, 2, 2, 600)
-    np.testing.assert_allclose(to_numpy(first), whole[:, :3], atol=1e-5)
-    np.testing.assert_allclose(to_numpy(last), whole[:, 3:], atol=1e-5)
-    expected = to_numpy(layer.key_dense(x)).transpose(0, 2, 1, 3)
-    np.testing.assert_allclose(to_numpy(cache[0])[:, :, :5], expected, atol=1e-6)
-    np.testing.assert_array_equal(to_numpy(cache[0])[:, :, 5:], 0.0)
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [{}, {"alibi": True}, {"rotary_embedding": keras_attention.RotaryEmbedding()}],
-    ids=["plain", "alibi", "rotary"],
-)
-def test_ring_cache_steps_equal_the_whole_pass(kwargs):
-    # A window of 3: the cache is a ring of 3 positions, and 7 positions are
-    # decoded through it, in calls of 4 (more than the ring), 2 and 1 steps.
-    layer = MultiHeadAttention(
-        num_heads=2,
-        key_dim=4,
-        num_key_value_heads=1,
-        sliding_window=3,
-        causal=True,
-        **kwargs,
-    )
-    x = normal(2, 7, 8)
-    whole = to_numpy(layer(x))
-    cache = layer.init_cache(2, 7)
-    assert [tuple(part.shape) for part in cache[0]] == [(2, 1, 3, 4)]
-    start = 0
-    for length in (4, 2, 1):
-        index = np.full((2,), start, "int32") if start == 6 else start
-        out, cache = layer(x[:, start : start + length], cache=cache, cache_index=index)
-        np.testing.assert_allclose(
-            to_numpy(out), whole[:, start : start + length], atol=1e-5
-        )
-        start += length
 
 
 def test_rotary_and_alibi_layer_behaviours(tmp_path):
@@ -856,3 +685,117 @@ def test_bad_rotary_arguments(make, error, message):
     with pytest.raises(error, match=message) as caught:
         make()
     assert type(caught.value) is error
+
+
+# Grouped-query and multi-query attention ---------------------------------------
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2])
+def test_layer_equals_keras_group_query_attention(kv_heads):
+    query, value = normal(2, 5, 16), normal(2, 6, 16)
+    theirs = keras.layers.GroupQueryAttention(
+        head_dim=4, num_query_heads=4, num_key_value_heads=kv_heads
+    )
+    ours = MultiHeadAttention(num_heads=4, key_dim=4, num_key_value_heads=kv_heads)
+    theirs(query, value)
+    ours(query, value)
+    assert [tuple(w.shape) for w in ours.weights] == [
+        tuple(w.shape) for w in theirs.weights
+    ]
+    ours.set_weights(theirs.get_weights())
+    expected, expected_scores = theirs(query, value, return_attention_scores=True)
+    output, scores = ours(query, value, return_attention_scores=True)
+    np.testing.assert_allclose(to_numpy(output), to_numpy(expected), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(scores), to_numpy(expected_scores), atol=1e-6)
+    causal = theirs(query, query, use_causal_mask=True)
+    np.testing.assert_allclose(
+        to_numpy(ours(query, use_causal_mask=True)), to_numpy(causal), atol=1e-5
+    )
+
+
+def test_grouped_layer_saves_and_loads_in_safe_mode(tmp_path):
+    inputs = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(10, 16, mask_zero=True)(inputs)
+    x = MultiHeadAttention(num_heads=4, key_dim=4, num_key_value_heads=1, causal=True)(
+        x
+    )
+    model = keras.Model(inputs, x)
+    tokens = np.array([[1, 2, 3, 0], [4, 5, 0, 0]])
+    path = str(tmp_path / "gqa.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert loaded.layers[-1].num_key_value_heads == 1
+    assert tuple(loaded.layers[-1].key_dense.kernel.shape) == (16, 1, 4)
+    np.testing.assert_allclose(
+        loaded.predict(tokens, verbose=0), model.predict(tokens, verbose=0), atol=1e-6
+    )
+
+
+def test_config_keeps_the_head_counts_as_python_ints():
+    layer = keras_attention.MultiHeadAttention(
+        num_heads=np.int64(8), key_dim=4, num_key_value_heads=np.int64(1)
+    )
+    config = layer.get_config()
+    assert (config["num_heads"], config["num_key_value_heads"]) == (8, 1)
+
+
+# ALiBi ----------------------------------------------------------------------------
+
+
+def mha_reference(layer, x, causal):
+    """The layer's attention with ALiBi, in NumPy from its kernels."""
+    heads, key_dim = layer.num_heads, layer.key_dim
+
+    def project(dense, x):
+        kernel, bias = (to_numpy(w) for w in dense.weights)
+        return np.einsum("btd,dhk->bhtk", x, kernel) + bias[None, :, None, :]
+
+    q, k, v = (
+        project(d, x) for d in (layer.query_dense, layer.key_dense, layer.value_dense)
+    )
+    context = alibi_reference(q, k, v, alibi_slopes(heads), causal)
+    kernel, bias = (to_numpy(w) for w in layer.output_dense.weights)
+    assert kernel.shape[:2] == (heads, key_dim)
+    return np.einsum("bhtk,hkd->btd", context, kernel) + bias
+
+
+def test_multi_head_attention_with_alibi_equals_numpy():
+    causal = True  # the function's tests (tests/ops_test.py) cover both
+    x = normal(2, 9, 12)
+    layer = MultiHeadAttention(
+        num_heads=3,
+        key_dim=4,
+        causal=causal,
+        alibi=True,
+        bias_initializer="random_normal",
+    )
+    got = to_numpy(layer(x))
+    np.testing.assert_allclose(got, mha_reference(layer, x, causal), atol=1e-5)
+    without = MultiHeadAttention(num_heads=3, key_dim=4, causal=causal)
+    without(x)
+    without.set_weights(layer.get_weights())
+    assert not np.allclose(to_numpy(without(x)), got, atol=1e-3)
+
+
+# Properties (hypothesis; tests/properties.py) -----------------------------------
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _forget_cached_layers():
+    yield
+    forget()
+
+
+@VERY_FEW
+@given(length=lengths, seed=seeds)
+def test_layer_gradients_are_finite_with_fully_masked_rows(length, seed):
+    rng = np.random.default_rng(seed)
+    x = rng_normal(rng, 2, length, WIDTH)
+    mask = random_mask(rng, (2, length, length))
+    layer = attention_layers()["MultiHeadAttention"]
+
+    def loss(x):
+        return ops.sum(layer(x, attention_mask=mask) ** 2)
+
+    value, (grad,) = value_and_gradient(loss, x)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))

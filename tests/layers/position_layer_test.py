@@ -13,6 +13,7 @@ and `lookup`) is tested in that layer's own file.
 import keras
 import numpy as np
 import pytest
+from hypothesis import given
 
 import keras_attention
 from keras_attention import (
@@ -27,6 +28,16 @@ from tests.layer_test_case import (
     normal,
     symbolic,
     to_numpy,
+)
+from tests.properties import (
+    VERY_FEW,
+    WIDTH,
+    attention_layers,
+    forget,
+    permutations,
+    rng_normal,
+    seeds,
+    toy_model,
 )
 
 MAX_LENGTH = 16
@@ -332,3 +343,31 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("call,error,message", BAD_INPUTS)
 def test_bad_input_raises_a_clear_error(call, error, message):
     assert_raises_with(call, error, message)
+
+
+# Properties (hypothesis; tests/properties.py) -----------------------------------
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _forget_cached_layers():
+    yield
+    forget()
+
+
+@VERY_FEW
+@given(order=permutations(identity=False), seed=seeds)
+def test_position_information_breaks_permutation_equivariance(order, seed):
+    rng = np.random.default_rng(seed)
+    x = rng_normal(rng, 2, len(order), WIDTH)
+    tokens = rng.integers(1, 10, size=(2, len(order)))
+    for encoding in (SinusoidalPositionEncoding(), LearnedPositionEmbedding(6)):
+        for attention in attention_layers().values():
+            model = keras.Sequential([encoding, attention])
+            out = to_numpy(model(x))
+            permuted = to_numpy(model(x[:, order]))
+            assert np.abs(permuted - out[:, order]).max() > 1e-3, (encoding, attention)
+    for encoding in ("sinusoidal", "learned"):
+        model = toy_model(encoding)
+        out = to_numpy(model(tokens))
+        permuted = to_numpy(model(tokens[:, order]))
+        assert np.abs(permuted - out[:, order]).max() > 1e-3, encoding

@@ -191,11 +191,10 @@ BAD_INPUTS = [
         id="padding-mask-shape",
     ),
     pytest.param(
-        lambda: block(causal=True).init_cache(2, 4),
-        ValueError,
-        TB + "`init_cache` needs the block built, as the input width sizes the "
-        "heads: call it once or build its model first.",
-        id="init-cache-unbuilt",
+        lambda: block(alibi=2),
+        TypeError,
+        TB + "`alibi` must be a bool. Received: alibi=2",
+        id="block alibi not a bool",
     ),
 ]
 

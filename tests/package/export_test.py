@@ -68,9 +68,10 @@ def test_tflite_with_builtin_ops_only_matches(exported):
 
 
 def test_tflite_with_builtin_ops_only_runs_rotary_and_alibi(tmp_path, monkeypatch):
-    # One model holding every option of issue 13: a rotary embedding
-    # (interleaved, partial, dynamic scaling, whose base depends on the
-    # run-time length) and ALiBi, in a causal block.
+    # One model holding every option a TensorFlow Lite conversion must
+    # handle: a rotary embedding (interleaved, partial, dynamic scaling,
+    # whose base depends on the run-time length) and ALiBi, in a causal
+    # block.
     import keras
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
