@@ -15,6 +15,7 @@ from keras import ops
 
 import keras_attention
 from keras_attention import alibi_slopes, scaled_dot_product_attention
+from tests.attention_pattern_test import numpy_keep
 from tests.gradients import value_and_gradient
 from tests.layer_test_case import (
     HAS_FLOAT64,
@@ -230,35 +231,6 @@ def test_dropout_keeps_each_weight_independently_with_probability_one_minus_rate
     assert not np.array_equal(kept[0], kept[1])  # batch entries differ
     assert not np.array_equal(kept[0, 0], kept[0, 1])  # rows differ
     assert not np.array_equal(kept[0, :, 0], kept[0, :, 1])  # columns differ
-
-
-def numpy_keep(seed_words, shape, rate):
-    """The dropout keep-pattern `(batch, q_len, k_len)`, transcribed in
-    NumPy uint32 arithmetic from the hash's definition (lowbias32), not from
-    the package's code: every backend is checked against it."""
-
-    # Every constant a uint64 too: NumPy 1 turns uint64 with a Python int
-    # into float64.
-    u64 = np.uint64
-    mask32 = u64(0xFFFFFFFF)
-
-    def mix(x):
-        x = np.asarray(x, u64) & mask32
-        x ^= x >> u64(16)
-        x = (x * u64(0x7FEB352D)) & mask32
-        x ^= x >> u64(15)
-        x = (x * u64(0x846CA68B)) & mask32
-        return x ^ (x >> u64(16))
-
-    high, low = seed_words
-    seed = mix(mix(high) ^ u64(low))
-    batch, q_len, k_len = shape
-    entries = np.arange(batch, dtype=u64)[:, None, None]
-    rows = np.arange(q_len, dtype=u64)[:, None]
-    cols = np.arange(k_len, dtype=u64)[None, :]
-    row_key = mix(mix(seed + mix(entries)) + rows)
-    bits = mix(row_key ^ ((cols * u64(0x9E3779B9)) & mask32))
-    return (bits & u64(0xFFFFFF)) >= u64(round(rate * (1 << 24)))
 
 
 def numpy_dropped_attention(q, keep, rate):
