@@ -423,3 +423,71 @@ def test_cached_steps_equal_the_full_pass_through_any_segments(
     keys = np.concatenate([to_numpy(part) for part in cache[0]], axis=2)
     expected = to_numpy(layer.key_dense(x)).transpose(0, 2, 1, 3)
     np.testing.assert_allclose(keys, expected, atol=1e-6)
+
+
+def _traced_shapes(function, *args):
+    """The static shapes of every value the traced `function` computes (the
+    nested functions' too): TensorFlow's graph, or JAX's jaxpr."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        from tests.backend.tf_tiled_test import all_ops
+
+        return [
+            tuple(t.shape.as_list())
+            for op in all_ops(tf.function(function), *args)
+            for t in op.outputs
+            if t.shape.rank is not None
+        ]
+    import jax
+
+    shapes, stack = [], [jax.make_jaxpr(function)(*args).jaxpr]
+    while stack:
+        jaxpr = stack.pop()
+        for eqn in jaxpr.eqns:
+            shapes += [tuple(getattr(v.aval, "shape", ())) for v in eqn.outvars]
+            for param in eqn.params.values():
+                for sub in param if isinstance(param, tuple | list) else [param]:
+                    sub = getattr(sub, "jaxpr", sub)
+                    if hasattr(sub, "eqns"):
+                        stack.append(sub)
+    return shapes
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() not in ("tensorflow", "jax"),
+    reason="inspects a traced graph (TensorFlow) or jaxpr (JAX)",
+)
+@pytest.mark.parametrize("cached", [False, True], ids=["uncached", "cached"])
+def test_a_prefill_holds_no_query_by_key_tensor(cached):
+    # A prompt written into a cache in one call states causal, ALiBi and the
+    # positions as options of the attention, as an uncached call does, so it
+    # runs in tiles: no value of the trace is (q_len, k_len). A dense mask or
+    # bias built by the cached call would send it down the full path.
+    layer = MultiHeadAttention(
+        num_heads=2, key_dim=4, causal=True, alibi=True, tile_size=16
+    )
+    q_len, max_length = 40, 48
+    x = keras.random.normal((1, q_len, 8), seed=0)
+    layer(x)
+    cache = layer.init_cache(1, max_length)
+
+    def prefill(x, cache):
+        with keras.StatelessScope(
+            state_mapping=[(v, v.value) for v in layer.variables]
+        ):
+            return layer(x, cache=cache, cache_index=0) if cached else layer(x)
+
+    shapes = _traced_shapes(prefill, x, cache)
+    quadratic = [s for s in shapes if sum(n is not None and n >= q_len for n in s) >= 2]
+    assert quadratic == []
+    # The check sees a (q_len, k_len) tensor where there is one.
+    full = MultiHeadAttention(num_heads=2, key_dim=4, causal=True, tile_size=0)
+    full(x)
+
+    def whole(x, cache):
+        with keras.StatelessScope(state_mapping=[(v, v.value) for v in full.variables]):
+            return full(x)
+
+    assert (1, 2, q_len, q_len) in _traced_shapes(whole, x, cache)
