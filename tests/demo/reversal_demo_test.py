@@ -68,8 +68,8 @@ def test_bad_input_raises_a_clear_error(call, error, message):
 def test_demo_trains_reports_saves_and_draws(tmp_path):
     # The --quick preset in a fresh process, as `make demo` runs, with one
     # encoding: the session's one trained model. That an encoding-free model
-    # cannot reverse holds by construction (toy_model_test: it is
-    # permutation-equivariant); README shows the full demo's table.
+    # cannot reverse holds by construction (tests/demo/toy_model_test.py: it
+    # is permutation-equivariant); README shows the full demo's table.
     result = _run(
         "demo",
         "--quick",
