@@ -738,15 +738,17 @@ def _check_query_start(query_start, alignment, query_shape):
         return
     shape = checks.tensor(query_start, "query_start", _NAME)
     dtype = keras.backend.standardize_dtype(query_start.dtype)
-    batch = query_shape[0] if len(query_shape) > 2 else None
+    batched = len(query_shape) > 2
     if "int" not in dtype or not (
-        shape == ()
-        or (len(shape) == 1 and len(query_shape) > 2 and _same(shape[0], batch))
+        shape == () or (batched and len(shape) == 1 and _same(shape[0], query_shape[0]))
     ):
+        shapes = (
+            f"() or (batch,)=({query_shape[0]},), query's axis 0" if batched else "()"
+        )
         raise ValueError(
             f"{_NAME}: `query_start` must be an int or an integer tensor of "
-            f"shape () or (batch,)=({batch},), query's axis 0. Received: "
-            f"query_start with shape {shape} and dtype {dtype}"
+            f"shape {shapes}. Received: query_start with shape {shape} and "
+            f"dtype {dtype}"
         )
 
 

@@ -309,6 +309,34 @@ FLOAT_MASK = (
 
 BAD_INPUTS = [
     pytest.param(
+        lambda: attend(query_start=2, alignment="bottom_right"),
+        ValueError,
+        F
+        + "`query_start` places the queries itself: pass it with alignment='top_left' (the default). Received: query_start=2, alignment='bottom_right'",
+        id="query_start-with-bottom-right",
+    ),
+    pytest.param(
+        lambda: attend(query_start=np.zeros((2, 2), "int32"), query_shape=(2, 3, 4)),
+        ValueError,
+        F
+        + "`query_start` must be an int or an integer tensor of shape () or (batch,)=(2,), query's axis 0. Received: query_start with shape (2, 2) and dtype int32",
+        id="query_start-shape",
+    ),
+    pytest.param(
+        lambda: attend(query_start=np.float32(1.5)),
+        ValueError,
+        F
+        + "`query_start` must be an int or an integer tensor of shape (). Received: query_start with shape () and dtype float32",
+        id="query_start-dtype",
+    ),
+    pytest.param(
+        lambda: attend(query_start="3"),
+        TypeError,
+        F
+        + "`query_start` must be a tensor or array. Received: query_start of type str",
+        id="query_start-type",
+    ),
+    pytest.param(
         lambda: scaled_dot_product_attention(normal(4), normal(4), normal(4)),
         ValueError,
         F
@@ -1066,3 +1094,78 @@ def test_default_path_gradients_equal_the_full_paths_autodiff(
     np.testing.assert_allclose(value, expected_value, rtol=1e-5, atol=1e-5)
     for grad, expected in zip(grads, expected_grads, strict=True):
         np.testing.assert_allclose(grad, expected, atol=1e-5)
+
+
+def numpy_placed(q, k, v, first, causal=False, window=None, slopes=None):
+    """Attention with query `i` at key position `first + i`: the pairs and
+    ALiBi distances of the definitions, in NumPy."""
+    rows = np.arange(q.shape[-2])[:, None] + first
+    cols = np.arange(k.shape[-2])[None, :]
+    allowed = np.ones((q.shape[-2], k.shape[-2]), bool)
+    if causal:
+        allowed &= cols <= rows
+    if window is not None:
+        allowed &= np.abs(rows - cols) < window
+    if slopes is None:
+        return numpy_attention(q, k, v, allowed)[0]
+    scale = 1 / math.sqrt(q.shape[-1])
+    bias = -slopes[:, None, None] * np.abs(rows - cols)
+    logits = np.einsum("...qd,...kd->...qk", q.astype(np.float64), k) * scale + bias
+    logits = np.where(allowed, logits, -np.inf)
+    peak = np.max(logits, axis=-1, keepdims=True)
+    e = np.exp(logits - np.where(np.isfinite(peak), peak, 0))
+    total = e.sum(-1, keepdims=True)
+    return (e / np.where(total > 0, total, 1)) @ v
+
+
+@pytest.mark.parametrize("first", [0, 9, 30, -4], ids=lambda n: f"start{n}")
+@pytest.mark.parametrize(
+    "pattern",
+    [dict(causal=True), dict(sliding_window=5), dict(causal=True, sliding_window=7)],
+    ids=["causal", "window", "causal-window"],
+)
+def test_query_start_places_the_queries_among_the_keys(first, pattern):
+    # Full path, tiles, and the position known only at run time (a tensor),
+    # against the definition; queries before every key (start -4) see none.
+    q, k, v = normal(2, 3, 13, 4), normal(2, 3, 37, 4), normal(2, 3, 37, 4)
+    slopes = keras_attention.alibi_slopes(3)
+    expected = numpy_placed(
+        q,
+        k,
+        v,
+        first,
+        pattern.get("causal", False),
+        pattern.get("sliding_window"),
+        slopes,
+    )
+    for query_start in (first, ops.convert_to_tensor(first, "int32")):
+        for tile_size in (0, 8):
+            got = scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                alibi_slopes=slopes,
+                query_start=query_start,
+                tile_size=tile_size,
+                **pattern,
+            )
+            np.testing.assert_allclose(to_numpy(got), expected, atol=1e-5)
+
+
+def test_query_start_equals_bottom_right_alignment_and_one_per_row():
+    q, k = normal(2, 5, 4), normal(2, 9, 4)
+    bottom_right = scaled_dot_product_attention(
+        q, k, k, causal=True, alignment="bottom_right"
+    )
+    placed = scaled_dot_product_attention(q, k, k, causal=True, query_start=4)
+    np.testing.assert_allclose(to_numpy(placed), to_numpy(bottom_right), atol=1e-6)
+    # A position per batch entry: each row as if alone.
+    per_row = scaled_dot_product_attention(
+        q, k, k, causal=True, query_start=np.array([1, 4], "int32")
+    )
+    for row, first in enumerate([1, 4]):
+        np.testing.assert_allclose(
+            to_numpy(per_row)[row],
+            numpy_placed(q[row], k[row], k[row], first, causal=True),
+            atol=1e-5,
+        )
