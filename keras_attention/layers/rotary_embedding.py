@@ -273,7 +273,8 @@ class RotaryEmbedding(keras.layers.Layer):
             `start_index` (which must then stay 0).
 
     Returns:
-        The rotated inputs: same shape, in the input's dtype.
+        The rotated inputs: same shape, in the input's dtype. A Keras mask
+        on the inputs passes through unchanged.
 
     Example:
 
@@ -327,6 +328,7 @@ class RotaryEmbedding(keras.layers.Layer):
                 f"as a power d / (d - 2)). Received: rotary_dim={rotary_dim}"
             )
         super().__init__(**kwargs)
+        self.supports_masking = True
         self.max_wavelength = max_wavelength
         self.layout = layout
         self.rotary_dim = rotary_dim

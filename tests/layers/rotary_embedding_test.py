@@ -882,3 +882,16 @@ def test_heads_at_positions_equal_each_head_rotated_alone(per_row):
         at = positions[row] if per_row else positions
         expected = reference_rotation(x[row : row + 1], at, 10000.0, "interleaved", 6)
         np.testing.assert_allclose(heads[row : row + 1], expected, atol=1e-5)
+
+
+def test_a_keras_mask_passes_through():
+    # As on the projected heads of a padded sequence in MultiHeadAttention:
+    # no warning that the mask is lost (warnings are errors in the tests).
+    tokens = np.array([[3, 4, 0], [5, 0, 0]])
+    vectors = keras.layers.Embedding(10, 8, mask_zero=True)(tokens)
+    layer = RotaryEmbedding()
+    layer(vectors)
+    mask = keras.ops.convert_to_tensor(tokens != 0)
+    np.testing.assert_array_equal(
+        to_numpy(layer.compute_mask(vectors, mask)), tokens != 0
+    )
