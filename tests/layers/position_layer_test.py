@@ -324,6 +324,105 @@ SHARED_BAD_INPUTS += [
 ]
 
 
+NOT_INTEGER = "`positions` must be an integer tensor. Received: positions with dtype "
+POSITIONS_SHAPE = "`positions` must have shape (seq_len,)=(3,) or (batch, seq_len)={}. Received: positions.shape={}"
+BOTH = "pass `positions` or `start_index`, not both. Received: start_index={} and positions"
+
+# Rows `(id, positions(), start_index(), error type, message after "Owner: ")`,
+# each run on both layers, called on an array `(2, 3, DEPTH)` and on a
+# `keras.Input((3, DEPTH))` (batch None); the values out of range are rows
+# of each layer's own file (their messages name its range).
+BAD_POSITIONS = [
+    (
+        "float-positions",
+        lambda: np.arange(3.0),
+        lambda: 0,
+        TypeError,
+        NOT_INTEGER + "float32",
+    ),
+    (
+        "bool-positions",
+        lambda: np.array([True, False, True]),
+        lambda: 0,
+        TypeError,
+        NOT_INTEGER + "bool",
+    ),
+    (
+        "string-positions",
+        lambda: np.array(["0", "1", "2"]),
+        lambda: 0,
+        TypeError,
+        NOT_INTEGER + "str32",
+    ),
+    (
+        "list-positions",
+        lambda: [0, 1, 2],
+        lambda: 0,
+        TypeError,
+        "`positions` must be a tensor or array. Received: positions of type list",
+    ),
+    (
+        "positions-too-short",
+        lambda: np.arange(2),
+        lambda: 0,
+        ValueError,
+        POSITIONS_SHAPE.format("{batch}", "(2,)"),
+    ),
+    (
+        "positions-of-another-batch",
+        lambda: np.zeros((3, 3), "int32"),
+        lambda: 0,
+        ValueError,
+        POSITIONS_SHAPE.format("{batch}", "(3, 3)"),
+    ),
+    (
+        "positions-rank-3",
+        lambda: np.zeros((2, 3, 1), "int32"),
+        lambda: 0,
+        ValueError,
+        POSITIONS_SHAPE.format("{batch}", "(2, 3, 1)"),
+    ),
+    (
+        "positions-and-start-index",
+        lambda: np.arange(3),
+        lambda: 1,
+        ValueError,
+        BOTH.format(1),
+    ),
+    (
+        "positions-and-tensor-start-index",
+        lambda: np.arange(3),
+        lambda: keras.ops.convert_to_tensor(2, "int32"),
+        ValueError,
+        BOTH.format(2),
+    ),
+]
+
+
+def _with_positions(inputs, positions, start_index):
+    return lambda layer: layer(
+        inputs(), positions=positions(), start_index=start_index()
+    )
+
+
+SHARED_BAD_INPUTS += [
+    (
+        row_id + suffix,
+        _with_positions(inputs, positions, start_index),
+        error,
+        message.replace("{batch}", batch),
+    )
+    for suffix, inputs, batch in (
+        ("", lambda: normal(2, 3, DEPTH), "(2, 3)"),
+        ("-symbolic", lambda: keras.Input((3, DEPTH)), "(None, 3)"),
+    )
+    for row_id, positions, start_index, error, message in BAD_POSITIONS
+    # On a `keras.Input` the batch is unknown (any batch of positions fits),
+    # and a list is refused as it is: one row of it is enough.
+    if not (suffix and row_id in ("positions-of-another-batch", "list-positions"))
+]
+
+
 def _called_on(layer_cls, call):
     return lambda: call(built(layer_cls))
 
@@ -371,3 +470,105 @@ def test_position_information_breaks_permutation_equivariance(order, seed):
         out = to_numpy(model(tokens))
         permuted = to_numpy(model(tokens[:, order]))
         assert np.abs(permuted - out[:, order]).max() > 1e-3, encoding
+
+
+# positions= -----------------------------------------------------------------
+
+
+@over_both_layers
+@pytest.mark.parametrize("start", [0, 5])
+@pytest.mark.parametrize("per_row", [False, True], ids=["shared", "per-row"])
+def test_positions_equal_start_index_where_they_coincide(layer_cls, start, per_row):
+    layer = built(layer_cls)
+    x = normal(2, 3, 4, DEPTH)  # rank 4: the positions run along axis -2
+    positions = np.arange(start, start + 4, dtype="int32")
+    if per_row:
+        positions = np.tile(positions, (2, 1))
+    np.testing.assert_allclose(
+        to_numpy(layer(x, positions=positions)),
+        to_numpy(layer(x, start_index=start)),
+        rtol=0,
+        atol=1e-6,
+    )
+
+
+@over_both_layers
+@pytest.mark.parametrize("rank", [3, 4])
+def test_positions_per_row_equal_each_row_with_its_start_index(layer_cls, rank):
+    layer = built(layer_cls)
+    x = normal(3, *(2,) * (rank - 3), 4, DEPTH)
+    starts = [0, 7, 3]
+    positions = np.array([np.arange(s, s + 4) for s in starts], "int32")
+    rows = [to_numpy(layer(x[i : i + 1], start_index=s)) for i, s in enumerate(starts)]
+    np.testing.assert_allclose(
+        to_numpy(layer(x, positions=positions)), np.concatenate(rows), atol=1e-6
+    )
+
+
+@over_both_layers
+def test_positions_as_a_model_input_save_and_load(layer_cls, tmp_path):
+    inputs = keras.Input((None, DEPTH))
+    positions = keras.Input((None,), dtype="int32")
+    layer = new(layer_cls)
+    outputs = layer(inputs, positions=positions)
+    assert tuple(outputs.shape) == (None, None, DEPTH)
+    model = keras.Model([inputs, positions], outputs)
+    x = normal(2, 5, DEPTH)
+    at = np.array([[4, 0, 9, 9, 1], [15, 14, 2, 3, 0]], "int32")
+    expected = x + table(layer)[at]
+    np.testing.assert_allclose(model.predict([x, at], verbose=0), expected, atol=1e-5)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert loaded.layers[-1].get_config() == layer.get_config()
+    np.testing.assert_allclose(loaded.predict([x, at], verbose=0), expected, atol=1e-5)
+
+
+def allowed_positions(layer_cls):
+    """The range of positions in a layer's messages."""
+    if layer_cls is LearnedPositionEmbedding:
+        return f"[0, `max_length`={MAX_LENGTH})"
+    return "[0, 2**31) (positions are int32)"
+
+
+@pytest.mark.tensorflow_only
+@over_both_layers
+def test_traced_positions_in_a_tf_function_are_checked_when_it_runs(layer_cls):
+    import tensorflow as tf
+
+    layer = built(layer_cls)
+    encode = tf.function(
+        lambda x, positions: layer(x, positions=positions),
+        input_signature=[
+            tf.TensorSpec([None, None, DEPTH]),
+            tf.TensorSpec([None, None], tf.int32),
+        ],
+    )
+    x = normal(2, 3, DEPTH)
+    at = np.array([[0, 1, 2], [9, 4, 15]], "int32")
+    np.testing.assert_allclose(
+        to_numpy(encode(x, at)), to_numpy(layer(x, positions=at)), atol=1e-6
+    )
+    assert_raises_with(
+        lambda: encode(x, np.array([[0, 1, 2], [-3, 4, 5]], "int32")),
+        tf.errors.InvalidArgumentError,
+        f"[{layer_cls.__name__}: `positions` must be in {allowed_positions(layer_cls)}. Received: positions from] [-3] [to] [5]",
+    )
+
+
+@jax_only
+@over_both_layers
+def test_negative_traced_positions_under_jax_jit_give_nan_rows(layer_cls):
+    import jax
+
+    layer = built(layer_cls)
+    encode = jax.jit(lambda x, positions: layer(x, positions=positions))
+    x = normal(2, 3, DEPTH)
+    at = np.array([[0, 1, 2], [9, 4, 15]], "int32")
+    np.testing.assert_allclose(
+        np.asarray(encode(x, at)), to_numpy(layer(x, positions=at)), atol=1e-6
+    )
+    output = np.asarray(encode(x, np.array([[0, -1, 2], [9, 4, 3]], "int32")))
+    np.testing.assert_array_equal(
+        np.isnan(output).all(axis=-1), [[False, True, False], [False, False, False]]
+    )
