@@ -132,6 +132,8 @@ bench: $(VENV)/.installed-bench $(TORCH_VENV)/.installed
 	$(PY) benchmarks/memory.py --backend tensorflow --lengths 4096 8192 16384
 	$(PY) benchmarks/memory.py --backend tensorflow --gqa 8192
 	KERAS_BACKEND=tensorflow $(PY) benchmarks/decoding.py
+	$(PY) benchmarks/prefill.py --backend tensorflow
+	$(PY) benchmarks/prefill.py --backend jax
 	$(PY) benchmarks/speed.py --backend jax --quick
 	$(PY) benchmarks/memory.py --backend jax --lengths 4096 8192 16384
 	$(TORCH_VENV)/bin/python benchmarks/speed.py --backend torch --quick
