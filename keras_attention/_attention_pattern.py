@@ -222,10 +222,18 @@ def dropout_keep(seed, batch, rows, cols, rate):
         cols: int32 `(1, cols)`, the absolute key positions.
         rate: Python float in `(0, 1)`, the probability of dropping.
     """
-    row_key = _mix(_mix(seed + _mix(batch)) + rows)  # (..., rows, 1)
+    row_key = counter_hash(seed, batch, rows)  # (..., rows, 1)
     bits = _mix(ops.bitwise_xor(row_key, cols * _GOLDEN))  # (..., rows, cols)
     uniform = ops.bitwise_and(bits, (1 << _BITS) - 1)
     return ops.greater_equal(uniform, round(rate * (1 << _BITS)))
+
+
+def counter_hash(seed, first, second):
+    """int32: a hash of `(seed, first, second)`, int32 tensors that broadcast
+    together, in wrapping int32 arithmetic (the same bits on every backend).
+    Dropout's key of (batch entry, query) and `generate`'s draw of (row,
+    step)."""
+    return _mix(_mix(seed + _mix(first)) + second)
 
 
 def _mix(x):

@@ -493,6 +493,6 @@ def _uniform(seed, step, batch):
     on every backend."""
     rows = ops.arange(batch, dtype="int32")
     seed = ops.cast(seed, "int32")
-    bits = pattern._mix(pattern._mix(seed + pattern._mix(rows)) + step)
+    bits = pattern.counter_hash(seed, rows, step)
     uniform = ops.bitwise_and(bits, (1 << _UNIFORM_BITS) - 1)
     return ops.cast(uniform, "float32") / float(1 << _UNIFORM_BITS)

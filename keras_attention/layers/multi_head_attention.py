@@ -410,7 +410,8 @@ class MultiHeadAttention(AttentionLayer):
             # (batch, len, heads, key_dim), rotated at the positions from
             # each start.
             query, key = (
-                self.rotary_embedding(x, start_index=start)
+                # In the heads' dtype, whatever the rotary layer's policy.
+                ops.cast(self.rotary_embedding(x, start_index=start), x.dtype)
                 for x, start in zip((query, key), starts, strict=True)
             )
         return (
@@ -515,7 +516,7 @@ class MultiHeadAttention(AttentionLayer):
         if self.rotary_embedding is not None:
             rotary_positions = ops.broadcast_to(positions, (ops.shape(query)[0], q_len))
             query_heads, new_key = (
-                self.rotary_embedding(x, positions=rotary_positions)
+                ops.cast(self.rotary_embedding(x, positions=rotary_positions), x.dtype)
                 for x in (query_heads, new_key)
             )
         # (batch, heads, q_len, dim)
