@@ -342,13 +342,19 @@ def test_fused_declines_where_pytorch_would_not_fuse():
     assert _torch_tiled.fused(q, k, v, None, causal=False, query_start=0) is None
 
 
-def test_fused_declines_a_large_dense_mask(monkeypatch):
-    monkeypatch.setattr(_torch_tiled, "DENSE_MASK_LIMIT", 13 * 29 - 1)
-    q, k, v = (torch.zeros(13, 4), torch.zeros(29, 4), torch.zeros(29, 4))
-    options = dict(causal=True, query_start=29 - 13)
-    assert _torch_tiled.fused(q, k, v, None, **options) is None
-    monkeypatch.setattr(_torch_tiled, "DENSE_MASK_LIMIT", 13 * 29)
-    assert _torch_tiled.fused(q, k, v, None, **options) is not None
+def test_fused_declines_a_large_dense_mask():
+    # Bottom-right causal with 1 < q_len < k_len needs a (q_len, k_len) mask
+    # of the positions: built up to DENSE_MASK_LIMIT entries, else declined.
+    limit = _torch_tiled.DENSE_MASK_LIMIT
+    for q_len, k_len, fuses in (
+        (512, limit // 512, True),
+        (512, limit // 512 + 1, False),
+    ):
+        q, k = torch.zeros(q_len, 4), torch.zeros(k_len, 4)
+        result = _torch_tiled.fused(
+            q, k, k, None, causal=True, query_start=k_len - q_len
+        )
+        assert (result is not None) == fuses, (q_len, k_len)
 
 
 class Recorder(TorchDispatchMode):
