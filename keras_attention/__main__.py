@@ -18,7 +18,7 @@ from keras_attention import __version__
 # reach 100.0% for seeds 0, 1 and 2; 8 epochs already gave >= 99% for each
 # of them (learned 99.2% for seed 2), the last two are a margin for other
 # machines. Written here, not imported from the demo's module, so that
-# `--help` needs no Keras; tests/demo_test.py checks FULL against run_demo.
+# `--help` needs no Keras; tests/main_test.py checks FULL against run_demo.
 FULL = {"train_size": 6000, "epochs": 12}
 QUICK = {"train_size": 4000, "epochs": 10}
 # The demo's rows (`ROWS` of keras_attention/demo/reversal_demo.py, which the
