@@ -13,7 +13,7 @@ CHECK_VENV = $(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
   echo "    sudo apt-get install python3-venv"; \
   exit 1; }
 
-.PHONY: demo test lint pytest-tf pytest-jax test-torch test-oldest test-browser \
+.PHONY: demo test test-parts lint pytest-tf pytest-jax test-torch test-oldest test-browser \
   browser-programs bench bench-long soak
 
 $(PY):
@@ -34,8 +34,7 @@ demo: $(VENV)/.installed-demo
 	$(PY) -m keras_attention demo --overwrite
 
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	@$(call timed,lint,$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .)
 
 # The whole suite on TensorFlow, then every test that is not TensorFlow-only
 # or a once-per-run end-to-end check (demo, notebook, packaging) on JAX.
@@ -46,20 +45,46 @@ lint: $(VENV)/.installed-test
 # reversal demo, the oldest versions the generate demo. Naming paths replaces
 # testpaths, hence `tests`.
 pytest-tf: $(VENV)/.installed-test
-	KERAS_BACKEND=tensorflow $(PY) -m pytest --durations=15 --nbmake tests notebooks/walkthrough.ipynb
+	@$(call timed,pytest-tf,KERAS_BACKEND=tensorflow $(PY) -m pytest $(PYTEST_FLAGS) \
+	  --durations=15 --nbmake tests notebooks/walkthrough.ipynb)
 
 pytest-jax: $(VENV)/.installed-test
-	KERAS_BACKEND=jax $(PY) -m pytest --durations=10 -m "not tensorflow_only and not end_to_end" \
-	  --nbmake tests notebooks/translation.ipynb
+	@$(call timed,pytest-jax,KERAS_BACKEND=jax $(PY) -m pytest $(PYTEST_FLAGS) \
+	  --durations=10 -m "not tensorflow_only and not end_to_end" \
+	  --nbmake tests notebooks/translation.ipynb)
 
 # README's test command, and all CI runs (.ci/run): lint, TensorFlow, JAX,
 # PyTorch and the declared oldest versions, each venv installed when missing.
-test: lint pytest-tf pytest-jax test-torch test-oldest
+# Two parts run at a time: one pytest session keeps about 1.3 of the two
+# cores busy (Python, tracing and compiling are single-threaded), so a second
+# one fills the rest. Each part's output is printed whole when it ends
+# (--output-sync), and at the end the time of each part and of the whole.
+# The venvs install one after another (each writes the package's egg-info),
+# beside the test sessions.
+test:
+	@rm -rf $(TIMES) && mkdir -p $(TIMES) && date +%s > $(TIMES)/start
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-parts; \
+	status=$$?; \
+	echo; echo "make test: the time of each part (two at a time), exit status"; \
+	cat $(TIMES)/*.txt 2>/dev/null; \
+	echo "make test: $$(( $$(date +%s) - $$(cat $(TIMES)/start) )) s in all"; \
+	exit $$status
+
+test-parts: lint pytest-tf pytest-jax test-torch test-oldest
+
+# `$(call timed,NAME,COMMAND)`: runs COMMAND and records its wall time and
+# exit status in $(TIMES)/NAME.txt for `make test`'s summary.
+TIMES := .test-times
+timed = mkdir -p $(TIMES); start=$$(date +%s); $(2); status=$$?; \
+  echo "  $(1): $$(( $$(date +%s) - start )) s, exit $$status" > $(TIMES)/$(1).txt; \
+  exit $$status
+# No cache folder: two sessions run side by side in this checkout.
+PYTEST_FLAGS := -p no:cacheprovider
 
 # The layer tests on PyTorch, in their own venv. `torch==2.13.0` is the CPU
 # build; a bare `pip install torch` would download a multi-GB CUDA build.
 TORCH_VENV := .venv-torch
-$(TORCH_VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
+$(TORCH_VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS) | $(VENV)/.installed-test
 	@$(CHECK_VENV)
 	$(PYTHON) -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/python -m pip --disable-pip-version-check -q install torch==2.13.0
@@ -69,14 +94,14 @@ $(TORCH_VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 test-torch: $(TORCH_VENV)/.installed
-	KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -m pytest \
-	  -m "not tensorflow_only and not end_to_end" --trains reversal-demo
+	@$(call timed,test-torch,KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -m pytest \
+	  $(PYTEST_FLAGS) -m "not tensorflow_only and not end_to_end" --trains reversal-demo)
 
 # The layer tests with the declared minimum versions (setup.cfg) pinned, and
 # every other package of that venv pinned in constraints-oldest.txt.
 OLDEST_VENV := .venv-oldest
 OLDEST_CONSTRAINTS := constraints-oldest.txt
-$(OLDEST_VENV)/.installed: setup.cfg pyproject.toml $(OLDEST_CONSTRAINTS)
+$(OLDEST_VENV)/.installed: setup.cfg pyproject.toml $(OLDEST_CONSTRAINTS) | $(TORCH_VENV)/.installed
 	@$(CHECK_VENV)
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install \
@@ -86,8 +111,9 @@ $(OLDEST_VENV)/.installed: setup.cfg pyproject.toml $(OLDEST_CONSTRAINTS)
 	touch $@
 
 test-oldest: $(OLDEST_VENV)/.installed
-	KERAS_BACKEND=tensorflow $(OLDEST_VENV)/bin/python -m pytest \
-	  -m "not end_to_end" --ignore=tests/package/export_test.py --trains generate-demo
+	@$(call timed,test-oldest,KERAS_BACKEND=tensorflow $(OLDEST_VENV)/bin/python -m pytest \
+	  $(PYTEST_FLAGS) -m "not end_to_end" --ignore=tests/package/export_test.py \
+	  --trains generate-demo)
 
 # Not part of `make test`: attention_html's page in headless Chromium
 # (tests/browser, which pytest does not collect otherwise), driven by selenium
