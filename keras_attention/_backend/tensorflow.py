@@ -8,8 +8,6 @@ Like every backend module of the package, it is imported only when its
 backend runs.
 """
 
-import weakref
-
 import tensorflow as tf
 
 from keras_attention._backend._tf_tiled import attention, known_dims, swap_last
@@ -146,20 +144,28 @@ def tiled_from_logits(default, *, every_tile):
     return OUTSIDE_XLA_TILED_FROM_LOGITS
 
 
-# owner -> {key: tf.function}: compiled loops, reused while the owner lives.
-_LOOPS = weakref.WeakKeyDictionary()
-
-
 def compiled_loop(function, owner, key):
     """`function` as one XLA-compiled `tf.function`, reused for the same
-    `owner` (held weakly) and hashable `key`: a `tf.function` reads the
-    owner's variables when it runs, so later calls with other weights reuse
-    the compilation. (Known: the traced loop still keeps the owner alive,
-    see `test_generate_keeps_no_model_alive`.)"""
-    loops = _LOOPS.setdefault(owner, {})
+    `owner` and hashable `key` while the owner's variables are the same ones:
+    a `tf.function` reads the variables' values when it runs, so later calls
+    with other weights reuse the compilation, while LoRA or quantization,
+    which add or replace variables and change the call path, trace anew.
+
+    The table lives on the owner itself (not tracked by Keras), so the
+    compiled loops, which refer to the owner's layers, die with it; a table
+    outside keyed by the owner, even weakly, would keep it alive through
+    them."""
+    loops = vars(owner).get(_TABLE)
+    if loops is None:
+        loops = {}
+        object.__setattr__(owner, _TABLE, loops)
+    key = (key, tuple(variable.path for variable in owner.variables))
     if key not in loops:
         loops[key] = tf.function(function, jit_compile=True)
     return loops[key]
+
+
+_TABLE = "_keras_attention_compiled_loops"
 
 
 def static_value(x):
