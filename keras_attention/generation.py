@@ -8,6 +8,7 @@ Random draws come from the package's own counter-based hash (the one that
 drives dropout), so a seed gives the same draws on every backend.
 """
 
+import math
 import random
 import weakref
 
@@ -84,8 +85,11 @@ def generate(
             the softmax of `logits / temperature`, restricted by `top_k`
             and `top_p` if given), `"top_k"` (as `"random"`; needs `top_k`)
             or `"top_p"` (nucleus sampling, as `"random"`; needs `top_p`).
-        temperature: number >= 0 dividing the logits before a draw; 0 means
-            greedy. Ignored by `"greedy"`.
+        temperature: finite number >= 0 dividing the logits before a draw;
+            0 means greedy, and so does a temperature too small to tell the
+            most likely token from the rest in float32; a huge one draws
+            uniformly among the allowed tokens (never the padding). Ignored
+            by `"greedy"`.
         top_k: None or a positive int: draw among the `top_k` most likely
             tokens only.
         top_p: None or a number in (0, 1]: draw among the most likely tokens
@@ -243,10 +247,10 @@ def _sampling_options(sampler, temperature, top_k, top_p, seed):
             f"Received: sampler={sampler!r}"
         )
     checks.number_type(temperature, "temperature", _NAME, "a number >= 0")
-    if not temperature >= 0:
+    if not 0 <= temperature < math.inf:
         raise ValueError(
-            f"{_NAME}: `temperature` must be >= 0 (0 means greedy). "
-            f"Received: temperature={temperature!r}"
+            f"{_NAME}: `temperature` must be a finite number >= 0 (0 means "
+            f"greedy). Received: temperature={temperature!r}"
         )
     top_k = checks.positive_int(top_k, "top_k", _NAME, allow_none=True)
     if top_p is not None:
@@ -470,10 +474,19 @@ def _sample(logits, step, options):
     logits = ops.where(padding, float("-inf"), logits)
     if options["greedy"]:
         return ops.cast(ops.argmax(logits, axis=-1), "int32")
-    logits = logits / options["temperature"]
     vocab = logits.shape[-1]
     k = vocab if options["top_k"] is None else min(options["top_k"], vocab)
     values, indices = ops.top_k(logits, k)  # sorted, most likely first
+    if k == 1:
+        return ops.cast(indices[:, 0], "int32")
+    # Shifted by the largest logit before the temperature divides them: the
+    # largest becomes 0 and the rest stay below it, so a tiny temperature
+    # gives the greedy token (never inf - inf), and the padding stays -inf.
+    # The temperature kept within [1e-30, 1e30], where the draw is the same
+    # in float32 (below, the greedy token; above, uniform among the allowed
+    # ones) and the reciprocal XLA may multiply by stays a normal number.
+    temperature = min(max(options["temperature"], 1e-30), 1e30)
+    values = (values - values[:, :1]) / temperature
     probs = ops.softmax(values, axis=-1)
     if options["top_p"] is not None:
         before = ops.cumsum(probs, axis=-1) - probs

@@ -173,6 +173,25 @@ def test_generate_follows_the_model_as_it_is_now(change):
         assert not np.array_equal(before[0], expected)
 
 
+def test_extreme_temperatures_and_top_k_of_one():
+    # A tiny temperature and top_k=1 are greedy (and top_k=1 asks Keras for
+    # no softmax over one entry, which warns); a huge one draws among the
+    # allowed tokens, never the padding token 0.
+    model = toy("sinusoidal")
+    prompts = [[3, 4, 5], [6, 7, 8]]
+    greedy = keras_attention.generate(model, prompts, 6)
+    for options in ({"temperature": 1e-45}, {"top_k": 1, "temperature": 3.0}):
+        drawn = keras_attention.generate(
+            model, prompts, 6, sampler="random", seed=1, **options
+        )
+        np.testing.assert_array_equal(drawn, greedy)
+    hot = keras_attention.generate(
+        model, prompts * 4, 12, sampler="random", seed=1, temperature=1e300
+    )
+    assert np.all(hot[:, 3:] != 0)
+    assert len(np.unique(hot[:, 3:])) > VOCAB // 2
+
+
 def test_window_model_generates_past_its_ring():
     # The window-2 layer keeps a ring of 2 positions; 3 + 8 positions are
     # decoded, rows of different lengths moving in step.
@@ -233,8 +252,16 @@ BAD_INPUTS = [
     pytest.param(
         lambda: generate(sampler="random", temperature=-0.5),
         ValueError,
-        G + "`temperature` must be >= 0 (0 means greedy). Received: temperature=-0.5",
+        G
+        + "`temperature` must be a finite number >= 0 (0 means greedy). Received: temperature=-0.5",
         id="negative-temperature",
+    ),
+    pytest.param(
+        lambda: generate(sampler="random", temperature=float("inf")),
+        ValueError,
+        G
+        + "`temperature` must be a finite number >= 0 (0 means greedy). Received: temperature=inf",
+        id="infinite-temperature",
     ),
     pytest.param(
         lambda: generate(sampler="random", top_p=0.0),
