@@ -304,12 +304,18 @@ def _prompts(prompts, vocab_size):
     """The prompts as int32 `(batch, prompt_len)`, right-padded, and their
     lengths `(batch,)`."""
     if isinstance(prompts, (list, tuple)) and all(
-        isinstance(p, (list, tuple)) for p in prompts
+        isinstance(p, (list, tuple)) or getattr(p, "ndim", None) == 1 for p in prompts
     ):
-        width = max((len(p) for p in prompts), default=0)
-        padded = np.zeros((len(prompts), width), dtype="int64")
-        for row, prompt in enumerate(prompts):
-            padded[row, : len(prompt)] = prompt
+        # Token lists, or one-dimensional arrays as tokenizers return them,
+        # of any lengths: right-padded here.
+        rows = [np.asarray(p) for p in prompts]
+        kinds = {row.dtype.kind for row in rows if row.size}
+        width = max((len(row) for row in rows), default=0)
+        padded = np.zeros(
+            (len(rows), width), dtype="int64" if kinds <= set("iu") else "float64"
+        )
+        for index, row in enumerate(rows):
+            padded[index, : len(row)] = row
         prompts = padded
     elif hasattr(prompts, "shape") and hasattr(prompts, "dtype"):
         prompts = np.asarray(ops.convert_to_numpy(prompts))
@@ -318,7 +324,8 @@ def _prompts(prompts, vocab_size):
     if prompts.dtype.kind not in "iu" or prompts.ndim != 2 or 0 in prompts.shape:
         raise ValueError(
             f"{_NAME}: `prompts` must be integer tokens (batch, prompt_len), "
-            "right-padded with 0, or a list of token lists. Received: prompts "
+            "right-padded with 0, or a list of token lists or 1-D arrays. "
+            "Received: prompts "
             f"of shape {prompts.shape} and dtype {prompts.dtype}"
         )
     real = prompts != 0

@@ -173,6 +173,16 @@ def test_generate_follows_the_model_as_it_is_now(change):
         assert not np.array_equal(before[0], expected)
 
 
+def test_prompts_as_arrays_of_different_lengths():
+    # What tokenizers return: one 1-D array per prompt.
+    model = toy("sinusoidal")
+    as_arrays = keras_attention.generate(
+        model, [np.array([3, 4], "int32"), np.array([5])], 3
+    )
+    as_lists = keras_attention.generate(model, [[3, 4], [5]], 3)
+    np.testing.assert_array_equal(as_arrays, as_lists)
+
+
 def test_extreme_temperatures_and_top_k_of_one():
     # A tiny temperature and top_k=1 are greedy (and top_k=1 asks Keras for
     # no softmax over one entry, which warns); a huge one draws among the
@@ -331,9 +341,17 @@ BAD_INPUTS = [
         lambda: keras_attention.generate(toy("rotary"), np.zeros((2,), "int32"), 2),
         ValueError,
         G + "`prompts` must be integer tokens (batch, prompt_len), right-padded "
-        "with 0, or a list of token lists. Received: prompts of shape (2,) and "
-        "dtype int32",
+        "with 0, or a list of token lists or 1-D arrays. Received: prompts of "
+        "shape (2,) and dtype int32",
         id="prompts-rank-1",
+    ),
+    pytest.param(
+        lambda: generate(prompts=[np.array([3.0, 4.0]), np.array([5.0])]),
+        ValueError,
+        G + "`prompts` must be integer tokens (batch, prompt_len), right-padded "
+        "with 0, or a list of token lists or 1-D arrays. Received: prompts of "
+        "shape (2, 2) and dtype float64",
+        id="prompts-float-arrays",
     ),
     pytest.param(
         lambda: generate(model=toy("learned"), max_new_tokens=15),
