@@ -193,8 +193,18 @@ def _layer_maps(model, inputs, residual, head_fusion, owner):
         for block in attention_layers(model, TransformerBlock)
         if hasattr(block, "attention")
     }
+    records = record(model, inputs, owner)
+    # Cross-attention anywhere refuses the whole model, whatever the lengths
+    # (before the lengths of two self-attention calls could be compared).
+    for _, name, _, self_attention in records:
+        if not self_attention:
+            raise ValueError(
+                f"{owner}: every attention call must be self-attention over "
+                f"one sequence. Received: {name} called with a `value` or "
+                f"`key` other than its `query` (cross-attention)"
+            )
     steps = []
-    for layer, name, weights, self_attention in record(model, inputs, owner):
+    for layer, name, weights, _ in records:
         if weights.ndim == 3:  # ScaledDotProductAttention: one head
             weights = weights[:, None]
         if weights.ndim != 4 or weights.shape[-1] != weights.shape[-2]:
@@ -202,12 +212,6 @@ def _layer_maps(model, inputs, residual, head_fusion, owner):
                 f"{owner}: every attention call must be self-attention over "
                 f"one sequence, weights (batch, heads, seq_len, seq_len). "
                 f"Received: {name} with weights.shape={weights.shape}"
-            )
-        if not self_attention:  # square weights, but over another sequence
-            raise ValueError(
-                f"{owner}: every attention call must be self-attention over "
-                f"one sequence. Received: {name} called with a `value` or "
-                f"`key` other than its `query` (cross-attention)"
             )
         weights = weights.astype("float64")
         if head_fusion == "mean":

@@ -137,6 +137,17 @@ def _cross_model():
     )
 
 
+def _encoder_decoder_model():
+    # A source of 2 and a target of 3 positions: the two self-attention
+    # calls differ in length, and the cross-attention comes last.
+    source, target = keras.Input((2, 4)), keras.Input((3, 4))
+    encoded = MultiHeadAttention(2, 2, name="encoder")(source)
+    decoded = MultiHeadAttention(2, 2, name="decoder")(target)
+    return keras.Model(
+        [source, target], MultiHeadAttention(2, 2, name="cross")(decoded, encoded)
+    )
+
+
 def _square_cross_model():
     # Query and value of the same length: square weights, over another sequence.
     query, value = keras.Input((3, 4)), keras.Input((3, 4))
@@ -159,6 +170,8 @@ def test_attention_given_its_query_as_value_is_self_attention():
     )
 
 
+CROSS = "every attention call must be self-attention over one sequence. Received: cross called with a `value` or `key` other than its `query` (cross-attention)"
+
 BAD_INPUTS = [
     pytest.param(
         lambda: attention_rollout(_mixed_model(), TOKENS, residual=1.5),
@@ -177,8 +190,16 @@ BAD_INPUTS = [
             _cross_model(), [np.ones((1, 2, 4)), np.ones((1, 3, 4))]
         ),
         ValueError,
-        "attention_rollout: every attention call must be self-attention over one sequence, weights (batch, heads, seq_len, seq_len). Received: cross with weights.shape=(1, 2, 2, 3)",
+        "attention_rollout: " + CROSS,
         id="cross-attention",
+    ),
+    pytest.param(
+        lambda: attention_rollout(
+            _encoder_decoder_model(), [np.ones((1, 2, 4)), np.ones((1, 3, 4))]
+        ),
+        ValueError,
+        "attention_rollout: " + CROSS,
+        id="encoder-decoder-of-different-lengths",
     ),
     pytest.param(
         lambda: attention_rollout(_square_cross_model(), SQUARE_CROSS_INPUTS),
@@ -203,7 +224,7 @@ BAD_INPUTS = [
             _cross_model(), [np.ones((1, 2, 4)), np.ones((1, 3, 4))]
         ),
         ValueError,
-        "attention_flow: every attention call must be self-attention over one sequence, weights (batch, heads, seq_len, seq_len). Received: cross with weights.shape=(1, 2, 2, 3)",
+        "attention_flow: " + CROSS,
         id="flow-cross-attention",
     ),
     pytest.param(
