@@ -166,8 +166,9 @@ class MultiHeadAttention(AttentionLayer):
     cache=cache, cache_index=i)` writes the keys and values of `x` `(batch,
     q_len, dim)` at positions `i .. i + q_len - 1` and attends from them to the
     cache: query `t` is at position `i + t` and, with `causal`, sees cache
-    positions `<= i + t` (bottom-right alignment); without `causal`, every
-    filled position `< i + q_len`. A `rotary_embedding` rotates at those
+    positions `<= i + t` (bottom-right alignment); a call that is not causal
+    takes one new position (which sees every filled position) and refuses
+    more. A `rotary_embedding` rotates at those
     positions, ALiBi measures its distances from them and `sliding_window`
     counts from them, so the steps give the outputs of one call on the whole
     sequence; these reach `keras_attention.scaled_dot_product_attention` as its
@@ -499,6 +500,14 @@ class MultiHeadAttention(AttentionLayer):
                     f"({reason}). Received: a `{argument}`"
                 )
         parts = self._check_cache(query, cache, cache_index, mask)
+        if not causal and query.shape[1] != 1:
+            raise ValueError(
+                f"{owner}: a cached call of several new positions must be "
+                "causal, as decoding is (a prompt fed through the cache would "
+                "otherwise attend to its own later tokens): build the layer "
+                "with causal=True, or pass use_causal_mask=True. Received: "
+                f"a call that is not causal with q_len={query.shape[1]}"
+            )
         if parts.ring and return_attention_scores:
             raise ValueError(
                 f"{owner}: a ring cache (`sliding_window`={self.sliding_window}"

@@ -166,6 +166,22 @@ def ring_call(**kwargs):
 
 BAD_INPUTS = [
     pytest.param(
+        lambda: mha().__call__(
+            normal(2, 3, 8), cache=mha().init_cache(2, 4), cache_index=0
+        ),
+        ValueError,
+        MHA
+        + "a cached call of several new positions must be causal, as decoding is (a prompt fed through the cache would otherwise attend to its own later tokens): build the layer with causal=True, or pass use_causal_mask=True. Received: a call that is not causal with q_len=3",
+        id="cached-prompt-not-causal",
+    ),
+    pytest.param(
+        lambda: cached_call(use_causal_mask=False),
+        ValueError,
+        MHA
+        + "a cached call of several new positions must be causal, as decoding is (a prompt fed through the cache would otherwise attend to its own later tokens): build the layer with causal=True, or pass use_causal_mask=True. Received: a call that is not causal with q_len=2",
+        id="cached-prompt-causal-mask-off",
+    ),
+    pytest.param(
         lambda: cached_call(cache_index=3),
         ValueError,
         MHA + "the cache overflows: `cache_index` + q_len must be at most the "
@@ -491,3 +507,16 @@ def test_a_prefill_holds_no_query_by_key_tensor(cached):
             return full(x)
 
     assert (1, 2, q_len, q_len) in _traced_shapes(whole, x, cache)
+
+
+def test_one_new_position_without_causal_sees_every_filled_position():
+    # A layer built without causal (the causal mask passed per call, as in
+    # keras.io's miniature GPT) decodes one position at a time through the
+    # cache: the step equals the last row of the causal whole pass.
+    layer = mha()
+    x = normal(2, 4, 8)
+    whole = to_numpy(layer(x, use_causal_mask=True))
+    cache = layer.init_cache(2, 4)
+    _, cache = layer(x[:, :3], cache=cache, cache_index=0, use_causal_mask=True)
+    last, _ = layer(x[:, 3:], cache=cache, cache_index=3)
+    np.testing.assert_allclose(to_numpy(last)[:, 0], whole[:, 3], atol=1e-5)
