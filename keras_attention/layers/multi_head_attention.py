@@ -358,6 +358,10 @@ class MultiHeadAttention(AttentionLayer):
         self._output_dense = self._dense(
             "attention_output", heads_shape, out, contracted=2
         )
+        if self.rotary_embedding is not None and not self.rotary_embedding.built:
+            # Built with the layer, as the projections are: `model.quantize`
+            # refuses a model holding a layer that is not built.
+            self.rotary_embedding.build(query_shape[:-1] + heads + (self.key_dim,))
 
     def _dense(self, name, input_shape, output_dims, contracted=1, activation=None):
         """An `EinsumDense` from `(batch, *free, *contracted)` to

@@ -6,6 +6,7 @@ test cases, weight files, LoRA, quantization) is in
 `kv_cache_test.py`."""
 
 import inspect
+import warnings
 
 import keras
 import numpy as np
@@ -797,3 +798,27 @@ def test_layer_gradients_are_finite_with_fully_masked_rows(length, seed):
 
     value, (grad,) = value_and_gradient(loss, x)
     assert np.isfinite(value) and np.all(np.isfinite(grad))
+
+
+def test_a_rotary_layer_built_symbolically_quantizes():
+    # A rotary embedding inside a layer built from symbolic shapes (a
+    # Sequential with an Input) was never built, and `model.quantize`
+    # refused the whole model, leaving it half-quantized.
+    model = keras.Sequential(
+        [
+            keras.Input((None, 16)),
+            MultiHeadAttention(
+                num_heads=2,
+                key_dim=8,
+                causal=True,
+                rotary_embedding=keras_attention.RotaryEmbedding(),
+            ),
+        ]
+    )
+    x = normal(2, 5, 16)
+    before = to_numpy(model(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras: the Input has nothing to quantize
+        model.quantize("int8")
+    assert model.layers[0].query_dense.quantization_mode == "int8"
+    np.testing.assert_allclose(to_numpy(model(x)), before, atol=0.05)
