@@ -20,6 +20,10 @@ from keras_attention import _checks as checks
 from keras_attention.layers import _kv_cache as kv_cache
 from keras_attention.layers._attention_layer import AttentionLayer
 from keras_attention.layers._position_layer import static_start_index
+from keras_attention.layers._sublayer_policies import (
+    save_sublayer_policies,
+    sublayer_policy,
+)
 from keras_attention.layers.rotary_embedding import as_rotary_embedding
 from keras_attention.ops import alibi_slopes, scaled_dot_product_attention
 
@@ -383,7 +387,7 @@ class MultiHeadAttention(AttentionLayer):
             activity_regularizer=self._activity_regularizer,
             kernel_constraint=self.kernel_constraint,
             bias_constraint=self.bias_constraint,
-            dtype=self.dtype_policy,
+            dtype=sublayer_policy(self, name),
         )
         # The inputs may carry the padding mask; the projections keep the
         # positions, so passing it through is right (and Keras stays silent).
@@ -903,23 +907,9 @@ class MultiHeadAttention(AttentionLayer):
         )
         if self.flash_attention is not None:
             config["flash_attention"] = self.flash_attention
-        # Quantized (or otherwise mixed) sublayers: their policies by path, so
-        # that the reloaded layer builds them the same way. Keras' own layer
-        # does not save these, and its quantized models fail to load.
-        policy = self.dtype_policy
-        if isinstance(policy, keras.dtype_policies.DTypePolicyMap):
-            policy = policy.default_policy
-        if self.built:
-            policies = {
-                dense.path: dense.dtype_policy
-                for dense in self._denses()
-                if dense.dtype_policy.quantization_mode is not None
-            }
-            if policies:
-                config["dtype"] = keras.dtype_policies.serialize(
-                    keras.dtype_policies.DTypePolicyMap(policy, policies)
-                )
-        return config
+        # Quantized sublayers' policies by path, so that the reloaded layer
+        # builds them the same way (Keras' own layer does not save them).
+        return save_sublayer_policies(config, self, self._denses())
 
 
 def _rotary(rotary_embedding, key_dim, owner):

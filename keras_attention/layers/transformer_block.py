@@ -1,6 +1,10 @@
 import keras
 
 from keras_attention import _checks as checks
+from keras_attention.layers._sublayer_policies import (
+    save_sublayer_policies,
+    sublayer_policy,
+)
 from keras_attention.layers.multi_head_attention import MultiHeadAttention
 from keras_attention.layers.rotary_embedding import as_rotary_embedding
 
@@ -103,9 +107,12 @@ class TransformerBlock(keras.layers.Layer):
 
     def build(self, inputs_shape):
         width = self._check_shape(inputs_shape)
-        sublayer = {"dtype": self.dtype_policy}
+
+        def sublayer(name):
+            return {"name": name, "dtype": sublayer_policy(self, name)}
+
         self.attention_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, name="attention_norm", **sublayer
+            epsilon=self.layer_norm_epsilon, **sublayer("attention_norm")
         )
         self.attention = MultiHeadAttention(
             num_heads=self.num_heads,
@@ -115,20 +122,22 @@ class TransformerBlock(keras.layers.Layer):
             rotary_embedding=self.rotary_embedding,
             alibi=self.alibi,
             tile_size=self.tile_size,
+            # The whole map: the attention picks its projections' policies.
             name="attention",
-            **sublayer,
+            dtype=self.dtype_policy,
         )
         self.feedforward_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, name="feedforward_norm", **sublayer
+            epsilon=self.layer_norm_epsilon, **sublayer("feedforward_norm")
         )
         self.intermediate = keras.layers.Dense(
             self.intermediate_dim,
             activation=self.activation,
-            name="intermediate",
-            **sublayer,
+            **sublayer("intermediate"),
         )
-        self.output_dense = keras.layers.Dense(width, name="output", **sublayer)
-        self.residual_dropout = keras.layers.Dropout(self.dropout, **sublayer)
+        self.output_dense = keras.layers.Dense(width, **sublayer("output"))
+        self.residual_dropout = keras.layers.Dropout(
+            self.dropout, dtype=sublayer_policy(self, "dropout")
+        )
         self.attention_norm.build(inputs_shape)
         self.attention.build(inputs_shape)
         self.feedforward_norm.build(inputs_shape)
@@ -268,4 +277,7 @@ class TransformerBlock(keras.layers.Layer):
             alibi=self.alibi,
             tile_size=self.tile_size,
         )
-        return config
+        # Quantized sublayers' policies by path, the attention's included,
+        # so that the reloaded block builds them the same way.
+        sublayers = list(self._flatten_layers(include_self=False, recursive=True))
+        return save_sublayer_policies(config, self, sublayers)

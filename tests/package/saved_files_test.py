@@ -11,6 +11,7 @@ CHANGELOG.md.
 
 import json
 import pathlib
+import warnings
 import zipfile
 
 import keras
@@ -209,3 +210,45 @@ def test_an_edited_config_fails_to_load_with_our_message(
     with pytest.raises((TypeError, ValueError)) as caught:
         keras.saving.load_model(str(path), safe_mode=True)
     assert message in str(caught.value)
+
+
+def _sequential_attention():
+    return keras.Sequential(
+        [keras.Input((None, 16)), keras_attention.MultiHeadAttention(2, 8)]
+    )
+
+
+def _toy_rotary():
+    return keras_attention.build_toy_model(
+        12, 8, d_model=16, num_heads=2, num_layers=1, encoding="rotary"
+    )
+
+
+@pytest.mark.parametrize(
+    "build, inputs",
+    [
+        (_toy_rotary, np.array([[3, 4, 5, 0]], "int32")),
+        (
+            _sequential_attention,
+            np.linspace(-1, 1, 64, dtype="float32").reshape(1, 4, 16),
+        ),
+    ],
+    ids=["toy-model-rotary", "sequential-attention"],
+)
+def test_a_quantized_model_saves_and_loads(tmp_path, build, inputs):
+    # The attention layers and TransformerBlock save their quantized
+    # sublayers' policies; a model reloaded from the file builds them
+    # quantized again (before, only a bare MultiHeadAttention in a
+    # Functional model reloaded: the policies were looked up by a path the
+    # reloaded layers did not have yet).
+    model = build()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # layers with nothing to quantize
+        model.quantize("int8")
+    expected = model.predict(inputs, verbose=0)
+    path = str(tmp_path / "int8.keras")
+    model.save(path)
+    # compile=False: the toy model is compiled, and Keras refuses the saved
+    # optimizer of a model quantized after compiling (its variables changed).
+    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    np.testing.assert_array_equal(loaded.predict(inputs, verbose=0), expected)
