@@ -1,5 +1,6 @@
 """Attention and position-encoding layers for Keras 3."""
 
+import os
 import sys
 
 __version__ = "0.1.0"
@@ -30,17 +31,22 @@ __all__ = [
 
 
 def _command_line_is_starting():
-    """True while `python -m keras_attention` imports this package, just
-    before it runs `keras_attention/__main__.py`.
+    """True while the command line (`python -m keras_attention`, or the
+    `keras-attention` console script) imports this package, just before it
+    runs `keras_attention/__main__.py`.
 
     The command line imports Keras only after parsing its arguments, so that
     `--help` or a mistyped option does not wait for TensorFlow; for that, the
     public API below must not be imported here first. Python sets
     `sys.argv[0]` to "-m" while it locates the module to run, and
-    `sys.orig_argv` names that module. Every other import of the package,
+    `sys.orig_argv` names that module; the console script is named by
+    `sys.argv[0]`. Every other import of the package,
     including one by another package run with `-m`, imports the public API,
     which is also what registers the layers for `keras.saving.load_model`.
     """
+    if os.path.basename(sys.argv[0]) == "keras-attention":
+        # The console script, whose wrapper imports `__main__.main`.
+        return True
     if sys.argv[:1] != ["-m"] or "-m" not in sys.orig_argv:
         return False
     module = sys.orig_argv.index("-m") + 1

@@ -7,6 +7,7 @@ once per run (`end_to_end`). The demos themselves are tested in
 """
 
 import inspect
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,8 +34,7 @@ def _run(*arguments, timeout=30):
 
 def test_console_script_is_installed():
     # The venv's script; it imports this checkout's package when PYTHONPATH
-    # names it (the editable install's finder comes after PYTHONPATH). It
-    # imports Keras before parsing (the package comes first), so one call.
+    # names it (the editable install's finder comes after PYTHONPATH).
     script = Path(sys.executable).parent / "keras-attention"
     bad = subprocess.run(
         [str(script), "demo", "--epochs", "0"],
@@ -49,17 +49,29 @@ def test_console_script_is_installed():
     )
 
 
-def test_help_and_version_answer_without_importing_keras():
+@pytest.mark.parametrize("entry", ["module", "console-script"])
+def test_help_and_version_answer_without_importing_keras(entry):
+    # Both entry points: `python -m keras_attention` and the console script
+    # (whose wrapper imports the package before `main`).
+    script = Path(sys.executable).parent / "keras-attention"
+    command = (
+        [str(script)]
+        if entry == "console-script"
+        else [sys.executable, "-m", "keras_attention"]
+    )
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "keras_attention", "--help"],
+        [*command, "--help"],
         capture_output=True,
         text=True,
         timeout=30,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
     )
     assert result.returncode == 0
     assert "demo" in result.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
     assert "keras" not in imported and "tensorflow" not in imported
+    if entry == "console-script":
+        return
     demo_help = " ".join(_run("demo", "--help").stdout.split())  # unwrapped
     for text in (
         "--output DIR",
