@@ -130,7 +130,7 @@ def _full_backward(query, key, value, context, weights, keep, d_context, dropout
 # full, benchmarks/RESULTS.md and a run under load).
 # On a slower machine (2026-12-06, matmul 85-140 GFLOP/s against 207-217,
 # large new tensors slow to fill) the tiles were the faster outside XLA too,
-# from 2**22 logits (benchmarks/RESULTS.md, "Stop 24"): the faster path
+# from 2**22 logits (benchmarks/RESULTS.md, the hand-written backward): the faster path
 # depends on the machine; this threshold follows the faster machine's table.
 OUTSIDE_XLA_TILED_FROM_LOGITS = 1 << 28
 
