@@ -40,8 +40,12 @@ The storage policy:
   position.
 - **Positions.** A cached call's query `t` sits at position
   `cache_index + t`; keys sit at their positions. A call writes past
-  `max_length` only in a ring; elsewhere that is an error where the values
-  are known when it is checked.
+  `max_length` only in a ring; elsewhere that is an error: a `ValueError`
+  when `cache_index` and `q_len` are known as the call is traced, else a
+  run-time check of the step's output (see `_backend.assert_that`):
+  TensorFlow raises when the graph runs, and where no assertion can run
+  (`jax.jit`, XLA) the output of an overflowing row is NaN, never a
+  plausible value.
 """
 
 import functools
@@ -100,7 +104,8 @@ def is_ring(max_length, window):
 class Parts:
     """A checked cache: its segments, `cache_index` and what they imply."""
 
-    def __init__(self, keys, values, index, bare, window):
+    def __init__(self, owner, keys, values, index, bare, window):
+        self.owner = owner
         self.keys, self.values = keys, values
         self.index = index  # int32 () or (batch,)
         self.per_row = len(index.shape) == 1
@@ -108,6 +113,8 @@ class Parts:
         self.sizes = [part.shape[2] for part in keys]
         self.max_length = None if None in self.sizes else sum(self.sizes)
         self.ring = len(keys) == 1 and is_ring(self.max_length, window)
+        # Whether `cache_index` and q_len were known, hence checked, now.
+        self.checked = False
 
     def returned(self, keys, values):
         """The cache in the form it was given."""
@@ -179,10 +186,13 @@ def check(
             f"{owner}: `cache` must hold the layer's compute dtype {dtype}. "
             f"Received: cache dtypes {', '.join(dtypes)}"
         )
-    parts = Parts(keys, values, _check_index(owner, cache_index, batch), bare, window)
+    parts = Parts(
+        owner, keys, values, _check_index(owner, cache_index, batch), bare, window
+    )
     known = _static_value(parts.index)
     q_len = query_shape[1]
-    if known is not None and None not in (parts.max_length, q_len):
+    parts.checked = known is not None and None not in (parts.max_length, q_len)
+    if parts.checked:
         if (known < 0).any():
             raise ValueError(
                 f"{owner}: `cache_index` must be >= 0. "
@@ -190,11 +200,36 @@ def check(
             )
         if not parts.ring and (known + q_len > parts.max_length).any():
             raise ValueError(
-                f"{owner}: the cache overflows: `cache_index` + q_len must "
-                f"be at most the cache's max_length={parts.max_length}. "
-                f"Received: cache_index={known.tolist()}, q_len={q_len}"
+                overflow_message(owner, parts.max_length, known.tolist(), q_len)
             )
     return parts
+
+
+def overflow_message(owner, max_length, index, q_len):
+    return (
+        f"{owner}: the cache overflows: `cache_index` + q_len must be at most "
+        f"max_length={max_length}, the length of the cache. Received: cache_index={index}, "
+        f"q_len={q_len}"
+    )
+
+
+def _guard_overflow(parts, q_len, size, result, with_weights):
+    """`result` checked at run time for a step whose `cache_index` or
+    `q_len` was not known when traced: NaN in the context of a row that
+    writes past `size` positions, and on TensorFlow an assertion."""
+    fits = ops.less_equal(parts.index + q_len, size)  # () or (batch,)
+    context = result[0] if with_weights else result
+    context = ops.where(
+        ops.reshape(fits, (-1, 1, 1, 1)), context, ops.cast(float("nan"), context.dtype)
+    )
+    shown_q_len = q_len if isinstance(q_len, int) else "{}"
+    values = [ops.max(parts.index)] + ([] if isinstance(q_len, int) else [q_len])
+    context = _backend.current().assert_that(
+        lambda: (ops.all(fits), values),
+        overflow_message(parts.owner, size, "{}", shown_q_len),
+        context,
+    )
+    return (context, result[1]) if with_weights else context
 
 
 def _check_index(owner, cache_index, batch):
@@ -292,6 +327,8 @@ def step(parts, new_key, new_value, attend, *, causal, with_weights, whole):
         result = ops.switch(
             branch, [functools.partial(prefix, n) for n in range(1, len(sizes) + 1)]
         )
+    if not parts.checked:
+        result = _guard_overflow(parts, q_len, size, result, with_weights)
     return result, parts.returned(keys, values)
 
 

@@ -183,8 +183,10 @@ class MultiHeadAttention(AttentionLayer):
     token, and each prompt's positions count from its first token (such a call
     runs the full computation). With a cache the padding `mask` only zeroes
     padded queries' outputs; keys are masked by position alone. `cache_index +
-    q_len` must not exceed `max_length` (checked when the values are known; in
-    a compiled loop it is not), except in the ring that `init_cache` makes for a
+    q_len` must not exceed `max_length` (a `ValueError` when the values are
+    known; in a compiled loop, an assertion when a `tf.function` runs, and a
+    NaN output where none can run: `jax.jit`, XLA), except in the ring that
+    `init_cache` makes for a
     `sliding_window` shorter than `max_length`: memory follows the window, and
     decoding may go on past `max_length`; a ring must be written in order, each
     call starting where the previous one ended (`generate` moves the rows in

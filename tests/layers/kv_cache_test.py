@@ -184,15 +184,15 @@ BAD_INPUTS = [
     pytest.param(
         lambda: cached_call(cache_index=3),
         ValueError,
-        MHA + "the cache overflows: `cache_index` + q_len must be at most the "
-        "cache's max_length=4. Received: cache_index=3, q_len=2",
+        MHA + "the cache overflows: `cache_index` + q_len must be at most "
+        "max_length=4, the length of the cache. Received: cache_index=3, q_len=2",
         id="cache-overflow",
     ),
     pytest.param(
         lambda: cached_call(cache_index=np.array([0, 3], "int32")),
         ValueError,
-        MHA + "the cache overflows: `cache_index` + q_len must be at most the "
-        "cache's max_length=4. Received: cache_index=[0, 3], q_len=2",
+        MHA + "the cache overflows: `cache_index` + q_len must be at most "
+        "max_length=4, the length of the cache. Received: cache_index=[0, 3], q_len=2",
         id="cache-overflow-per-row",
     ),
     pytest.param(
@@ -520,3 +520,37 @@ def test_one_new_position_without_causal_sees_every_filled_position():
     _, cache = layer(x[:, :3], cache=cache, cache_index=0, use_causal_mask=True)
     last, _ = layer(x[:, 3:], cache=cache, cache_index=3)
     np.testing.assert_allclose(to_numpy(last)[:, 0], whole[:, 3], atol=1e-5)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch",
+    reason="PyTorch runs eagerly: `cache_index` is always known (a ValueError)",
+)
+def test_a_compiled_step_past_the_cache_raises_or_gives_nan():
+    # `cache_index` traced, so unknown until the step runs: row 1 writes
+    # positions 3 and 4 into a cache of 4.
+    layer = mha(causal=True)
+    x = normal(2, 2, 8)
+    fitting = to_numpy(layer(x, cache=layer.init_cache(2, 4), cache_index=0)[0])
+
+    def step(x, index):
+        return layer(x, cache=layer.init_cache(2, 4), cache_index=index)[0]
+
+    index = np.array([0, 3], "int32")
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        assert_raises_with(
+            lambda: tf.function(step)(x, tf.constant(index)),
+            tf.errors.InvalidArgumentError,
+            f"[{MHA}the cache overflows: `cache_index` + q_len must be at most "
+            "max_length=4, the length of the cache. Received: cache_index] [3] [q_len=2]",
+        )
+        compiled_step = tf.function(step, jit_compile=True)  # XLA: no assertion
+    else:
+        import jax
+
+        compiled_step = jax.jit(step)
+    output = to_numpy(compiled_step(x, index))
+    assert np.isnan(output[1]).all()
+    np.testing.assert_allclose(output[0], fitting[0], atol=1e-6)
