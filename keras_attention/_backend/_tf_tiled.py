@@ -509,5 +509,11 @@ def _backward(
 # of static shapes, static lengths and options compiles once; `attention`
 # pads other lengths to whole tiles, so that their shapes change with the
 # tiles, not every length.
+# Such traces are by design, so TensorFlow's warning about frequent retracing
+# ("5 out of the last 5 calls ... triggered tf.function retracing"), printed
+# for eager calls of a few shapes, is turned off for these two functions
+# (the attribute TensorFlow sets for its own restored functions).
 _compiled_forward = tf.function(_forward, jit_compile=True)
 _compiled_backward = tf.function(_backward, jit_compile=True)
+for _function in (_compiled_forward, _compiled_backward):
+    _function._omit_frequent_tracing_warning = True

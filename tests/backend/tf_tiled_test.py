@@ -515,3 +515,13 @@ def test_bottom_right_tiles_equal_full(q_len, k_len, window):
         value_and_grads(tiled, q, k, v, **options),
         value_and_grads(full, q, k, v, **options),
     )
+
+
+@pytest.mark.tensorflow_only
+def test_eager_calls_of_several_lengths_print_no_retracing_warning(caplog):
+    # Each new length traces the compiled kernel once, by design; TensorFlow
+    # would warn from the fifth trace on.
+    for length in range(8, 56, 8):
+        q = normal(1, 1, length, 4)
+        tiled(q, q, q)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
