@@ -39,13 +39,20 @@ def scaled_dot_product_attention(
     training=False,
     return_weights=False,
     tile_size=None,
+    layout="BNTH",
 ):
     """Scaled dot-product attention (Vaswani et al., 2017).
 
     Computes `softmax(query @ keyᵀ * scale + bias) @ value`, where the softmax
-    runs over the keys each query may attend to. The argument order is
-    `(query, key, value)`, like `keras.ops.dot_product_attention`; the layers
-    of this package take `(query, value, key)`, like Keras' attention layers.
+    runs over the keys each query may attend to. The tensors are laid out
+    `(batch, heads, length, depth)` (`layout="BNTH"`, the default; any number
+    of leading axes), with the heads before the length, as
+    `keras.layers.MultiHeadAttention` computes them; `keras.ops.
+    dot_product_attention` and `jax.nn.dot_product_attention` take `(batch,
+    length, heads, depth)` instead: pass `layout="BTNH"` for those. The
+    argument order is `(query, key, value)`, like `keras.ops.
+    dot_product_attention`; the layers of this package take `(query, value,
+    key)`, like Keras' attention layers.
 
     Args:
         query: float tensor `(..., q_len, depth)`. Any number of leading batch
@@ -137,6 +144,13 @@ def scaled_dot_product_attention(
             meant for TensorFlow Lite sets `tile_size=0`. A positive
             int runs every call in tiles of `tile_size` queries by
             `tile_size` keys.
+        layout: `"BNTH"` (the default): `query`, `key`, `value` and the
+            context are `(..., heads, length, depth)`, as above. `"BTNH"`:
+            they are `(batch, length, heads, depth)`, rank 4, as
+            `keras.ops.dot_product_attention` takes them (B batch, T length,
+            N heads, H depth, its letters). The `mask`, `bias` and the
+            weights keep `(batch, heads, q_len, k_len)` in both, as in
+            Keras; shapes in error messages are given in `"BNTH"`.
 
     Returns:
         `context` of shape `(..., q_len, value_depth)` in the promoted dtype
@@ -180,6 +194,9 @@ def scaled_dot_product_attention(
     >>> tuple(context.shape)
     (3, 10)
     """
+    heads_second = _check_layout(layout, query, key, value)
+    if heads_second:
+        query, key, value = (ops.swapaxes(x, 1, 2) for x in (query, key, value))
     query_shape, key_shape, value_shape = _check_inputs(query, key, value)
     _check_mask(mask, "mask", query_shape, key_shape)
     _check_bias(bias, query_shape, key_shape)
@@ -199,8 +216,40 @@ def scaled_dot_product_attention(
     tensors = (query, key, value, mask, bias, alibi_slopes, query_start)
     if any(keras.utils.is_keras_tensor(x) for x in tensors):
         # A Functional model's symbolic inputs: record one operation.
-        return _SymbolicAttention(options)(*tensors)
-    return _attention(*tensors, **options)
+        result = _SymbolicAttention(options)(*tensors)
+    else:
+        result = _attention(*tensors, **options)
+    if not heads_second:
+        return result
+    if return_weights:
+        return ops.swapaxes(result[0], 1, 2), result[1]
+    return ops.swapaxes(result, 1, 2)
+
+
+LAYOUTS = ("BNTH", "BTNH")
+
+
+def _check_layout(layout, query, key, value):
+    """Whether `layout` is Keras' `"BTNH"` (then `query`, `key` and `value`
+    must have rank 4); raises for anything but the two layouts."""
+    if not (isinstance(layout, str) and layout in LAYOUTS):
+        raise ValueError(
+            f'{_NAME}: `layout` must be one of {LAYOUTS}: "BNTH" for '
+            '(batch, heads, length, depth), "BTNH" for (batch, length, '
+            f"heads, depth) as keras.ops.dot_product_attention. Received: "
+            f"layout={layout!r}"
+        )
+    if layout == "BNTH":
+        return False
+    for argument, x in (("query", query), ("key", key), ("value", value)):
+        shape = checks.floating(x, argument, _NAME)
+        if len(shape) != 4:
+            raise ValueError(
+                f'{_NAME}: with layout="BTNH", `{argument}` must have rank '
+                f"4, (batch, length, heads, depth). Received: {argument}."
+                f"shape={shape}"
+            )
+    return True
 
 
 def _attention(
@@ -239,7 +288,8 @@ def _attention(
     mask = pattern.boolean(mask)
     slopes = _alibi_layout(alibi_slopes, dtype)  # (..., heads, 1, 1)
     groups = _groups(query, key)
-    if groups > 1:
+    grouped = not (isinstance(groups, int) and groups == 1)
+    if grouped:
         # Grouped-query attention: the query heads of a group share a key and
         # value head. The query is grouped, (..., kv_heads, groups, len,
         # depth), the key and value get an axis of size 1: they are never
@@ -275,7 +325,7 @@ def _attention(
     else:
         context = _full_or_tiled(kernels, query, key, value, mask, tile_size, options)
         weights = None
-    if groups > 1:
+    if grouped:
         context, weights = (_merge_heads(x) for x in (context, weights))
     context = ops.cast(context, out_dtype)
     if return_weights:
@@ -295,11 +345,22 @@ def _promoted(*tensors):
 
 
 def _groups(query, key):
-    """How many query heads share a key head (axis -3): 1 unless both counts
-    are known and differ."""
-    if len(query.shape) < 3 or None in (query.shape[-3], key.shape[-3]):
+    """How many query heads share a key head (axis -3): an int when both
+    counts are known when traced, else an int32 scalar computed at run time
+    (as after a replica's `all_gather` in a `tf.function`), checked there
+    to divide the query's where the backend checks (`assert_that`)."""
+    if len(query.shape) < 3:
         return 1
-    return query.shape[-3] // key.shape[-3]
+    if None not in (query.shape[-3], key.shape[-3]):
+        return query.shape[-3] // key.shape[-3]
+    query_heads, key_heads = ops.shape(query)[-3], ops.shape(key)[-3]
+    return _backend.current().assert_that(
+        lambda: (ops.equal(query_heads % key_heads, 0), [query_heads, key_heads]),
+        f"{_NAME}: the number of `key` heads (axis -3) must divide the "
+        "number of `query` heads (grouped-query attention). Received: query "
+        "heads={}, key heads={}",
+        query_heads // key_heads,
+    )
 
 
 def _split_heads(x, groups):

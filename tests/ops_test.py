@@ -120,6 +120,30 @@ def test_parity_with_keras_dot_product_attention(q_len, k_len):
         np.testing.assert_allclose(
             np.swapaxes(to_numpy(ours), 1, 2), to_numpy(reference), atol=1e-5
         )
+        # The same tensors in Keras' layout, said so.
+        in_keras_layout = scaled_dot_product_attention(
+            q, k, v, allowed, causal=causal, layout="BTNH"
+        )
+        np.testing.assert_allclose(
+            to_numpy(in_keras_layout), to_numpy(reference), atol=1e-5
+        )
+
+
+def test_keras_layout_with_grouped_keys_and_weights():
+    # (batch, length, heads, depth) with 2 key/value heads for 4 query heads;
+    # the weights keep (batch, heads, q_len, k_len), as Keras' mask does.
+    q, k, v = normal(2, 5, 4, 8), normal(2, 6, 2, 8), normal(2, 6, 2, 3)
+    context, weights = scaled_dot_product_attention(
+        q, k, v, causal=True, layout="BTNH", return_weights=True
+    )
+    expected, expected_weights = scaled_dot_product_attention(
+        *(np.swapaxes(x, 1, 2) for x in (q, k, v)), causal=True, return_weights=True
+    )
+    np.testing.assert_allclose(
+        to_numpy(context), np.swapaxes(to_numpy(expected), 1, 2), atol=1e-6
+    )
+    np.testing.assert_allclose(to_numpy(weights), to_numpy(expected_weights))
+    assert tuple(weights.shape) == (2, 4, 5, 6)
 
 
 def test_causal_with_unequal_lengths_is_top_left_aligned():
@@ -308,6 +332,20 @@ FLOAT_MASK = (
 )
 
 BAD_INPUTS = [
+    pytest.param(
+        lambda: attend(layout="bthd"),
+        ValueError,
+        F
+        + "`layout` must be one of ('BNTH', 'BTNH'): \"BNTH\" for (batch, heads, length, depth), \"BTNH\" for (batch, length, heads, depth) as keras.ops.dot_product_attention. Received: layout='bthd'",
+        id="layout",
+    ),
+    pytest.param(
+        lambda: attend(layout="BTNH", query_shape=(2, 3, 4)),
+        ValueError,
+        F
+        + 'with layout="BTNH", `query` must have rank 4, (batch, length, heads, depth). Received: query.shape=(2, 3, 4)',
+        id="layout-rank",
+    ),
     pytest.param(
         lambda: attend(query_start=2, alignment="bottom_right"),
         ValueError,
@@ -712,6 +750,40 @@ def test_grouped_keys_equal_keys_repeated_per_group(kv_heads, options):
     )
     np.testing.assert_allclose(to_numpy(context), to_numpy(expected), atol=1e-6)
     np.testing.assert_allclose(to_numpy(weights), to_numpy(expected_weights), atol=1e-6)
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("tile_size", [0, 16], ids=["full", "tiled"])
+def test_grouped_keys_with_a_head_count_unknown_when_traced(tile_size):
+    # As after a replica's `all_gather`: the key/value head axis is None in
+    # the `tf.function`'s signature, so the query heads are grouped at run
+    # time, and a count that does not divide the query's is refused there.
+    import tensorflow as tf
+
+    query = normal(2, 8, 64, 4)
+    key, value = normal(2, 2, 64, 4), normal(2, 2, 64, 3)
+    repeated = [np.repeat(x, 4, axis=1) for x in (key, value)]
+    expected = scaled_dot_product_attention(query, *repeated, causal=True)
+    attend = tf.function(
+        lambda q, k, v: scaled_dot_product_attention(
+            q, k, v, causal=True, tile_size=tile_size
+        ),
+        input_signature=[
+            tf.TensorSpec([2, 8, 64, 4]),
+            tf.TensorSpec([2, None, 64, 4]),
+            tf.TensorSpec([2, None, 64, 3]),
+        ],
+    )
+    np.testing.assert_allclose(
+        to_numpy(attend(query, key, value)), to_numpy(expected), atol=1e-6
+    )
+    assert_raises_with(
+        lambda: attend(query, normal(2, 3, 64, 4), normal(2, 3, 64, 3)),
+        tf.errors.InvalidArgumentError,
+        "[scaled_dot_product_attention: the number of `key` heads (axis -3) "
+        "must divide the number of `query` heads (grouped-query attention). "
+        "Received: query heads] [8] [key heads] [3]",
+    )
 
 
 # ALiBi ----------------------------------------------------------------------------

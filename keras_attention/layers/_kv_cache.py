@@ -208,8 +208,8 @@ def check(
 def overflow_message(owner, max_length, index, q_len):
     return (
         f"{owner}: the cache overflows: `cache_index` + q_len must be at most "
-        f"max_length={max_length}, the length of the cache. Received: cache_index={index}, "
-        f"q_len={q_len}"
+        f"max_length={max_length}, the length of the cache. Received: "
+        f"cache_index={index}, q_len={q_len}"
     )
 
 
