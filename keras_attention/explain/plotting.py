@@ -18,7 +18,8 @@ import numpy as np
 
 _SCALES = ("shared", "per_head", "probability")
 _NAN_COLOUR = "#d62728"  # red: not in viridis
-_MASKED_COLOUR = "#d9d9d9"  # light grey, hatched
+# Masked cells, and their legend: light grey, hatched.
+_MASKED_STYLE = {"facecolor": "#d9d9d9", "edgecolor": "#7f7f7f", "hatch": "//"}
 _FONT_HINT = (
     "Install a font that has them, e.g. Noto CJK for Chinese, Japanese and "
     "Korean: `sudo apt-get install fonts-noto-cjk` on Debian/Ubuntu."
@@ -104,7 +105,8 @@ def plot_attention(
 
     Any number of maps is laid out in rows of at most `columns` panels, each
     panel sized to its tokens, and every label stays inside the figure.
-    Masked cells (where `mask` is 0) are drawn light grey and hatched; NaN
+    Masked cells (where `mask` is 0) are drawn light grey and hatched, and a
+    legend below the panels says so; NaN
     weights are drawn red, with a warning and a note in the title. Token
     labels in any script are drawn with an installed font that has their
     glyphs (see the module docstring).
@@ -194,12 +196,10 @@ def plot_attention(
     axes = axes[:count]
 
     import matplotlib
+    from matplotlib.ticker import MaxNLocator
 
     colours = matplotlib.colormaps["viridis"].with_extremes(bad=_NAN_COLOUR)
     tick_size = 10 if max(q_len, k_len) <= 16 else 8 if max(q_len, k_len) <= 32 else 6
-    label = "attention weight" + (
-        "; grey hatched: masked" if allowed is not None else ""
-    )
     shared_top = _top(weights, allowed)
     for index, (ax, grid) in enumerate(zip(axes, weights, strict=True)):
         if color_scale == "probability":
@@ -215,6 +215,9 @@ def plot_attention(
             ax.set_title(f"head {index}")
         ax.set_xlabel("key")
         ax.set_ylabel("query")
+        # Ticks at positions, never between them.
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         if key_tokens is not None:
             ax.set_xticks(
                 range(k_len), key_tokens, rotation=90, fontsize=tick_size, **text
@@ -224,7 +227,17 @@ def plot_attention(
         if color_scale == "per_head":
             figure.colorbar(image, ax=ax, shrink=0.8)
     if color_scale != "per_head":
-        figure.colorbar(image, ax=list(axes), shrink=0.8, label=label)
+        figure.colorbar(image, ax=list(axes), shrink=0.8, label="attention weight")
+    if allowed is not None and not allowed.all():
+        # A legend below the panels, where a long colour-bar label would be
+        # cut at both ends of a short bar.
+        from matplotlib.patches import Patch
+
+        figure.legend(
+            handles=[Patch(**_MASKED_STYLE, label="masked: no attention")],
+            loc="outside lower center",
+            frameon=False,
+        )
     if title:
         figure.suptitle(title, **text)
     return figure
@@ -264,15 +277,7 @@ def _hatch(ax, masked):
     cells = [
         Rectangle((c - 0.5, r - 0.5), 1, 1) for r, c in zip(rows, cols, strict=True)
     ]
-    ax.add_collection(
-        PatchCollection(
-            cells,
-            facecolor=_MASKED_COLOUR,
-            edgecolor="#7f7f7f",
-            hatch="//",
-            linewidth=0,
-        )
-    )
+    ax.add_collection(PatchCollection(cells, **_MASKED_STYLE, linewidth=0))
 
 
 def _fonts_for(texts):

@@ -28,9 +28,34 @@ def _drawn(figure):
 
 
 def _texts(figure):
+    """The texts of `figure` that are drawn: not the labels of ticks
+    outside their axis' view, which matplotlib keeps but does not draw."""
     from matplotlib.text import Text
 
-    return [t for t in figure.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    hidden = set()
+    for ax in figure.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks():
+                if not low - 1e-9 <= tick.get_loc() <= high + 1e-9:
+                    hidden.update((tick.label1, tick.label2))
+    return [
+        t
+        for t in figure.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and t not in hidden
+    ]
+
+
+def _assert_texts_inside(figure):
+    """Checks that every text of `figure`, drawn, lies on its canvas;
+    returns the renderer."""
+    renderer = _drawn(figure)
+    width, height = figure.canvas.get_width_height()
+    for text in _texts(figure):
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= -1 and box.y0 >= -1, text.get_text()
+        assert box.x1 <= width + 1 and box.y1 <= height + 1, text.get_text()
+    return renderer
 
 
 def test_position_encoding_picture_shows_the_table():
@@ -71,14 +96,8 @@ def test_heads_in_a_grid_every_text_inside_the_canvas(count, scale):
     columns = {round(ax.get_position().x0, 3) for ax in panels}
     assert len(columns) == min(count, 4)
     assert len(rows) == -(-count // 4)
-    renderer = _drawn(figure)
-    width, height = figure.canvas.get_width_height()
-    texts = _texts(figure)
-    assert len(texts) > 2 * 8 * count  # the tick labels are among them
-    for text in texts:
-        box = text.get_window_extent(renderer)
-        assert box.x0 >= -1 and box.y0 >= -1, text.get_text()
-        assert box.x1 <= width + 1 and box.y1 <= height + 1, text.get_text()
+    assert len(_texts(figure)) > 2 * 8 * count  # the tick labels are among them
+    renderer = _assert_texts_inside(figure)
     titles = [figure._suptitle] + [ax.title for ax in panels]
     titles = [t for t in titles if t is not None and t.get_text()]
     assert len(titles) == (1 if count == 1 else count + 1)
@@ -128,7 +147,16 @@ def test_masked_cells_are_hatched_and_left_out_of_the_scale():
     assert corners == [(1.5, -0.5), (1.5, 0.5)]
     np.testing.assert_allclose(panel.images[0].get_array(), weights)
     assert panel.images[0].get_clim() == (0, pytest.approx(0.9))
-    assert "masked" in figure.axes[1].get_ylabel()  # the colour bar says so
+    # A legend says what the hatching means, and no text is cut off (a
+    # colour-bar label saying it was cut at both ends).
+    (legend,) = figure.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["masked: no attention"]
+    assert legend.legend_handles[0].get_hatch() == "//"
+    _assert_texts_inside(figure)
+    # Without tokens, ticks stand at positions, not between them.
+    ticks = panel.get_xticks()
+    assert set(ticks[(ticks >= 0) & (ticks <= 2)]) == {0, 1, 2}
+    assert all(float(t).is_integer() for t in panel.get_yticks())
     with pytest.raises(
         ValueError,
         match=r"plot_attention: `mask` must be broadcastable to the weights' shape "
