@@ -106,8 +106,8 @@ def plot_attention(
     Any number of maps is laid out in rows of at most `columns` panels, each
     panel sized to its tokens, and every label stays inside the figure.
     Masked cells (where `mask` is 0) are drawn light grey and hatched, and a
-    legend below the panels says so; NaN
-    weights are drawn red, with a warning and a note in the title. Token
+    legend below the panels says so; NaN weights are drawn red, with a
+    warning and a note in the title. Token
     labels in any script are drawn with an installed font that has their
     glyphs (see the module docstring).
 
