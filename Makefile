@@ -25,7 +25,7 @@ $(VENV)/.installed-demo: $(PY) setup.cfg pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 $(VENV)/.installed-test: $(PY) setup.cfg pyproject.toml $(CONSTRAINTS)
-	$(PIP) install -c $(CONSTRAINTS) -e ".[test,plot]"
+	@$(call timed,install-venv,$(PIP) install -c $(CONSTRAINTS) -e ".[test,plot]")
 	touch $@ $(VENV)/.installed-demo
 
 # `--overwrite`: a second `make demo` replaces ./demo-output (and says so),
@@ -84,13 +84,13 @@ PYTEST_FLAGS := -p no:cacheprovider
 # The layer tests on PyTorch, in their own venv. `torch==2.13.0` is the CPU
 # build; a bare `pip install torch` would download a multi-GB CUDA build.
 TORCH_VENV := .venv-torch
+# Only what the torch run uses: not jax, LiteRT, nbmake, ruff or build.
 $(TORCH_VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS) | $(VENV)/.installed-test
 	@$(CHECK_VENV)
 	$(PYTHON) -m venv $(TORCH_VENV)
-	$(TORCH_VENV)/bin/python -m pip --disable-pip-version-check -q install torch==2.13.0
-	# Only what the torch run uses: not jax, LiteRT, nbmake, ruff or build.
-	$(TORCH_VENV)/bin/python -m pip --disable-pip-version-check -q install \
-	  -c $(CONSTRAINTS) -e ".[plot]" pytest hypothesis
+	@$(call timed,install-torch,$(TORCH_VENV)/bin/python -m pip --disable-pip-version-check -q install torch==2.13.0 \
+	  && $(TORCH_VENV)/bin/python -m pip --disable-pip-version-check -q install \
+	  -c $(CONSTRAINTS) -e ".[plot]" pytest hypothesis)
 	touch $@
 
 test-torch: $(TORCH_VENV)/.installed
@@ -104,10 +104,10 @@ OLDEST_CONSTRAINTS := constraints-oldest.txt
 $(OLDEST_VENV)/.installed: setup.cfg pyproject.toml $(OLDEST_CONSTRAINTS) | $(TORCH_VENV)/.installed
 	@$(CHECK_VENV)
 	$(PYTHON) -m venv $(OLDEST_VENV)
-	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install \
+	@$(call timed,install-oldest,$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install \
 	  -c $(OLDEST_CONSTRAINTS) "keras==3.9.0" "tensorflow==2.16.1" \
-	  "scipy==1.10.0" numpy pytest hypothesis matplotlib
-	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e .
+	  "scipy==1.10.0" numpy pytest hypothesis matplotlib \
+	  && $(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e .)
 	touch $@
 
 test-oldest: $(OLDEST_VENV)/.installed
