@@ -24,8 +24,10 @@ $(VENV)/.installed-demo: $(PY) setup.cfg pyproject.toml $(CONSTRAINTS)
 	$(PIP) install -c $(CONSTRAINTS) -e ".[plot]"
 	touch $@
 
+# (A command with a comma reaches `timed` through a variable.)
+INSTALL_TEST = $(PIP) install -c $(CONSTRAINTS) -e ".[test,plot]"
 $(VENV)/.installed-test: $(PY) setup.cfg pyproject.toml $(CONSTRAINTS)
-	@$(call timed,install-venv,$(PIP) install -c $(CONSTRAINTS) -e ".[test,plot]")
+	@$(call timed,install-venv,$(INSTALL_TEST))
 	touch $@ $(VENV)/.installed-demo
 
 # `--overwrite`: a second `make demo` replaces ./demo-output (and says so),
@@ -85,12 +87,13 @@ PYTEST_FLAGS := -p no:cacheprovider
 # build; a bare `pip install torch` would download a multi-GB CUDA build.
 TORCH_VENV := .venv-torch
 # Only what the torch run uses: not jax, LiteRT, nbmake, ruff or build.
+INSTALL_TORCH = $(TORCH_VENV)/bin/python -m pip --disable-pip-version-check -q \
+  install torch==2.13.0 && $(TORCH_VENV)/bin/python -m pip \
+  --disable-pip-version-check -q install -c $(CONSTRAINTS) -e ".[plot]" pytest hypothesis
 $(TORCH_VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS) | $(VENV)/.installed-test
 	@$(CHECK_VENV)
 	$(PYTHON) -m venv $(TORCH_VENV)
-	@$(call timed,install-torch,$(TORCH_VENV)/bin/python -m pip --disable-pip-version-check -q install torch==2.13.0 \
-	  && $(TORCH_VENV)/bin/python -m pip --disable-pip-version-check -q install \
-	  -c $(CONSTRAINTS) -e ".[plot]" pytest hypothesis)
+	@$(call timed,install-torch,$(INSTALL_TORCH))
 	touch $@
 
 test-torch: $(TORCH_VENV)/.installed
