@@ -213,21 +213,28 @@ def overflow_message(owner, max_length, index, q_len):
     )
 
 
-def _guard_overflow(parts, q_len, size, result, with_weights):
-    """`result` checked at run time for a step whose `cache_index` or
-    `q_len` was not known when traced: NaN in the context of a row that
-    writes past `size` positions, and on TensorFlow an assertion."""
-    fits = ops.less_equal(parts.index + q_len, size)  # () or (batch,)
+def _fits(parts, q_len, size):
+    """Whether each row's step ends within the cache's `size` positions, a
+    boolean `()` or `(batch,)`, for a step whose `cache_index` or `q_len`
+    was not known when traced; on TensorFlow the step's writes wait for an
+    assertion of it (see `_backend.assert_that`)."""
+    fits = ops.less_equal(parts.index + q_len, size)
+    shown_q_len = q_len if isinstance(q_len, int) else "{}"
+    values = [ops.max(parts.index)] + ([] if isinstance(q_len, int) else [q_len])
+    parts.index = _backend.current().assert_that(
+        lambda: (ops.all(fits), values),
+        overflow_message(parts.owner, size, "{}", shown_q_len),
+        parts.index,
+    )
+    return fits
+
+
+def _nan_unless(fits, result, with_weights):
+    """`result` with NaN in the context of the rows that do not fit, where
+    no assertion ran (`jax.jit`, XLA)."""
     context = result[0] if with_weights else result
     context = ops.where(
         ops.reshape(fits, (-1, 1, 1, 1)), context, ops.cast(float("nan"), context.dtype)
-    )
-    shown_q_len = q_len if isinstance(q_len, int) else "{}"
-    values = [ops.max(parts.index)] + ([] if isinstance(q_len, int) else [q_len])
-    context = _backend.current().assert_that(
-        lambda: (ops.all(fits), values),
-        overflow_message(parts.owner, size, "{}", shown_q_len),
-        context,
     )
     return (context, result[1]) if with_weights else context
 
@@ -287,11 +294,13 @@ def step(parts, new_key, new_value, attend, *, causal, with_weights, whole):
     """
     if parts.ring:
         return _ring_step(parts, new_key, new_value, attend)
-    index, q_len = parts.index, ops.shape(new_key)[2]
+    q_len = ops.shape(new_key)[2]
+    size = ops.shape(parts.keys[0])[2] if parts.max_length is None else parts.max_length
+    fits = None if parts.checked else _fits(parts, q_len, size)
+    index = parts.index
     keys = _write_segments(parts.keys, new_key, index, parts.per_row)
     values = _write_segments(parts.values, new_value, index, parts.per_row)
     sizes = parts.sizes
-    size = ops.shape(keys[0])[2] if parts.max_length is None else parts.max_length
     # The positions the first `count` segments hold.
     bounds = [sum(sizes[:count]) for count in range(1, len(sizes))] + [size]
 
@@ -327,8 +336,8 @@ def step(parts, new_key, new_value, attend, *, causal, with_weights, whole):
         result = ops.switch(
             branch, [functools.partial(prefix, n) for n in range(1, len(sizes) + 1)]
         )
-    if not parts.checked:
-        result = _guard_overflow(parts, q_len, size, result, with_weights)
+    if fits is not None:
+        result = _nan_unless(fits, result, with_weights)
     return result, parts.returned(keys, values)
 
 
