@@ -55,6 +55,22 @@ def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
+def perturbed(model, scale=0.1):
+    """`model` as training would leave it, without training (a test session
+    trains at most one model): noise added to every weight, so that no
+    initializer gives them, and a compiled model's optimizer built (else
+    Keras warns on reloading that the saved optimizer has fewer
+    variables)."""
+    rng = np.random.default_rng(1)
+    model.set_weights(
+        [w + rng.normal(0, scale, w.shape).astype(w.dtype) for w in model.get_weights()]
+    )
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    return model
+
+
 def symbolic(*shape, dtype="float32"):
     """A `keras.Input` with the full shape, batch size included."""
     return keras.Input(batch_shape=shape, dtype=dtype)

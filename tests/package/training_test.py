@@ -53,23 +53,33 @@ def test_xla_training_matches_and_masks_padding():
     np.testing.assert_allclose(after[real], before[real], atol=1e-4)
 
 
+# How far the mixed-precision losses of two epochs may stray from float32's
+# (seen: 5e-5 to 2.4e-4 for float16, 4e-4 to 5e-4 for bfloat16, on
+# TensorFlow, JAX and PyTorch).
+TOL_F16, TOL_BF16 = 2e-3, 5e-3
+
+
 @pytest.mark.end_to_end
 def test_mixed_precision_trains_like_float32():
-    accuracy = {}
+    # The same steps from the same weights: the losses follow float32's
+    # within the precision of the compute dtype (float16 with its loss
+    # scaling, bfloat16), and they fall.
+    losses = {}
     for policy in ("float32", "mixed_float16", "mixed_bfloat16"):
         keras.config.set_dtype_policy(policy)
         model = _model()
         assert model.layers[-2].compute_dtype == policy.split("_")[-1]
         assert model.layers[-1].compute_dtype == "float32"  # the logits
-        losses = model.fit(TOKENS, TARGETS, batch_size=64, epochs=8, verbose=0).history[
-            "loss"
-        ]
-        assert np.all(np.isfinite(losses)), (policy, losses)
-        logits = model.predict(TEST_TOKENS, verbose=0)
-        accuracy[policy] = keras_attention.real_token_accuracy(
-            logits, TEST_TOKENS, TEST_TARGETS
-        )
+        losses[policy] = model.fit(
+            TOKENS[:512],
+            TARGETS[:512],
+            batch_size=32,
+            epochs=2,
+            shuffle=False,
+            verbose=0,
+        ).history["loss"]
     keras.config.set_dtype_policy("float32")
-    assert accuracy["float32"] > 0.9, accuracy
-    for policy in ("mixed_float16", "mixed_bfloat16"):
-        assert abs(accuracy[policy] - accuracy["float32"]) < 0.05, accuracy
+    for policy, rtol in (("mixed_float16", TOL_F16), ("mixed_bfloat16", TOL_BF16)):
+        assert np.all(np.isfinite(losses[policy])), losses
+        assert losses[policy][1] < losses[policy][0], losses
+        np.testing.assert_allclose(losses[policy], losses["float32"], rtol=rtol)
