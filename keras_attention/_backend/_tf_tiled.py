@@ -119,10 +119,13 @@ def _pad_length(x, extra):
 def _pad_mask(mask, q_padded, k_padded):
     """A mask whose size is linear in the lengths (a padding mask
     `(..., 1, k_len)`, a query mask `(..., q_len, 1)`), padded with False to
-    whole tiles, so that its shape depends on the tiles too. A `(q_len,
-    k_len)` mask is left as it is, never copied: `_MaskTiles` reads its last
-    tiles past the end (and each new length then compiles anew), as is a
-    mask whose shape is not known when traced."""
+    whole tiles, so that its shape depends on the tiles too: this holds for a
+    length unknown when traced (`fit` on sequences of varying lengths, with
+    `Embedding(mask_zero=True)`), whose XLA kernels would otherwise compile
+    anew for every length. A `(q_len, k_len)` mask is left as it is, never
+    copied: `_MaskTiles` reads its last tiles past the end (and each new
+    length then compiles anew), as is a mask neither of whose last two axes
+    is known to be 1."""
     if mask is None:
         return None
     mask = tf.convert_to_tensor(mask)
@@ -131,12 +134,18 @@ def _pad_mask(mask, q_padded, k_padded):
         shape = [1] * (2 - len(shape)) + shape
         mask = tf.reshape(mask, shape)
     rows, cols = shape[-2:]
-    if None in (rows, cols) or (rows != 1 and cols != 1):
+    if rows != 1 and cols != 1:
         return mask
-    extra = [
-        0 if n == 1 else padded - n
-        for n, padded in zip((rows, cols), (q_padded, k_padded), strict=True)
-    ]
+    extra = []
+    for axis, (n, padded) in enumerate(
+        zip((rows, cols), (q_padded, k_padded), strict=True)
+    ):
+        if n is None:
+            # Known at run time: an axis of size 1 broadcasts, unpadded.
+            n = tf.shape(mask)[len(shape) - 2 + axis]
+            extra.append((padded - n) * tf.cast(n != 1, tf.int32))
+        else:
+            extra.append(0 if n == 1 else padded - n)
     if all(isinstance(n, int) and n == 0 for n in extra):
         return mask
     paddings = [[0, 0]] * (len(shape) - 2) + [[0, extra[0]], [0, extra[1]]]

@@ -525,3 +525,24 @@ def test_eager_calls_of_several_lengths_print_no_retracing_warning(caplog):
         q = normal(1, 1, length, 4)
         tiled(q, q, q)
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+@pytest.mark.tensorflow_only
+def test_a_padding_mask_of_a_length_unknown_when_traced_is_padded_to_whole_tiles():
+    # As in `fit` on batches of varying lengths with Embedding(mask_zero=True):
+    # the mask's shape must follow the tiles, as the keys' does, or the
+    # compiled kernels compile anew for every length.
+    import tensorflow as tf
+
+    from keras_attention._backend import _tf_tiled
+
+    pad = tf.function(
+        lambda mask, padded: tf.shape(_tf_tiled._pad_mask(mask, 64, padded)),
+        input_signature=[
+            tf.TensorSpec([2, 1, 1, None], tf.bool),
+            tf.TensorSpec([], tf.int32),
+        ],
+    )
+    assert pad(np.ones((2, 1, 1, 37), bool), 64).numpy().tolist() == [2, 1, 1, 64]
+    # A mask axis of size 1 at run time broadcasts: it stays 1.
+    assert pad(np.ones((2, 1, 1, 1), bool), 64).numpy().tolist() == [2, 1, 1, 1]
