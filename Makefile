@@ -163,6 +163,7 @@ bench: $(VENV)/.installed-bench $(TORCH_VENV)/.installed
 	KERAS_BACKEND=tensorflow $(PY) benchmarks/decoding.py
 	$(PY) benchmarks/prefill.py --backend tensorflow
 	$(PY) benchmarks/prefill.py --backend jax
+	$(PY) benchmarks/varying_lengths.py
 	$(PY) benchmarks/speed.py --backend jax --quick
 	$(PY) benchmarks/memory.py --backend jax --lengths 4096 8192 16384
 	$(TORCH_VENV)/bin/python benchmarks/speed.py --backend torch --quick
