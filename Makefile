@@ -61,8 +61,8 @@ pytest-jax: $(VENV)/.installed-test
 # cores busy (Python, tracing and compiling are single-threaded), so a second
 # one fills the rest. Each part's output is printed whole when it ends
 # (--output-sync), and at the end the time of each part and of the whole.
-# The venvs install one after another (each writes the package's egg-info),
-# beside the test sessions.
+# The venvs install side by side with each other and with the test
+# sessions.
 test:
 	@rm -rf $(TIMES) && mkdir -p $(TIMES) && date +%s > $(TIMES)/start
 	@$(MAKE) --no-print-directory -j2 --output-sync=target test-parts; \
@@ -85,12 +85,21 @@ PYTEST_FLAGS := -p no:cacheprovider
 
 # The layer tests on PyTorch, in their own venv. `torch==2.13.0` is the CPU
 # build; a bare `pip install torch` would download a multi-GB CUDA build.
+# The torch and oldest venvs do not install the package: they install its
+# requirements (setup.cfg, printed by .ci/requirements.py) and find it in the
+# checkout through a .pth file. An install would write the package's
+# egg-info into the checkout while .venv's install writes it too; this way
+# the three venvs install side by side.
+LINK_CHECKOUT = $(1)/bin/python -c "import os, sysconfig; open(os.path.join( \
+  sysconfig.get_paths()['purelib'], 'keras_attention_checkout.pth'), 'w').write(os.getcwd())"
 TORCH_VENV := .venv-torch
 # Only what the torch run uses: not jax, LiteRT, nbmake, ruff or build.
 INSTALL_TORCH = $(TORCH_VENV)/bin/python -m pip --disable-pip-version-check -q \
   install torch==2.13.0 && $(TORCH_VENV)/bin/python -m pip \
-  --disable-pip-version-check -q install -c $(CONSTRAINTS) -e ".[plot]" pytest hypothesis
-$(TORCH_VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS) | $(VENV)/.installed-test
+  --disable-pip-version-check -q install -c $(CONSTRAINTS) \
+  $$($(PYTHON) .ci/requirements.py plot) pytest hypothesis \
+  && $(call LINK_CHECKOUT,$(TORCH_VENV))
+$(TORCH_VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
 	@$(CHECK_VENV)
 	$(PYTHON) -m venv $(TORCH_VENV)
 	@$(call timed,install-torch,$(INSTALL_TORCH))
@@ -104,13 +113,13 @@ test-torch: $(TORCH_VENV)/.installed
 # every other package of that venv pinned in constraints-oldest.txt.
 OLDEST_VENV := .venv-oldest
 OLDEST_CONSTRAINTS := constraints-oldest.txt
-$(OLDEST_VENV)/.installed: setup.cfg pyproject.toml $(OLDEST_CONSTRAINTS) | $(TORCH_VENV)/.installed
+$(OLDEST_VENV)/.installed: setup.cfg pyproject.toml $(OLDEST_CONSTRAINTS)
 	@$(CHECK_VENV)
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	@$(call timed,install-oldest,$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install \
 	  -c $(OLDEST_CONSTRAINTS) "keras==3.9.0" "tensorflow==2.16.1" \
 	  "scipy==1.10.0" numpy pytest hypothesis matplotlib \
-	  && $(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e .)
+	  && $(call LINK_CHECKOUT,$(OLDEST_VENV)))
 	touch $@
 
 test-oldest: $(OLDEST_VENV)/.installed
