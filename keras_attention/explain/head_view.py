@@ -3,8 +3,9 @@ file: no PyTorch, no matplotlib, no network when it is viewed.
 
 The page shows one panel per head, side by side, each with the query tokens
 on the left and the key tokens on the right. Hovering a query token (in any
-panel) shades, in every panel, the keys it attends to: the darker, the more
-weight (relative to that row's largest weight), the weight in the tooltip.
+panel) shades, in every panel, the keys it attends to by their weight: a
+weight of 1 is full colour, 0 clear, so a flat row looks pale and a peaked
+one dark; the weight is in the tooltip.
 The CSS and the JavaScript are inline; the weights are embedded as JSON.
 """
 
@@ -48,10 +49,8 @@ _SCRIPT = """
     document.querySelectorAll('.query[data-query="' + row + '"]').forEach(
       function (query) { query.classList.add("active"); });
     keys.forEach(function (key) {
-      var weights = data.weights[+key.dataset.head][row];
-      var top = Math.max.apply(null, weights);
-      var weight = weights[+key.dataset.key];
-      var alpha = top > 0 ? weight / top : 0;
+      var weight = data.weights[+key.dataset.head][row][+key.dataset.key];
+      var alpha = Math.min(Math.max(weight, 0), 1);
       key.style.backgroundColor = "rgba(31, 119, 180, " + alpha.toFixed(3) + ")";
       key.title = "weight " + weight.toFixed(4);
     });
@@ -72,10 +71,11 @@ def attention_html(weights, tokens, key_tokens=None, *, title=None, path=None):
 
     One panel per head, side by side: query tokens on the left, key tokens
     on the right. Hovering a query token shades, in every panel, the keys it
-    attends to (darker: more weight, relative to the row's largest; the
-    weight in the tooltip). Everything is inline (CSS, JavaScript, the
-    weights as JSON): the file opens offline, in any browser. Tokens are
-    HTML-escaped, so any text is shown as it is.
+    attends to, by the weight itself (clear at 0, full colour at 1, so a
+    flat row looks pale and a peaked one dark; the weight in the tooltip).
+    Everything is inline (CSS, JavaScript, the weights as JSON): the file
+    opens offline, in any browser. Tokens are HTML-escaped, so any text is
+    shown as it is.
 
     Args:
         weights: `(q_len, k_len)` for one map or `(num_heads, q_len, k_len)`,
@@ -163,7 +163,8 @@ def _page(weights, queries, keys, title):
         f"<title>{heading}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
         f"<h1>{heading}</h1>\n"
         '<p class="note">Hover a query token (left) to shade the keys it '
-        "attends to (right), in every head.</p>\n"
+        "attends to (right), in every head: the shade is the weight, clear "
+        "at 0, full colour at 1.</p>\n"
         f'<div class="heads">{"".join(panels)}</div>\n'
         f'<script type="application/json" id="attention-data">{data}</script>\n'
         f"<script>{_SCRIPT}</script>\n</body>\n</html>\n"

@@ -19,10 +19,10 @@ from selenium.webdriver.common.by import By
 from keras_attention import attention_html
 
 # Two heads over three tokens: head 0 looks at the next token, head 1 at
-# the first; the third token's row of head 0 looks at itself.
+# the first; the third token's row of head 0 is flat.
 WEIGHTS = np.array(
     [
-        [[0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.1, 0.1, 0.8]],
+        [[0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4]],
         [[0.8, 0.1, 0.1], [0.8, 0.1, 0.1], [0.8, 0.1, 0.1]],
     ]
 )
@@ -52,8 +52,8 @@ def driver():
 
 
 def _shade(driver, head, key):
-    """The alpha of a key token's background: 0 clear, 1 the row's largest
-    weight (Chromium writes `rgb(...)` for alpha 1, `rgba(...)` otherwise)."""
+    """The alpha of a key token's background: the weight, 0 clear, 1 full
+    colour (Chromium writes `rgb(...)` for alpha 1, `rgba(...)` otherwise)."""
     element = driver.find_element(
         By.CSS_SELECTOR, f'.key[data-head="{head}"][data-key="{key}"]'
     )
@@ -80,15 +80,21 @@ def test_page_loads_cleanly_and_hover_highlights_the_attended_tokens(driver, tmp
 
     queries = driver.find_elements(By.CSS_SELECTOR, '.query[data-query="0"]')
     ActionChains(driver).move_to_element(queries[0]).perform()
-    # Token 0: head 0 attends to token 1, head 1 to token 0, in full colour.
-    assert _shade(driver, 0, 1) == 1 and _shade(driver, 1, 0) == 1
-    assert _shade(driver, 0, 0) == pytest.approx(0.1 / 0.8, abs=1e-3)
+    # Token 0: head 0 attends to token 1, head 1 to token 0, shaded by the
+    # weight itself.
+    assert _shade(driver, 0, 1) == pytest.approx(0.8, abs=1e-3)
+    assert _shade(driver, 1, 0) == pytest.approx(0.8, abs=1e-3)
+    assert _shade(driver, 0, 0) == pytest.approx(0.1, abs=1e-3)
     assert "active" in queries[0].get_attribute("class")
 
     other = driver.find_element(By.CSS_SELECTOR, '.query[data-query="1"]')
     ActionChains(driver).move_to_element(other).perform()
-    assert _shade(driver, 0, 2) == 1
-    assert _shade(driver, 0, 1) == pytest.approx(0.1 / 0.8, abs=1e-3)
+    assert _shade(driver, 0, 2) == pytest.approx(0.8, abs=1e-3)
+    assert _shade(driver, 0, 1) == pytest.approx(0.1, abs=1e-3)
     assert "active" not in queries[0].get_attribute("class")
+    # A flat row looks pale, not as dark as a peaked one.
+    flat = driver.find_element(By.CSS_SELECTOR, '.query[data-query="2"]')
+    ActionChains(driver).move_to_element(flat).perform()
+    assert max(_shade(driver, 0, j) for j in range(3)) == pytest.approx(0.4, abs=1e-3)
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []
