@@ -112,8 +112,11 @@ $(TORCH_VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
 	@$(call timed,install-torch,$(INSTALL_TORCH))
 	touch $@
 
+# One OpenMP thread: PyTorch's threads spin while they wait, and beside
+# another session on two cores that made this run several times slower
+# (the whole run alone: 37 s; beside the JAX session: 208 s).
 test-torch: $(TORCH_VENV)/.installed
-	@$(call timed,test-torch,KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -m pytest \
+	@$(call timed,test-torch,OMP_NUM_THREADS=1 KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -m pytest \
 	  $(PYTEST_FLAGS) -m "not tensorflow_only and not end_to_end" --trains reversal-demo)
 
 # The layer tests with the declared minimum versions (setup.cfg) pinned, and
