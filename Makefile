@@ -133,11 +133,7 @@ test-torch: $(TORCH_VENV)/.installed
 # every other package of that venv pinned in constraints-oldest.txt.
 OLDEST_VENV := .venv-oldest
 OLDEST_CONSTRAINTS := constraints-oldest.txt
-# (After the other two venvs only for `make test`'s schedule: make starts
-# jobs in the order it meets them, and this one would take the slot that
-# the JAX session is waiting for.)
-$(OLDEST_VENV)/.installed: setup.cfg pyproject.toml $(OLDEST_CONSTRAINTS) \
-  | $(VENV)/.installed-test $(TORCH_VENV)/.installed
+$(OLDEST_VENV)/.installed: setup.cfg pyproject.toml $(OLDEST_CONSTRAINTS)
 	@$(CHECK_VENV)
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	@$(call timed,install-oldest,$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install \
