@@ -78,8 +78,9 @@ test:
 # the two long sessions, JAX (the longest) first; the oldest versions and
 # PyTorch fill in after them. Within `make test` the TensorFlow session
 # waits for the torch venv, only so that it installs first, beside .venv.
-# (The rule of pytest-tf-after-torch-venv follows the torch venv's.)
 test-parts: lint pytest-jax pytest-tf-after-torch-venv test-oldest test-torch
+pytest-tf-after-torch-venv: $(TORCH_VENV)/.installed $(VENV)/.installed-test
+	@$(MAKE) --no-print-directory pytest-tf
 
 # `$(call timed,NAME,COMMAND)`: runs COMMAND and records its wall time and
 # exit status in $(TIMES)/NAME.txt for `make test`'s summary.
@@ -118,9 +119,6 @@ $(TORCH_VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(TORCH_VENV)
 	@$(call timed,install-torch,$(INSTALL_TORCH))
 	touch $@
-
-pytest-tf-after-torch-venv: $(TORCH_VENV)/.installed $(VENV)/.installed-test
-	@$(MAKE) --no-print-directory pytest-tf
 
 # One OpenMP thread: PyTorch's threads spin while they wait, and beside
 # another session on two cores that made this run several times slower
