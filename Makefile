@@ -14,7 +14,6 @@ CHECK_VENV = $(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
   exit 1; }
 
 .PHONY: demo test test-parts lint pytest-tf pytest-jax test-torch test-oldest test-browser \
-  pytest-tf-after-torch-venv \
   browser-programs bench bench-long soak
 
 $(PY):
@@ -73,14 +72,7 @@ test:
 	echo "make test: $$(( $$(date +%s) - $$(cat $(TIMES)/start) )) s in all"; \
 	exit $$status
 
-# The order is the schedule (two at a time, each part taking the first free
-# slot in this order): .venv and the torch venv install side by side, then
-# the two long sessions, JAX (the longest) first; the oldest versions and
-# PyTorch fill in after them. Within `make test` the TensorFlow session
-# waits for the torch venv, only so that it installs first, beside .venv.
-test-parts: lint pytest-jax pytest-tf-after-torch-venv test-oldest test-torch
-pytest-tf-after-torch-venv: $(TORCH_VENV)/.installed $(VENV)/.installed-test
-	@$(MAKE) --no-print-directory pytest-tf
+test-parts: lint pytest-tf pytest-jax test-torch test-oldest
 
 # `$(call timed,NAME,COMMAND)`: runs COMMAND and records its wall time and
 # exit status in $(TIMES)/NAME.txt for `make test`'s summary.
