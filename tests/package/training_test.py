@@ -23,20 +23,25 @@ def _model(jit_compile="auto"):
     return model
 
 
+def _two_epochs(model, batch_size):
+    """The losses of two epochs on the first 512 sequences, unshuffled."""
+    return model.fit(
+        TOKENS[:512],
+        TARGETS[:512],
+        batch_size=batch_size,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+    ).history["loss"]
+
+
 # On JAX every compiled step is XLA already; run once, where it is a choice.
 @pytest.mark.end_to_end
 def test_xla_training_matches_and_masks_padding():
     eager, xla = _model(jit_compile=False), _model(jit_compile=True)
     history = {}
     for name, model in (("eager", eager), ("xla", xla)):
-        history[name] = model.fit(
-            TOKENS[:512],
-            TARGETS[:512],
-            batch_size=64,
-            epochs=2,
-            shuffle=False,
-            verbose=0,
-        ).history["loss"]
+        history[name] = _two_epochs(model, batch_size=64)
     np.testing.assert_allclose(history["xla"], history["eager"], rtol=1e-3)
     np.testing.assert_allclose(
         xla.predict(TEST_TOKENS, verbose=0),
@@ -70,14 +75,7 @@ def test_mixed_precision_trains_like_float32():
         model = _model()
         assert model.layers[-2].compute_dtype == policy.split("_")[-1]
         assert model.layers[-1].compute_dtype == "float32"  # the logits
-        losses[policy] = model.fit(
-            TOKENS[:512],
-            TARGETS[:512],
-            batch_size=32,
-            epochs=2,
-            shuffle=False,
-            verbose=0,
-        ).history["loss"]
+        losses[policy] = _two_epochs(model, batch_size=32)
     keras.config.set_dtype_policy("float32")
     for policy, rtol in (("mixed_float16", TOL_F16), ("mixed_bfloat16", TOL_BF16)):
         assert np.all(np.isfinite(losses[policy])), losses
