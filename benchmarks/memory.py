@@ -114,7 +114,7 @@ def show(value):
     return f"{value / GIB:.2f} GiB"
 
 
-# Memory targets of the issues: (T, pass) -> GiB of ours at most, per backend;
+# The memory the package aims for: (T, pass) -> GiB of ours at most, per backend;
 # TensorFlow's are fractions of Keras' figure ("of keras").
 TARGETS = {
     "tensorflow": {(16384, "fwd"): 0.10, (8192, "fwd+bwd"): 0.20, (32768, "fwd"): 2.0},

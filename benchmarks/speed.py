@@ -1,6 +1,6 @@
 """Speed: our MultiHeadAttention against keras.layers.MultiHeadAttention.
 
-Method (../MEASURING.md of the team, summarised in RESULTS.md): one process,
+Method (summarised in RESULTS.md, "How to read these figures"): one process,
 same weights (`set_weights`), each compiled step warmed up twice, then A, B,
 A, B ... interleaved for `--runs` runs (at least 7); every output forced to
 NumPy. Each ratio is the median of the per-run ratios keras/ours, with their
@@ -58,7 +58,8 @@ CONFIGS = [
 ]
 QUICK = [(8, 512, 256, 8), (1, 4096, 256, 8)]
 
-# Targets of the issues, as (batch, T, mask, pass, mode): minimum keras/ours.
+# The speed the package aims for, as (batch, T, mask, pass, mode): minimum
+# keras/ours; the summary reports each as met, not shown or MISSED.
 TARGETS = {
     "tensorflow": {
         (8, 512, "full", "fwd", "graph"): 1.0,

@@ -127,10 +127,11 @@ def _full_backward(query, key, value, context, weights, keep, d_context, dropout
 # B=8 T=512), so the threshold stays `ops.TILED_FROM_LOGITS` there, as it
 # does for causal attention and windows, whose tiles skip work (causal
 # forward+backward at B=1 T=4096: 1.9x Keras' layer in tiles, about 1.0x in
-# full, benchmarks/RESULTS.md and a run under load).
+# full: 2026-12-01's quiet run, benchmarks/evidence/history.md, and a run
+# under load).
 # On a slower machine (2026-12-06, matmul 85-140 GFLOP/s against 207-217,
 # large new tensors slow to fill) the tiles were the faster outside XLA too,
-# from 2**22 logits (benchmarks/RESULTS.md, the hand-written backward): the faster path
+# from 2**22 logits (benchmarks/RESULTS.md, "Full or tiled"): the faster path
 # depends on the machine; this threshold follows the faster machine's table.
 OUTSIDE_XLA_TILED_FROM_LOGITS = 1 << 28
 
