@@ -8,7 +8,9 @@ arguments as one paragraph. Before griffe parses a docstring, this rewrites
 the first into its `Examples:` section (rendered as highlighted Python
 sessions) and the second into a Markdown list under a bold title. The
 references of a `References:` section, one after the other in the
-docstring, become a list too.
+docstring, become a list too. A `Returns:` section is prose (shapes, "a
+tuple ..."), where griffe would read the text before the first colon as the
+returned value's type: it stays prose, under a bold title.
 """
 
 import re
@@ -18,6 +20,7 @@ import griffe
 TITLE = re.compile(r"^(?P<name>[A-Z][\w' ]*?)(?P<note>\s*\(.*\))?:$")
 ITEM = re.compile(r"^(?P<names>\w+(?:, \w+)*): (?P<text>.*)$")
 EXAMPLE_TITLES = ("Example", "Examples")
+REWRITTEN = ("Call arguments", "References", "Returns")
 YEAR = re.compile(r"\b(19|20)\d\d\b")
 
 
@@ -63,6 +66,14 @@ def _call_arguments(title, body):
     return lines
 
 
+def _prose(title, body):
+    """A section written as prose, as a bold title over its text."""
+    text = [line[4:] if line.startswith("    ") else line.lstrip() for line in body]
+    while text and not text[-1].strip():
+        text.pop()
+    return [f"**{title}:**", ""] + text
+
+
 def _references(body):
     """One list item per reference: a reference ends with the line that
     ends with a full stop or a semicolon once it has named its year."""
@@ -88,13 +99,15 @@ def keras_to_google(docstring):
     while index < len(lines):
         title = _title(lines, index)
         name = title and title["name"]
-        if name in EXAMPLE_TITLES or name in ("Call arguments", "References"):
+        if name in EXAMPLE_TITLES or name in REWRITTEN:
             end = _section_end(lines, index + 1, name in EXAMPLE_TITLES)
             body = lines[index + 1 : end]
             if name in EXAMPLE_TITLES:
                 output += _examples(body)
             elif name == "References":
                 output += _references(body)
+            elif name == "Returns":
+                output += _prose(name, body)
             else:
                 output += _call_arguments(lines[index][:-1], body)
             if end < len(lines):

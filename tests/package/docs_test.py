@@ -44,6 +44,7 @@ def test_keras_sections_become_griffe_sections():
         "Call arguments (in Keras' order):\n"
         "    inputs: `(batch, dim)`.\n"
         "    mask, training: what Keras\n        passes.\n\n"
+        "Returns:\n    A dict `{name: array}`: one\n    per layer.\n\n"
         "Example:\n\n>>> layer(x).shape\n(2, 3)\n\n>>> 1 + 1\n2\n\n"
         'References:\n    Su et al., "RoFormer: Enhanced Transformer with Rotary\n'
         '    Position Embedding", 2021.\n    Vaswani et al., 2017.\n'
@@ -53,6 +54,7 @@ def test_keras_sections_become_griffe_sections():
         "**Call arguments (in Keras' order):**\n\n"
         "- **`inputs`** – `(batch, dim)`.\n"
         "- **`mask`**, **`training`** – what Keras\n  passes.\n\n"
+        "**Returns:**\n\nA dict `{name: array}`: one\nper layer.\n\n"
         "Examples:\n    >>> layer(x).shape\n    (2, 3)\n\n    >>> 1 + 1\n    2\n\n"
         "References:\n"
         '    - Su et al., "RoFormer: Enhanced Transformer with Rotary Position '
