@@ -1,4 +1,4 @@
-"""A griffe extension: reads the Keras way of writing two docstring sections.
+"""A griffe extension: reads the docstring sections written the Keras way.
 
 The docstrings follow Keras (`keras/src/layers/attention/`): an `Example:`
 title, a blank line, then unindented `>>>` lines; and a `Call arguments:`
