@@ -9,6 +9,7 @@ browser-screenshots/ for a person to look at.
 import functools
 import http.server
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,9 @@ def _screenshots(driver, name):
         driver.execute_script(
             "arguments[0].scrollIntoView({block: 'center'})", images[0]
         )
+        # The header's title fades to the page's title when scrolled: wait for
+        # the fade, or the screenshot shows both titles over each other.
+        time.sleep(0.5)
         driver.save_screenshot(str(SCREENSHOTS / f"{name}-image.png"))
         driver.execute_script("window.scrollTo(0, 0)")
     height = driver.execute_script("return document.documentElement.scrollHeight")
