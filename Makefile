@@ -13,7 +13,7 @@ CHECK_VENV = $(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
   echo "    sudo apt-get install python3-venv"; \
   exit 1; }
 
-.PHONY: demo test test-parts lint pytest-tf pytest-jax test-torch test-oldest test-browser \
+.PHONY: demo test test-parts lint docs pytest-tf pytest-jax test-torch test-oldest test-browser \
   browser-programs bench bench-long soak
 
 $(PY):
@@ -25,7 +25,7 @@ $(VENV)/.installed-demo: $(PY) setup.cfg pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 # (A command with a comma reaches `timed` through a variable.)
-INSTALL_TEST = $(PIP) install -c $(CONSTRAINTS) -e ".[test,plot]"
+INSTALL_TEST = $(PIP) install -c $(CONSTRAINTS) -e ".[test,plot,docs]"
 $(VENV)/.installed-test: $(PY) setup.cfg pyproject.toml $(CONSTRAINTS)
 	@$(call timed,install-venv,$(INSTALL_TEST))
 	touch $@ $(VENV)/.installed-demo
@@ -37,6 +37,16 @@ demo: $(VENV)/.installed-demo
 
 lint: $(VENV)/.installed-test
 	@$(call timed,lint,$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .)
+
+# The documentation site (mkdocs.yml) into site/: the API reference from the
+# docstrings, read by griffe without importing the package, the notebooks
+# with their committed outputs, the guides. Strict, here and in `make test`:
+# a warning (a broken link, a docstring section griffe cannot match to the
+# signature, a page missing from the nav) fails the build. A public name
+# without a page fails tests/package/docs_test.py.
+DOCS_BUILD = NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+docs: $(VENV)/.installed-test
+	@$(call timed,docs,$(DOCS_BUILD))
 
 # The whole suite on TensorFlow, then every test that is not TensorFlow-only
 # or a once-per-run end-to-end check (demo, notebook, packaging) on JAX.
@@ -72,7 +82,7 @@ test:
 	echo "make test: $$(( $$(date +%s) - $$(cat $(TIMES)/start) )) s in all"; \
 	exit $$status
 
-test-parts: lint pytest-tf pytest-jax test-torch test-oldest
+test-parts: lint pytest-tf docs pytest-jax test-torch test-oldest
 
 # `$(call timed,NAME,COMMAND)`: runs COMMAND and records its wall time and
 # exit status in $(TIMES)/NAME.txt for `make test`'s summary.
@@ -137,8 +147,9 @@ test-oldest: $(OLDEST_VENV)/.installed
 	  $(PYTEST_FLAGS) -m "not end_to_end" --ignore=tests/package/export_test.py \
 	  --trains generate-demo)
 
-# Not part of `make test`: attention_html's page in headless Chromium
-# (tests/browser, which pytest does not collect otherwise), driven by selenium
+# Not part of `make test`: attention_html's page and the documentation site
+# (built first by `make docs`; screenshots in browser-screenshots/) in headless
+# Chromium (tests/browser, which pytest does not collect otherwise), driven by selenium
 # from its own venv (selenium and its dependencies pinned in constraints.txt;
 # it finds Debian's chromedriver, downloads none). Debian's chromium and chromium-driver must be installed
 # first: a make target does not call sudo, it says what to install.
@@ -158,7 +169,7 @@ $(BROWSER_VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
 
 # browser-programs first (also under make -j): no venv is built without them.
 test-browser: browser-programs
-	$(MAKE) --no-print-directory $(BROWSER_VENV)/.installed
+	$(MAKE) --no-print-directory $(BROWSER_VENV)/.installed docs
 	KERAS_BACKEND=tensorflow $(BROWSER_VENV)/bin/python -m pytest tests/browser
 
 # Benchmarks (not tests; see benchmarks/RESULTS.md). Run them on a quiet

@@ -83,12 +83,14 @@ class MultiHeadAttention(AttentionLayer):
             own kernel (on CPU Keras' flash attention is unavailable too). As
             in Keras, `True` refuses `dropout > 0` and
             `return_attention_scores=True`.
-        kernel_initializer, bias_initializer: initializers of the
-            projections' kernels and biases.
-        kernel_regularizer, bias_regularizer, activity_regularizer: regularizers
-            of the projections (the activity regularizer applies to each
-            projection's output, as in Keras).
-        kernel_constraint, bias_constraint: constraints of the projections.
+        kernel_initializer: initializer of the projections' kernels.
+        bias_initializer: initializer of the projections' biases.
+        kernel_regularizer: regularizer of the projections' kernels.
+        bias_regularizer: regularizer of the projections' biases.
+        activity_regularizer: regularizer of each projection's output, as in
+            Keras.
+        kernel_constraint: constraint of the projections' kernels.
+        bias_constraint: constraint of the projections' biases.
         use_gate: if `True`, the attention output of each head is multiplied
             by `sigmoid(gate(query))` before the output projection (an extra
             `gate` projection, as in Keras' layer; Qiu et al., 2025).
