@@ -11,7 +11,10 @@ the line just before a block's fence changes that, and says why:
                                 blocks must not need its names.
 
 A failure names the file, the line of the block's fence and its first line;
-the traceback's line numbers are the file's.
+the traceback's line numbers are the file's. Every block must compile, the
+`no-run` ones too. On a backend that some `backend:` block does not run on,
+the other blocks run and the test then reports itself skipped, naming the
+blocks it left out.
 
 The links of these files and of CONTRIBUTING.md (relative paths, anchors
 between guides, images) are checked too: mkdocs builds its site and nav from
@@ -117,15 +120,18 @@ def test_directives_are_well_formed(name):
 def test_examples_run(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": f"guide:{name}"}
+    other_backend = []
     for number, _, directive, source in _python_blocks(name):
+        # Padded so that the traceback's line numbers are the file's; a block
+        # that does not run still has to compile.
+        code = compile("\n" * number + source, str(ROOT / name), "exec")
         kind, value = directive or (None, None)
         if kind == "no-run":
             continue
         if kind == "backend" and value != keras.backend.backend():
+            other_backend.append(f"line {number} needs the {value} backend")
             continue
         first = source.strip().splitlines()[0] if source.strip() else ""
-        # Padded so that the traceback's line numbers are the file's.
-        code = compile("\n" * number + source, str(ROOT / name), "exec")
         try:
             exec(code, namespace)
         except Exception:
@@ -136,11 +142,8 @@ def test_examples_run(name, tmp_path, monkeypatch):
             f"{name}, the block at line {number} ({first!r}) failed:\n{failure}",
             pytrace=False,
         )
-    matplotlib = namespace.get("matplotlib")
-    if matplotlib is not None:
-        import matplotlib.pyplot as plt
-
-        plt.close("all")
+    if other_backend:
+        pytest.skip(f"{name}: the other blocks ran; {', '.join(other_backend)}")
 
 
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
