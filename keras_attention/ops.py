@@ -185,7 +185,7 @@ def scaled_dot_product_attention(
     `query_start`, for float64 inputs, and on other backends. Second
     derivatives through the tiles are not supported. How the tiles work:
     `keras_attention/_backend/__init__.py`; when they pay off and what they
-    save: README's "Long sequences".
+    save: docs/guides/long-sequences.md.
 
     Example:
 

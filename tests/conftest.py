@@ -7,7 +7,7 @@ import pytest  # noqa: E402
 
 from tests.layer_test_case import restart_rng  # noqa: E402
 
-# Each test session trains at most one model (README, "Development"): a test
+# Each test session trains at most one model (CONTRIBUTING.md): a test
 # that trains one is marked `trains(NAME)` and runs only in the session whose
 # Makefile line passes `--trains NAME`. The names, and the session of each:
 TRAINING_RUNS = {

@@ -55,7 +55,7 @@ def build_toy_model(
         dropout: dropout rate in `[0, 1)` inside the blocks.
         tile_size: the blocks' `tile_size`: `None` chooses, `0` the full
             computation, which a model meant for TensorFlow Lite needs (see
-            README's "Serving").
+            docs/guides/serving-and-export.md).
         causal: if `True`, every block's attention is causal (position `i`
             sees positions `<= i`): a decoder, for `keras_attention.generate`.
 

@@ -102,8 +102,9 @@ class MultiHeadAttention(AttentionLayer):
             choose: long sequences (and, on TensorFlow, lengths unknown
             when traced) run in tiles in memory linear in the length, on
             PyTorch its fused kernel where it applies. `0` forces
-            the full computation (for TensorFlow Lite, see README's
-            "Serving"); a positive int tiles of that many positions.
+            the full computation (for TensorFlow Lite, see
+            docs/guides/serving-and-export.md); a positive int tiles of
+            that many positions.
             `return_attention_scores=True` always uses the full computation.
         num_key_value_heads: grouped-query attention: the number of key and
             value heads, dividing `num_heads` (1: multi-query attention);

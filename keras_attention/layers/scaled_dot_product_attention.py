@@ -36,8 +36,9 @@ class ScaledDotProductAttention(AttentionLayer):
             choose: long sequences (and, on TensorFlow, lengths unknown
             when traced) run in tiles in memory linear in the length, on
             PyTorch its fused kernel where it applies. `0` forces
-            the full computation (for TensorFlow Lite, see README's
-            "Serving"); a positive int tiles of that many positions.
+            the full computation (for TensorFlow Lite, see
+            docs/guides/serving-and-export.md); a positive int tiles of
+            that many positions.
             `return_attention_scores=True` always uses the full computation.
         alignment: `"top_left"` (default, like Keras) or `"bottom_right"`:
             where the queries sit among the keys when `q_len != k_len`, for

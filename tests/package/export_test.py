@@ -18,8 +18,8 @@ def exported(request, tmp_path_factory):
 
     keras.utils.set_random_seed(0)
     # tile_size=0: the full computation, which a model meant for TensorFlow
-    # Lite needs, since its length is unknown when exported (see README's
-    # "Serving").
+    # Lite needs, since its length is unknown when exported (see
+    # docs/guides/serving-and-export.md).
     model = keras_attention.build_toy_model(
         12, 10, d_model=16, num_heads=2, encoding=request.param, tile_size=0
     )
