@@ -325,7 +325,7 @@ def test_a_cached_step_reads_only_the_segments_it_needs(per_row):
     # NaN is NaN).
     layer = MultiHeadAttention(num_heads=2, key_dim=4, causal=True)
     x = normal(2, 4, 8)
-    whole = to_numpy(layer(x))
+    layer.build(x.shape)
     keys, values = layer.init_cache(2, 8, segment_length=2)
     assert [tuple(part.shape) for part in keys] == [(2, 2, n, 4) for n in (2, 2, 4)]
     poisoned = tuple((*part[:2], np.nan + part[2]) for part in (keys, values))
@@ -333,10 +333,15 @@ def test_a_cached_step_reads_only_the_segments_it_needs(per_row):
     def index(i):
         return np.full((2,), i, "int32") if per_row else i
 
-    first, cache = layer(x[:, :3], cache=poisoned, cache_index=index(0))
-    last, weights, cache = layer(
-        x[:, 3:], cache=cache, cache_index=index(3), return_attention_scores=True
-    )
+    def decode(cache):
+        first, cache = layer(x[:, :3], cache=cache, cache_index=index(0))
+        last, weights, cache = layer(
+            x[:, 3:], cache=cache, cache_index=index(3), return_attention_scores=True
+        )
+        return layer(x), first, last, weights, cache, layer.key_dense(x)
+
+    whole, first, last, weights, cache, keys = compiled(decode)(poisoned)
+    whole = to_numpy(whole)
     np.testing.assert_allclose(to_numpy(first), whole[:, :3], atol=1e-5)
     np.testing.assert_allclose(to_numpy(last), whole[:, 3:], atol=1e-5)
     # Weights over all 8 positions, none past the filled 4.
@@ -346,7 +351,7 @@ def test_a_cached_step_reads_only_the_segments_it_needs(per_row):
     # The keys were written where they belong, across the segments, and the
     # third segment left as it was.
     written = np.concatenate([to_numpy(part) for part in cache[0][:2]], axis=2)
-    expected = to_numpy(layer.key_dense(x)).transpose(0, 2, 1, 3)
+    expected = to_numpy(keys).transpose(0, 2, 1, 3)
     np.testing.assert_allclose(written, expected, atol=1e-6)
     assert np.isnan(to_numpy(cache[0][2])).all()
 
@@ -359,17 +364,23 @@ def test_a_pair_of_single_arrays_is_a_one_segment_cache():
         num_heads=2, key_dim=4, num_key_value_heads=1, causal=True
     )
     x = normal(2, 5, 8)
-    whole = to_numpy(layer(x))
+    layer.build(x.shape)
+
+    def decode(cache):
+        first, cache = layer(x[:, :3], cache=cache, cache_index=0)
+        last, weights, cache = layer(
+            x[:, 3:], cache=cache, cache_index=3, return_attention_scores=True
+        )
+        return layer(x), first, last, weights, cache, layer.key_dense(x)
+
     cache = (keras.ops.zeros((2, 1, 600, 4)), keras.ops.zeros((2, 1, 600, 4)))
-    first, cache = layer(x[:, :3], cache=cache, cache_index=0)
-    last, weights, cache = layer(
-        x[:, 3:], cache=cache, cache_index=3, return_attention_scores=True
-    )
+    whole, first, last, weights, cache, keys = compiled(decode)(cache)
+    whole = to_numpy(whole)
     assert [tuple(part.shape) for part in cache] == [(2, 1, 600, 4)] * 2
     assert tuple(weights.shape) == (2, 2, 2, 600)
     np.testing.assert_allclose(to_numpy(first), whole[:, :3], atol=1e-5)
     np.testing.assert_allclose(to_numpy(last), whole[:, 3:], atol=1e-5)
-    expected = to_numpy(layer.key_dense(x)).transpose(0, 2, 1, 3)
+    expected = to_numpy(keys).transpose(0, 2, 1, 3)
     np.testing.assert_allclose(to_numpy(cache[0])[:, :, :5], expected, atol=1e-6)
     np.testing.assert_array_equal(to_numpy(cache[0])[:, :, 5:], 0.0)
 
@@ -391,17 +402,27 @@ def test_ring_cache_steps_equal_the_whole_pass(kwargs):
         **kwargs,
     )
     x = normal(2, 7, 8)
-    whole = to_numpy(layer(x))
-    cache = layer.init_cache(2, 7)
+    layer.build(x.shape)
+
+    def decode(x):
+        cache = layer.init_cache(2, 7)
+        outs, start = [], 0
+        for length in (4, 2, 1):
+            index = np.full((2,), start, "int32") if start == 6 else start
+            out, cache = layer(
+                x[:, start : start + length], cache=cache, cache_index=index
+            )
+            outs.append(out)
+            start += length
+        return layer(x), outs, cache
+
+    whole, outs, cache = compiled(decode)(x)
     assert [tuple(part.shape) for part in cache[0]] == [(2, 1, 3, 4)]
-    start = 0
-    for length in (4, 2, 1):
-        index = np.full((2,), start, "int32") if start == 6 else start
-        out, cache = layer(x[:, start : start + length], cache=cache, cache_index=index)
-        np.testing.assert_allclose(
-            to_numpy(out), whole[:, start : start + length], atol=1e-5
-        )
-        start += length
+    np.testing.assert_allclose(
+        np.concatenate([to_numpy(out) for out in outs], axis=1),
+        to_numpy(whole),
+        atol=1e-5,
+    )
 
 
 # Properties (hypothesis; tests/properties.py) -----------------------------------
@@ -423,22 +444,32 @@ def test_cached_steps_equal_the_full_pass_through_any_segments(
         num_heads=2, key_dim=4, num_key_value_heads=1, causal=True, seed=seed
     )
     x = rng_normal(rng, 2, 8, WIDTH)
-    whole = to_numpy(layer(x))
-    cache = tuple(
-        tuple(ops.zeros((2, 1, n, 4)) for n in sizes) for _ in ("key", "value")
-    )
-    start = 0
-    for length in chunks:
-        index = np.full((2,), start, "int32") if per_row else start
-        out, cache = layer(x[:, start : start + length], cache=cache, cache_index=index)
-        np.testing.assert_allclose(
-            to_numpy(out), whole[:, start : start + length], atol=1e-5
+    layer.build(x.shape)
+
+    def decode(x):
+        cache = tuple(
+            tuple(ops.zeros((2, 1, n, 4)) for n in sizes) for _ in ("key", "value")
         )
-        start += length
+        outs, start = [], 0
+        for length in chunks:
+            index = np.full((2,), start, "int32") if per_row else start
+            out, cache = layer(
+                x[:, start : start + length], cache=cache, cache_index=index
+            )
+            outs.append(out)
+            start += length
+        return layer(x), outs, cache, layer.key_dense(x)
+
+    whole, outs, cache, keys = compiled(decode)(x)
+    np.testing.assert_allclose(
+        np.concatenate([to_numpy(out) for out in outs], axis=1),
+        to_numpy(whole),
+        atol=1e-5,
+    )
     assert [tuple(part.shape) for part in cache[0]] == [(2, 1, n, 4) for n in sizes]
-    keys = np.concatenate([to_numpy(part) for part in cache[0]], axis=2)
-    expected = to_numpy(layer.key_dense(x)).transpose(0, 2, 1, 3)
-    np.testing.assert_allclose(keys, expected, atol=1e-6)
+    written = np.concatenate([to_numpy(part) for part in cache[0]], axis=2)
+    expected = to_numpy(keys).transpose(0, 2, 1, 3)
+    np.testing.assert_allclose(written, expected, atol=1e-6)
 
 
 def _traced_shapes(function, *args):
