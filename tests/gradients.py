@@ -19,9 +19,10 @@ def value_and_gradient(fn, *arrays):
     if backend == "jax":
         import jax
 
-        value, grads = jax.value_and_grad(fn, argnums=tuple(range(len(arrays))))(
-            *arrays
-        )
+        # Compiled: op by op, JAX compiles a program for every op and shape.
+        value, grads = jax.jit(
+            jax.value_and_grad(fn, argnums=tuple(range(len(arrays))))
+        )(*arrays)
         return np.asarray(value), [np.asarray(g) for g in grads]
     if backend == "torch":
         import torch

@@ -59,7 +59,9 @@ def value_and_grads(attention, q, k, v, **kwargs):
     if backend == "jax":
         import jax
 
-        grads, output = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(q, k, v)
+        grads, output = jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True))(
+            q, k, v
+        )
         return [output, *grads]
     import torch
 
