@@ -20,7 +20,7 @@ import pytest
 import keras_attention
 from keras_attention import generation
 from keras_attention.layers.multi_head_attention import MultiHeadAttention
-from tests.layer_test_case import assert_raises_with
+from tests.layer_test_case import assert_raises_with, compiled
 
 VOCAB = 12
 G = "generate: "
@@ -138,13 +138,22 @@ def test_generate_keeps_no_model_alive():
 
 
 def greedy_by_calls(model, prompt, steps):
-    """Greedy decoding by eager calls of the model, one step at a time (token
-    0, the padding, is never generated). Not `predict`, whose compiled
-    function Keras keeps through `enable_lora`."""
+    """Greedy decoding by calls of the model as it is now, one step at a
+    time (token 0, the padding, is never generated). Each call reads the
+    whole row, the tokens so far followed by token 1 (the model is causal:
+    a position's logits do not depend on later tokens), so every call has
+    one shape. On JAX they run under a `jax.jit` of a function made here:
+    JAX keeps what it traced per function, and the model's variables are
+    traced as constants, so a `jax.jit(model)` would run the model as it was
+    when first traced. Not `predict`, whose compiled function Keras keeps
+    through `enable_lora`."""
     tokens = list(prompt)
+    row = np.ones((1, len(prompt) + steps), "int32")
+    call = compiled(lambda row: model(row))
     for _ in range(steps):
-        logits = keras.ops.convert_to_numpy(model(np.array([tokens])))
-        tokens.append(1 + int(np.argmax(logits[0, -1, 1:])))
+        row[0, : len(tokens)] = tokens
+        logits = keras.ops.convert_to_numpy(call(row))
+        tokens.append(1 + int(np.argmax(logits[0, len(tokens) - 1, 1:])))
     return tokens
 
 

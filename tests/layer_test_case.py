@@ -11,7 +11,8 @@ save -> load with `safe_mode=True` giving equal outputs.
 inputs of its module in a table `BAD_INPUTS` of named rows
 `pytest.param(call, error_type, message, id=...)`.
 
-`RNG`, `normal`, `symbolic` and `to_numpy` make and read test data;
+`RNG`, `normal`, `symbolic` and `to_numpy` make and read test data,
+`compiled` runs a function under `jax.jit` on JAX;
 `jax_only` and `HAS_FLOAT64` say what the backend runs. `conftest.py`
 restarts `RNG` before every test, so a test draws the same numbers alone or
 in the whole suite.
@@ -53,6 +54,18 @@ def normal(*shape, dtype="float32"):
 
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
+
+
+def compiled(function):
+    """`function` under `jax.jit` on JAX, whose op-by-op eager calls compile
+    a program for every op and shape; as it is elsewhere. Worth it where a
+    test's shapes are its own: the ops of shapes many tests share are
+    compiled once per session anyway."""
+    if keras.backend.backend() != "jax":
+        return function
+    import jax
+
+    return jax.jit(function)
 
 
 def perturbed(model, scale=0.1):

@@ -22,6 +22,7 @@ from tests.generation_test import VOCAB, gqa_window_model, toy
 from tests.layer_test_case import (
     MIXED_TOLERANCE,
     assert_raises_with,
+    compiled,
     normal,
     to_numpy,
 )
@@ -33,16 +34,6 @@ def mha(**kwargs):
 
 
 MHA = "MultiHeadAttention: "
-
-
-def compiled(function):
-    """`function` under `jax.jit` on JAX, whose op-by-op eager calls are
-    slow; as it is elsewhere."""
-    if keras.backend.backend() != "jax":
-        return function
-    import jax
-
-    return jax.jit(function)
 
 
 MODELS = {
