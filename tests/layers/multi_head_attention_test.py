@@ -20,6 +20,7 @@ from tests.gradients import value_and_gradient
 from tests.layer_test_case import (
     RNG,
     assert_raises_with,
+    compiled,
     normal,
     run_layer_test,
     symbolic,
@@ -595,14 +596,19 @@ def test_rotary_step_by_step_cross_attention_equals_one_causal_call():
         }
     )
     layer = MultiHeadAttention(num_heads=2, key_dim=4, rotary_embedding=rope)
-    whole = to_numpy(layer(x, use_causal_mask=True))
-    steps = [
-        to_numpy(layer(x[:, t : t + 1], x[:, : t + 1], start_index=(t, 0)))
-        for t in range(7)
-    ]
-    np.testing.assert_allclose(np.concatenate(steps, axis=1), whole, atol=1e-5)
+    layer.build(x.shape)
+
+    def calls(x):  # seven shapes: one compiled program on JAX
+        whole = layer(x, use_causal_mask=True)
+        steps = [
+            layer(x[:, t : t + 1], x[:, : t + 1], start_index=(t, 0)) for t in range(7)
+        ]
+        shifted = layer(x, use_causal_mask=True, start_index=1000)
+        return whole, ops.concatenate(steps, axis=1), shifted
+
+    whole, steps, shifted = (to_numpy(y) for y in compiled(calls)(x))
+    np.testing.assert_allclose(steps, whole, atol=1e-5)
     # Self-attention from a start index: the same up to a shift of both.
-    shifted = to_numpy(layer(x, use_causal_mask=True, start_index=1000))
     np.testing.assert_allclose(shifted, whole, atol=1e-4)
 
 
