@@ -555,10 +555,14 @@ def test_bottom_right_layer_steps_equal_the_whole_pass():
     layer = MultiHeadAttention(
         num_heads=2, key_dim=4, causal=True, alignment="bottom_right"
     )
-    whole = to_numpy(layer(x))
-    for t in range(6):
-        step = layer(x[:, t : t + 1], x[:, : t + 1])
-        np.testing.assert_allclose(to_numpy(step)[:, 0], whole[:, t], atol=1e-5)
+    layer.build(x.shape)
+
+    def calls(x):  # six key lengths: one compiled program on JAX
+        steps = [layer(x[:, t : t + 1], x[:, : t + 1]) for t in range(6)]
+        return layer(x), ops.concatenate(steps, axis=1)
+
+    whole, steps = (to_numpy(y) for y in compiled(calls)(x))
+    np.testing.assert_allclose(steps, whole, atol=1e-5)
 
 
 def test_rotary_and_alibi_layer_behaviours(tmp_path):
