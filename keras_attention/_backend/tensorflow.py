@@ -153,9 +153,7 @@ def compiled_loop(function, owner, key):
     which add or replace variables and change the call path, trace anew.
 
     The table lives on the owner itself (not tracked by Keras), so the
-    compiled loops, which refer to the owner's layers, die with it; a table
-    outside keyed by the owner, even weakly, would keep it alive through
-    them."""
+    compiled loops, which refer to the owner's layers, die with it."""
     loops = vars(owner).get(_TABLE)
     if loops is None:
         loops = {}
