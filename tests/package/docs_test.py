@@ -27,6 +27,13 @@ def _hook(name):
     return module
 
 
+def test_every_guide_has_its_place_in_the_reading_order():
+    # The nav lists docs/guides/ in the hook's order (others after them, by
+    # name): a guide added or renamed takes its place there too.
+    guides = {path.name for path in (DOCS / "guides").glob("*.md")}
+    assert guides == set(_hook("guides_nav").ORDER)
+
+
 def test_every_public_name_has_an_api_page_under_its_public_name():
     pages = {}
     for path in sorted(DOCS.rglob("*.md")):
