@@ -17,10 +17,9 @@ the traceback's line numbers are the file's. Every block must compile, the
 the other blocks run and the test then reports itself skipped, naming the
 blocks it left out.
 
-The links of these files but the home page, and of CONTRIBUTING.md (relative
-paths, anchors
-between guides, images) are checked too: mkdocs builds its site and nav from
-the guides' file names.
+The links of these files but the home page, and of CONTRIBUTING.md
+(relative paths, anchors between guides, images) are checked too: mkdocs
+builds its site and nav from the guides' file names.
 """
 
 import re
