@@ -1,3 +1,5 @@
+import gc
+import itertools
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -54,9 +56,31 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+# Keras collects garbage (`gc.collect()`) each time a layer deletes a
+# variable, as quantization does, and a full collection walks every object:
+# late in a session, with the backends' caches, about a million, which made
+# an int8 test spend most of its time there. So every FREEZE_EVERY tests the
+# objects that survive a collection are moved out of the collector's sight
+# (`gc.freeze()`; they are the long-lived ones: modules, compiled programs,
+# shared fixtures), and a collection walks what the latest tests made.
+FREEZE_EVERY = 50
+_tests_run = itertools.count(1)
+
+
+def _freeze_survivors():
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_collection_finish(session):
+    _freeze_survivors()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
     keras.utils.set_random_seed(0)
     restart_rng()
     yield
     keras.config.set_dtype_policy("float32")
+    if next(_tests_run) % FREEZE_EVERY == 0:
+        _freeze_survivors()
