@@ -1,5 +1,6 @@
-"""Which (query, key) pairs attend, which of them dropout drops, the ALiBi
-bias of each pair, and which tiles hold a pair that attends.
+"""Which (query, key) pairs attend, which of them dropout drops, the scores
+of each pair (soft-capping, the ALiBi bias), and which tiles hold a pair
+that attends.
 
 The full path (`ops.py`) and the tiled kernels of every backend
 (`_backend/_tf_tiled.py`, `_jax_tiled.py`, `_torch_tiled.py`) ask these
@@ -9,10 +10,12 @@ kernel once per tile. Positions are absolute (query `i` sits at key position
 the whole matrix, and the paths cannot drift apart. The layers use the same
 two mask helpers (`boolean`, `combine`) to merge their padding masks.
 
-Which tiles a kernel visits (`key_tiles`, `query_tiles`) is plain integer
-arithmetic on the tile index, written once here for the three kernels: each
-passes the `minimum`, `maximum` and `where` of the numbers it has (TensorFlow
-tensors, JAX tracers, Python ints) as an `IntOps`.
+A pattern has a static part (`Pattern`: causal, a window, chunks, the
+soft-cap) and a per-row part (`Rows`: segment ids, global positions, sink
+keys, a prefix length), which `ops.py` builds from the user's options.
+Which tiles a kernel visits (`tile_map`, `visit_order`) is computed once per
+call from a few numbers per tile, written once here for the three kernels
+with `keras.ops`.
 """
 
 from typing import Any, NamedTuple
@@ -51,108 +54,310 @@ def combine(*masks):
     return result
 
 
-def allowed(mask, causal, sliding_window, rows, cols):
+class Pattern(NamedTuple):
+    """The static part of an attention pattern (hashable: one trace, one
+    compilation per value). Built by `ops.py` from the user's options.
+
+    Fields:
+        causal: query `i` may only see keys `j <= i` (or `j <` the prefix).
+        window: None or `(left, right)`: keys `i - left <= j <= i + right`.
+        chunk_size: None or `c`: keys `j` with `j // c == i // c`.
+        softcap: None or `c`: scores `c · tanh(logits / c)` (see `scores`).
+    """
+
+    causal: bool = False
+    window: tuple | None = None
+    chunk_size: int | None = None
+    softcap: float | None = None
+
+    @property
+    def every_tile(self):
+        """Whether every tile holds a pair, from the static fields alone."""
+        return not self.causal and self.window is None and self.chunk_size is None
+
+
+class Rows(NamedTuple):
+    """The per-row part of a pattern: tensors or None, each laid out to
+    broadcast against the logits `(batch, ..., q_len, k_len)`: a query's
+    value `(batch, 1, ..., q_len, 1)`, a key's `(batch, 1, ..., 1, k_len)`,
+    a row's `(batch, 1, ..., 1, 1)`. A kernel slices them tile by tile as it
+    slices a mask (an axis of size 1 stays of size 1).
+
+    Fields:
+        query_segment, key_segment: int32 segment ids; a pair attends only
+            within one segment.
+        query_global, key_global: bool, the global positions: they see, and
+            are seen by, every position of their segment.
+        key_sink: bool, the sink keys: seen by every query of their segment
+            past any window or chunk (still causal).
+        prefix: int32 `(batch, 1, ..., 1)`: with `causal`, keys `j < prefix`
+            are seen by every query (bidirectional inside the prefix).
+    """
+
+    query_segment: Any = None
+    key_segment: Any = None
+    query_global: Any = None
+    key_global: Any = None
+    key_sink: Any = None
+    prefix: Any = None
+
+    @property
+    def empty(self):
+        return all(x is None for x in self)
+
+
+NO_ROWS = Rows()
+
+
+def allowed(mask, spec, rows, cols, data=NO_ROWS):
     """Boolean `(..., rows, cols)` of the pairs that may attend, or None.
 
     Args:
         mask: None or a boolean tensor broadcastable to the result.
-        causal: whether query `i` may only see keys `j <= i`.
-        sliding_window: None or a positive int `w`: query `i` may only see
-            keys `j` with `|i - j| < w`.
+        spec: a `Pattern`.
         rows: int32 `(rows, 1)`, the absolute query positions.
         cols: int32 `(1, cols)`, the absolute key positions.
+        data: a `Rows` of tensors (or tiles of them) broadcastable to the
+            result.
+
+    The definition, for query `i` and key `j`:
+
+        structure = (j <= i or j < prefix, if causal)
+                    and i - left <= j <= i + right (a window)
+                    and i // c == j // c (chunks of c)
+        extra     = i is global or j is global or (j is a sink and
+                    (j <= i or j < prefix, if causal))
+        allowed   = mask and same segment and (structure or extra)
 
     Everything is elementwise in `(row, col)`, so `rows` `(1, rows)` with
-    `cols` `(cols, 1)` and a transposed mask give the transposed answer
-    (the tiled backward pass works on transposed tiles). The same holds for
-    `dropout_keep`.
+    `cols` `(cols, 1)` and transposed tiles give the transposed answer (the
+    tiled backward pass works on transposed tiles). The same holds for
+    `dropout_keep` and `alibi_bias`.
     """
+    causal = None
+    if spec.causal:
+        causal = ops.less_equal(cols, rows)
+        if data.prefix is not None:
+            causal = ops.logical_or(causal, ops.less(cols, data.prefix))
     window = None
-    sides = window_sides(sliding_window)
-    if sides is not None:
-        left, right = sides
+    if spec.window is not None:
+        left, right = spec.window
         window = ops.logical_and(
             ops.greater_equal(cols, rows - left), ops.less_equal(cols, rows + right)
         )
-    return combine(mask, ops.less_equal(cols, rows) if causal else None, window)
+    chunk = None
+    if spec.chunk_size is not None:
+        chunk = ops.equal(
+            ops.floor_divide(rows, spec.chunk_size),
+            ops.floor_divide(cols, spec.chunk_size),
+        )
+    structure = combine(causal, window, chunk)
+    sink = data.key_sink
+    if sink is not None and causal is not None:
+        sink = ops.logical_and(sink, causal)
+    extra = either(data.query_global, data.key_global, sink)
+    if structure is not None and extra is not None:
+        structure = ops.logical_or(structure, extra)
+    segment = None
+    if data.query_segment is not None:
+        segment = ops.equal(data.query_segment, data.key_segment)
+    return combine(mask, segment, structure)
 
 
-def window_sides(sliding_window):
-    """`(left, right)`: a sliding window `w` lets query `i` see keys
-    `i - left <= j <= i + right`, `w - 1` positions on either side (`|i - j|
-    < w`); None for no window."""
-    if sliding_window is None:
-        return None
-    return sliding_window - 1, sliding_window - 1
+def either(*masks):
+    """The logical OR of boolean masks that broadcast together, ignoring
+    None; None when all are None."""
+    result = None
+    for mask in masks:
+        if mask is not None:
+            result = mask if result is None else ops.logical_or(result, mask)
+    return result
 
 
-class IntOps(NamedTuple):
-    """The integer operations of one kind of number, for `key_tiles` and
-    `query_tiles`: TensorFlow's (`tf.minimum`, ...), JAX's, or `PYTHON`."""
+def scores(logits, softcap, slopes, rows, cols):
+    """The scores of scaled logits `q · kᵀ · scale`: soft-capped to
+    `softcap · tanh(logits / softcap)` (Gemma 2), then ALiBi's bias added
+    (`alibi_bias`). Returns `(scores, slope)`, `slope` the derivative of the
+    cap, `1 - tanh²` (None without a cap), for a backward pass written by
+    hand."""
+    slope = None
+    if softcap is not None:
+        capped = ops.tanh(logits / softcap)
+        slope = 1.0 - capped * capped
+        logits = capped * softcap
+    if slopes is not None:
+        logits = logits + alibi_bias(slopes, rows, cols)
+    return logits, slope
 
-    minimum: Any
-    maximum: Any
-    where: Any
+
+# Positions beyond any row, for the empty intervals of `tile_map`.
+_FAR = 1 << 30
 
 
-PYTHON = IntOps(min, max, lambda condition, a, b: a if condition else b)
-
-
-def key_tiles(
-    i, *, q_tile, k_tile, q_len, k_len, query_start, causal, sliding_window, xp
-):
-    """Key tiles `[lo, hi)` that query tile `i` may see.
+def tile_map(spec, data, *, q_tile, k_tile, q_len, k_len, query_start):
+    """Boolean `(query tiles, key tiles)`: whether tile `(i, j)` may hold a
+    pair that attends for some batch entry; a kernel visits exactly these.
 
     The queries of tile `i` are `i · q_tile .. min((i + 1) · q_tile, q_len)
-    - 1`, at key positions `query_start` further on; a key tile `j` holds keys
-    `j · k_tile ..`, the last one cut at `k_len`. A tile outside `[lo, hi)`
-    holds no pair that `causal` or `sliding_window` lets attend; inside it,
-    `allowed` decides pair by pair. An empty range has `hi == lo`. All sizes
-    are numbers of `xp` (an `IntOps`) or Python ints.
+    - 1`, at key positions `query_start` further on; the keys of tile `j`
+    are `j · k_tile ..`, the last tile cut at `k_len`. Sizes are Python ints
+    or int32 scalar tensors.
+
+    It is computed from a few numbers per tile, never per pair: the tile's
+    first and last positions, and per batch entry the lowest and highest
+    segment id of its positions, of its global positions and of its sink
+    keys, and its first sink key. For positions alone (`causal`, windows,
+    chunks, a prefix) it is exact: a tile is visited if and only if it holds
+    a pair that attends. With segment ids it is exact when the ids of a row
+    never decrease (as `pack_sequences` makes them); otherwise it may visit
+    tiles that hold none, never skip one that does. The user's `mask` is
+    not consulted (a tile it empties is still visited).
     """
+    q_count = (q_len + q_tile - 1) // q_tile
+    k_count = (k_len + k_tile - 1) // k_tile
+    i = ops.expand_dims(ops.arange(q_count, dtype="int32"), -1)  # (Q, 1)
+    j = ops.expand_dims(ops.arange(k_count, dtype="int32"), 0)  # (1, K)
     first_row = i * q_tile + query_start
-    last_row = xp.minimum(i * q_tile + q_tile, q_len) - 1 + query_start
-    lo_key, hi_key = 0, k_len  # the keys that may be seen: [lo_key, hi_key)
-    if causal:
-        hi_key = xp.minimum(hi_key, last_row + 1)
-    sides = window_sides(sliding_window)
-    if sides is not None:
-        left, right = sides
-        lo_key = xp.maximum(first_row - left, 0)
-        hi_key = xp.minimum(hi_key, last_row + right + 1)
-    return _tile_range(lo_key, hi_key, k_tile, k_len, causal or sides is not None, xp)
+    last_row = ops.minimum(i * q_tile + q_tile, q_len) - 1 + query_start
+    first_col = j * k_tile
+    last_col = ops.minimum(j * k_tile + k_tile, k_len) - 1
+    box = (first_row, last_row, first_col, last_col)
+    # The window as a band of diagonals `j - i` in [low, high].
+    low, high = -_FAR, _FAR
+    if spec.window is not None:
+        low, high = -spec.window[0], spec.window[1]
+    visit = _reaches(box, low, min(high, 0) if spec.causal else high, spec.chunk_size)
+    if spec.causal and data.prefix is not None:
+        # Keys before the prefix's end lose the causal bound.
+        prefix = ops.reshape(data.prefix, (-1, 1, 1))  # (B, 1, 1)
+        in_prefix = (first_row, last_row, first_col, ops.minimum(last_col, prefix - 1))
+        visit = ops.logical_or(visit, _reaches(in_prefix, low, high, spec.chunk_size))
+    segments = data.query_segment is not None
+    flags = (data.query_global, data.key_global, data.key_sink)
+    if segments or any(x is not None for x in flags):
+        query_ids = _tile_ids(data.query_segment, None, q_tile, q_count, q_len)
+        key_ids = _tile_ids(data.key_segment, None, k_tile, k_count, k_len)
+    if segments:
+        visit = ops.logical_and(visit, _overlap(query_ids, key_ids))
+    if data.query_global is not None:
+        ids = _tile_ids(data.query_segment, data.query_global, q_tile, q_count, q_len)
+        visit = ops.logical_or(visit, _overlap(ids, key_ids))
+    if data.key_global is not None:
+        ids = _tile_ids(data.key_segment, data.key_global, k_tile, k_count, k_len)
+        visit = ops.logical_or(visit, _overlap(query_ids, ids))
+    if data.key_sink is not None:
+        ids = _tile_ids(data.key_segment, data.key_sink, k_tile, k_count, k_len)
+        sinks = _overlap(query_ids, ids)
+        if spec.causal:
+            # The tile's first sink key must be at or before its last query.
+            first_sink = _tile_first(data.key_sink, k_tile, k_count, k_len)
+            seen = ops.less_equal(first_sink, last_row)
+            if data.prefix is not None:
+                seen = ops.logical_or(seen, ops.less(first_sink, prefix))
+            sinks = ops.logical_and(sinks, seen)
+        visit = ops.logical_or(visit, sinks)
+    if len(visit.shape) == 3:
+        visit = ops.any(visit, axis=0)
+    return visit
 
 
-def query_tiles(
-    j, *, q_tile, k_tile, q_len, k_len, query_start, causal, sliding_window, xp
-):
-    """Query tiles `[lo, hi)` that may see key tile `j`: the transpose of
-    `key_tiles`, for the backward passes (arguments as there)."""
-    # The keys of tile j, as the query indices that sit at their positions.
-    first_col = j * k_tile - query_start
-    last_col = xp.minimum(j * k_tile + k_tile, k_len) - 1 - query_start
-    lo_query, hi_query = 0, q_len
-    if causal:
-        lo_query = xp.maximum(first_col, 0)
-    sides = window_sides(sliding_window)
-    if sides is not None:
-        left, right = sides
-        lo_query = xp.maximum(lo_query, first_col - right)
-        hi_query = xp.minimum(hi_query, last_col + left + 1)
-    return _tile_range(
-        lo_query, hi_query, q_tile, q_len, causal or sides is not None, xp
+def _reaches(box, low, high, chunk_size):
+    """Whether a box of positions (rows `[r0, r1]`, cols `[c0, c1]`, each
+    broadcastable) holds a pair with `low <= j - i <= high` (and, with
+    chunks, `i // c == j // c`)."""
+    r0, r1, c0, c1 = box
+    if chunk_size is None:
+        return _band(r0, r1, c0, c1, low, high)
+    c = chunk_size
+    # The chunks that both the rows and the columns reach: [first, last].
+    first = ops.maximum(ops.floor_divide(r0, c), ops.floor_divide(c0, c))
+    last = ops.minimum(ops.floor_divide(r1, c), ops.floor_divide(c1, c))
+    result = None
+    for chunk in (first, last):  # the only chunks that may be cut short
+        start = chunk * c
+        part = _band(
+            ops.maximum(r0, start),
+            ops.minimum(r1, start + c - 1),
+            ops.maximum(c0, start),
+            ops.minimum(c1, start + c - 1),
+            low,
+            high,
+        )
+        result = part if result is None else ops.logical_or(result, part)
+    # A chunk strictly between them is whole on both sides.
+    if low <= c - 1 and high >= 1 - c:
+        result = ops.logical_or(result, ops.greater_equal(last - first, 2))
+    return ops.logical_and(ops.less_equal(first, last), result)
+
+
+def _band(r0, r1, c0, c1, low, high):
+    """Whether rows `[r0, r1]` and cols `[c0, c1]` (non-empty when `r0 <=
+    r1` and `c0 <= c1`) hold a pair with `low <= j - i <= high`: over a box,
+    `j - i` takes every value from `c0 - r1` to `c1 - r0`."""
+    return combine(
+        ops.less_equal(r0, r1),
+        ops.less_equal(c0, c1),
+        ops.less_equal(c0 - r1, high),
+        ops.greater_equal(c1 - r0, low),
     )
 
 
-def _tile_range(lo, hi, tile, length, bounded, xp):
-    """The tiles of `tile` positions that overlap positions `[lo, hi)` of
-    `[0, length)`; `lo == hi` (at most the tile count) when none does."""
-    count = (length + tile - 1) // tile
-    if not bounded:
-        return 0, count
-    first = xp.minimum(lo // tile, count)
-    end = (xp.maximum(hi, 0) + tile - 1) // tile
-    return first, xp.where(hi > lo, end, first)
+def _flat(x):
+    """A `Rows` tensor `(batch, 1, ..., length, 1)` or `(batch, 1, ..., 1,
+    length)` as `(batch, length)`."""
+    return ops.reshape(x, (ops.shape(x)[0], -1))
+
+
+def _tiles(x, tile, count, length, fill):
+    """`(batch, length)` -> `(batch, count, tile)`, padded with `fill`."""
+    x = x[:, :length]
+    x = ops.pad(x, [(0, 0), (0, count * tile - length)], constant_values=fill)
+    return ops.reshape(x, (ops.shape(x)[0], count, tile))
+
+
+def _tile_ids(ids, flags, tile, count, length):
+    """`(lowest, highest)` segment id of each tile's positions (those where
+    `flags`, if given), each `(batch, count)`; `(_FAR, -_FAR)` for none.
+    Without ids, every position has id 0."""
+    if ids is None:
+        shape = (1, length) if flags is None else ops.shape(_flat(flags))
+        ids = ops.zeros(shape, "int32")
+    else:
+        ids = _flat(ids)
+    valid = ops.ones(ops.shape(ids), "bool") if flags is None else _flat(flags)
+    ids = _tiles(ids, tile, count, length, 0)
+    valid = _tiles(valid, tile, count, length, False)
+    lowest = ops.min(ops.where(valid, ids, _FAR), axis=-1)
+    highest = ops.max(ops.where(valid, ids, -_FAR), axis=-1)
+    return lowest, highest
+
+
+def _overlap(query_ids, key_ids):
+    """`(batch, Q, K)`: whether a query tile's and a key tile's id intervals
+    meet (both non-empty)."""
+    q_low, q_high = (ops.expand_dims(x, -1) for x in query_ids)
+    k_low, k_high = (ops.expand_dims(x, -2) for x in key_ids)
+    return ops.logical_and(ops.less_equal(q_low, k_high), ops.less_equal(k_low, q_high))
+
+
+def _tile_first(flags, tile, count, length):
+    """`(batch, 1, count)`: the position of each tile's first flagged key,
+    `_FAR` for none."""
+    flags = _tiles(_flat(flags), tile, count, length, False)
+    positions = ops.reshape(ops.arange(count * tile, dtype="int32"), (1, count, tile))
+    first = ops.min(ops.where(flags, positions, _FAR), axis=-1)
+    return ops.expand_dims(first, 1)
+
+
+def visit_order(visit):
+    """`(order, count)` of a boolean `(n, m)` tile map: row `a` visits the
+    columns `order[a, :count[a]]`, in increasing order. A kernel loops over
+    them (the transpose of the map gives the backward pass's loops)."""
+    m = ops.shape(visit)[-1]
+    columns = ops.expand_dims(ops.arange(m, dtype="int32"), 0)
+    order = ops.argsort(ops.where(visit, columns, columns + m), axis=-1)
+    count = ops.sum(ops.cast(visit, "int32"), axis=-1)
+    return ops.cast(order, "int32"), count
 
 
 def alibi_bias(slopes, rows, cols):

@@ -246,3 +246,54 @@ def mask(value, argument, owner, axes, expected_shape, meaning):
             f"{owner}: `{argument}` must have shape {axes}={tuple(expected_shape)} "
             f"or broadcast to it. Received: {argument}.shape={shape}"
         )
+
+
+WINDOW_EXPECTED = (
+    "None, a positive integer w (keys |i - j| < w) or a pair (left, right) "
+    "of integers >= 0 (keys i - left <= j <= i + right)"
+)
+
+
+def window(value, argument, owner):
+    """`sliding_window`: None, a positive int `w` or a pair `(left, right)`
+    of ints >= 0; returned as None or the pair `(left, right)` of Python
+    ints (`w` is `(w - 1, w - 1)`)."""
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)):
+        if len(value) == 2 and all(is_integer(side) and side >= 0 for side in value):
+            return int(value[0]), int(value[1])
+        raise ValueError(
+            f"{owner}: `{argument}` must be {WINDOW_EXPECTED}. "
+            f"Received: {argument}={value!r}"
+        )
+    number_type(value, argument, owner, WINDOW_EXPECTED)
+    if not is_integer(value) or value <= 0:
+        raise ValueError(
+            f"{owner}: `{argument}` must be {WINDOW_EXPECTED}. "
+            f"Received: {argument}={value!r}"
+        )
+    return int(value) - 1, int(value) - 1
+
+
+def window_config(sides):
+    """A window pair as a layer's `get_config` saves it: the int `w` where
+    both sides are `w - 1` (as Keras saves `sliding_window`), else a list."""
+    if sides is None:
+        return None
+    left, right = sides
+    return left + 1 if left == right else [left, right]
+
+
+def count(value, argument, owner):
+    """An int >= 0 (NumPy integers accepted) or None, as a Python int or
+    None (0 reads as None: no positions)."""
+    if value is None:
+        return None
+    number_type(value, argument, owner, "None or an integer >= 0")
+    if not is_integer(value) or value < 0:
+        raise ValueError(
+            f"{owner}: `{argument}` must be None or an integer >= 0. "
+            f"Received: {argument}={value!r}"
+        )
+    return int(value) or None

@@ -32,6 +32,13 @@ def scaled_dot_product_attention(
     scale=None,
     causal=False,
     sliding_window=None,
+    chunk_size=None,
+    prefix_length=None,
+    segment_ids=None,
+    global_tokens=None,
+    sink_tokens=None,
+    sink_logits=None,
+    softcap=None,
     alignment="top_left",
     query_start=None,
     dropout=0.0,
@@ -96,6 +103,43 @@ def scaled_dot_product_attention(
             to keys `j` with `|i - j| < w`, a band of `w - 1` positions on
             either side, like `keras.layers.MultiHeadAttention(sliding_window=w)`.
             Combines with `causal` (then keys `i - w < j <= i`) and `mask`.
+            Or a pair `(left, right)` of ints >= 0: keys `i - left <= j <=
+            i + right` (`w` is `(w - 1, w - 1)`; Mistral's causal window of
+            4096 keys is `(4095, 0)`).
+        chunk_size: optional positive int `c`: query `i` may only attend to
+            keys of its own chunk, `j // c == i // c` (Llama 4's chunked
+            attention, with `causal`).
+        prefix_length: with `causal=True`, an int or an integer `(batch,)`
+            tensor `p`: the first `p` positions of a row attend to each
+            other both ways, the rest causally (prefix-LM: PaliGemma, T5-
+            style decoders); every query sees keys `j < p`.
+        segment_ids: optional integer tensor `(batch, length)` (or
+            `(length,)` for every row) of self-attention, or a pair
+            `(query_segment_ids, key_segment_ids)`: a query attends only to
+            keys with its own id, as when several documents are packed in
+            one row; with `causal`, each document is causal within itself.
+            The tiles skip what no document reaches exactly when the ids of
+            a row never decrease (as `pack_sequences` makes them).
+        global_tokens: optional int `n`, the first `n` positions of each
+            segment (of each row without `segment_ids`; counted from where
+            a run of equal ids starts), or a boolean `(batch, length)`
+            tensor of self-attention (or a pair for queries and keys):
+            global positions attend to every key of their segment and every
+            query of their segment attends to them, whatever `causal`,
+            `sliding_window`, `chunk_size` and `prefix_length` say; `mask`
+            and `segment_ids` still apply (Longformer, BigBird).
+        sink_tokens: optional int `n`: the first `n` keys of each segment
+            (counted as for `global_tokens`) stay visible to every query of
+            their segment past `sliding_window` and `chunk_size`; with
+            `causal`, still only keys `j <= i` (StreamingLLM's attention
+            sinks).
+        sink_logits: optional float tensor `(heads,)`, one logit per head
+            (axis -3 of the logits) that joins the denominator of every
+            softmax and takes no value: the weights of a row sum to less
+            than 1 (GPT-OSS's learned sinks). Differentiable.
+        softcap: optional positive number `c`: the scaled logits become
+            `c · tanh(logits / c)` before ALiBi and `bias` are added
+            (Gemma 2's `attn_logit_softcapping`).
         alignment: where the queries sit among the keys when `q_len !=
             k_len`, for `causal`, `sliding_window` and the ALiBi distances
             (and for which weights dropout drops). `"top_left"` (the
@@ -213,8 +257,36 @@ def scaled_dot_product_attention(
         training,
         return_weights,
     )
-    tensors = (query, key, value, mask, bias, alibi_slopes, query_start)
-    if any(keras.utils.is_keras_tensor(x) for x in tensors):
+    options["spec"] = pattern.Pattern(
+        causal=options.pop("causal"),
+        window=options.pop("sliding_window"),
+        chunk_size=checks.positive_int(
+            chunk_size, "chunk_size", _NAME, allow_none=True
+        ),
+        softcap=_check_softcap(softcap),
+    )
+    rows = _check_rows(
+        options["spec"],
+        query_shape,
+        key_shape,
+        segment_ids=segment_ids,
+        prefix_length=prefix_length,
+        global_tokens=global_tokens,
+        sink_tokens=sink_tokens,
+    )
+    _check_sink_logits(sink_logits, query_shape)
+    tensors = (
+        query,
+        key,
+        value,
+        mask,
+        bias,
+        alibi_slopes,
+        query_start,
+        sink_logits,
+        rows,
+    )
+    if any(keras.utils.is_keras_tensor(x) for x in keras.tree.flatten(tensors)):
         # A Functional model's symbolic inputs: record one operation.
         result = _SymbolicAttention(options)(*tensors)
     else:
@@ -260,10 +332,11 @@ def _attention(
     bias,
     alibi_slopes,
     query_start,
+    sink_logits,
+    rows,
     *,
     scale,
-    causal,
-    sliding_window,
+    spec,
     alignment,
     dropout,
     seed,
@@ -287,6 +360,9 @@ def _attention(
     value = ops.cast(value, dtype)
     mask = pattern.boolean(mask)
     slopes = _alibi_layout(alibi_slopes, dtype)  # (..., heads, 1, 1)
+    sinks = _alibi_layout(sink_logits, dtype, constant=False)  # the same layout
+    first = _query_start(query_start, alignment, query, key)
+    data = _rows(rows, query, key, first)
     groups = _groups(query, key)
     grouped = not (isinstance(groups, int) and groups == 1)
     if grouped:
@@ -295,16 +371,18 @@ def _attention(
         # depth), the key and value get an axis of size 1: they are never
         # copied per group. The flat batch index of (kv_head, group) is the
         # query head's, so dropout drops what it would with repeated keys.
-        query, mask, bias, slopes = (
-            _split_heads(x, groups) for x in (query, mask, bias, slopes)
+        query, mask, bias, slopes, sinks = (
+            _split_heads(x, groups) for x in (query, mask, bias, slopes, sinks)
         )
+        data = pattern.Rows(*(_split_heads(x, groups) for x in data))
         key, value = ops.expand_dims(key, -3), ops.expand_dims(value, -3)
     rate = dropout if training else 0.0
     options = {
         "slopes": slopes,
-        "causal": causal,
-        "sliding_window": sliding_window,
-        "query_start": _query_start(query_start, alignment, query, key),
+        "sinks": sinks,
+        "spec": spec,
+        "data": data,
+        "query_start": first,
         "dropout": rate,
         "seed": pattern.dropout_seed(seed) if rate > 0 else None,
     }
@@ -390,14 +468,10 @@ class _SymbolicAttention(keras.Operation):
         super().__init__(name=_NAME)
         self.options = options
 
-    def call(self, query, key, value, mask, bias, alibi_slopes, query_start):
-        return _attention(
-            query, key, value, mask, bias, alibi_slopes, query_start, **self.options
-        )
+    def call(self, *tensors):
+        return _attention(*tensors, **self.options)
 
-    def compute_output_spec(
-        self, query, key, value, mask, bias, alibi_slopes, query_start
-    ):
+    def compute_output_spec(self, query, key, value, *unused):
         dtype = _promoted(query, key, value)
         context = keras.KerasTensor(
             tuple(query.shape[:-1]) + tuple(value.shape[-1:]), dtype=dtype
@@ -459,7 +533,8 @@ def _full_or_tiled(kernels, query, key, value, mask, tile_size, options):
         and batch * lengths[0] * lengths[1]
         < kernels.tiled_from_logits(
             TILED_FROM_LOGITS,
-            every_tile=not options["causal"] and options["sliding_window"] is None,
+            every_tile=options["spec"].every_tile
+            and options["data"].query_segment is None,
         )
     ):
         return _full_context(kernels, query, key, value, mask, options)
@@ -469,10 +544,15 @@ def _full_or_tiled(kernels, query, key, value, mask, tile_size, options):
         largest = 32
         while largest < 512 and batch * (2 * largest) ** 2 <= _TILE_FLOATS:
             largest *= 2
-        window = options["sliding_window"]
+        window = options["spec"].window
         if window is not None:
             # Tiles about as wide as the band waste less of each tile.
-            largest = min(largest, max(64, 1 << (window - 1).bit_length()))
+            largest = min(largest, max(64, 1 << max(window).bit_length()))
+        if options["data"].query_segment is not None:
+            # Packed documents: most tiles near the diagonal of a document
+            # are partial, and cost as much as whole ones, so smaller tiles
+            # waste less on documents shorter than the row.
+            largest = min(largest, _SEGMENT_TILE)
         dynamic = ops.shape(query)[-2], ops.shape(key)[-2]
         tiles = tuple(_even_tiles(n, largest) for n in dynamic)
     else:
@@ -488,7 +568,10 @@ def _full_context(kernels, query, key, value, mask, options):
     def forward(query, key, value):
         return _full(query, key, value, mask, None, **options)
 
-    if kernels.full is not None:
+    # The backend's hand-written gradient knows neither the soft-cap's
+    # derivative nor the sinks' gradient: autodiff differentiates those.
+    plain = options["spec"].softcap is None and options["sinks"] is None
+    if kernels.full is not None and plain:
         context = kernels.full(forward, query, key, value, dropout=options["dropout"])
         if context is not None:
             return context
@@ -514,6 +597,8 @@ def _even_tiles(length, largest):
 
 
 _TILE_STEP = 64
+# The largest tile with `segment_ids` (see `_full_or_tiled`).
+_SEGMENT_TILE = 128
 
 
 def _full(
@@ -524,8 +609,9 @@ def _full(
     bias,
     *,
     slopes,
-    causal,
-    sliding_window,
+    sinks,
+    spec,
+    data,
     query_start,
     dropout,
     seed,
@@ -541,23 +627,24 @@ def _full(
         first = ops.reshape(first, (-1,) + (1,) * (len(logits.shape) - 1))
     rows = ops.expand_dims(ops.arange(q_len, dtype="int32"), -1) + first  # (q, 1)
     cols = ops.expand_dims(ops.arange(k_len, dtype="int32"), 0)  # (1, k_len)
-    if slopes is not None:
-        logits = logits + pattern.alibi_bias(slopes, rows, cols)
-    allowed = pattern.allowed(mask, causal, sliding_window, rows, cols)
+    logits, _ = pattern.scores(logits, spec.softcap, slopes, rows, cols)
+    allowed = pattern.allowed(mask, spec, rows, cols, data)
     if bias is not None:
         logits = logits + ops.cast(bias, logits.dtype)
         # A bias of -inf drops the pair, like the mask.
         allowed = pattern.combine(allowed, ops.greater(logits, float("-inf")))
-    # Causal queries at positions >= 0 see key 0, window queries at
+    # Causal queries at positions >= 0 see key 0, window and chunk queries at
     # positions 0 .. k_len - 1 themselves: a query that may see no key needs
-    # a mask, a bias, or positions outside those.
+    # a mask, a bias, segment ids, or positions outside those.
     start = query_start if isinstance(query_start, int) else None
+    positional = spec.window is not None or spec.chunk_size is not None
     may_see_nothing = (
         mask is not None
         or bias is not None
-        or (causal and (start is None or start < 0))
+        or data.query_segment is not None
+        or (spec.causal and (start is None or start < 0))
         or (
-            sliding_window is not None
+            positional
             and (
                 start is None
                 or start < 0
@@ -568,7 +655,7 @@ def _full(
             )
         )
     )
-    weights = _masked_softmax(logits, allowed, may_see_nothing)
+    weights = _masked_softmax(logits, allowed, may_see_nothing, sinks)
 
     attended, keep = weights, None
     if dropout > 0:
@@ -594,11 +681,14 @@ def _grouped_matmul(equation, a, b):
     return ops.reshape(product, (*shape[:-1], -1))
 
 
-def _alibi_layout(slopes, dtype):
-    """ALiBi slopes as a constant `(..., 1, 1)` tensor of `dtype`, or None."""
+def _alibi_layout(slopes, dtype, constant=True):
+    """ALiBi slopes (or sink logits, not `constant`) as a `(..., 1, 1)`
+    tensor of `dtype`, or None."""
     if slopes is None:
         return None
-    slopes = ops.stop_gradient(ops.cast(slopes, dtype))
+    slopes = ops.cast(slopes, dtype)
+    if constant:
+        slopes = ops.stop_gradient(slopes)
     if len(slopes.shape) == 1:
         slopes = ops.reshape(slopes, (-1, 1, 1))  # (heads, 1, 1)
     return slopes
@@ -644,16 +734,22 @@ def _at_most(a, b):
     return a is not None and b is not None and a <= b
 
 
-def _masked_softmax(logits, allowed, may_see_nothing):
+def _masked_softmax(logits, allowed, may_see_nothing, sinks=None):
     """Softmax over the last axis that gives exact zeros where not allowed.
 
     A row with no allowed entry gets all-zero weights instead of NaN. Masked
     logits become the lowest float32, not -inf, so that `ops.softmax` (one
     fused kernel) never sees a row of -inf; exp(lowest - max) is exactly 0.
+    `sinks` (`(..., 1, 1)`, or None) is one more logit per row, in the
+    denominator only: its weight is dropped after the softmax.
     """
     if allowed is not None:
         logits = ops.where(allowed, logits, _LOWEST)
-    if logits.shape[-1] == 1:
+    if sinks is not None:
+        column = ops.zeros_like(logits[..., :1]) + sinks
+        weights = ops.softmax(ops.concatenate([logits, column], -1), axis=-1)
+        weights = weights[..., :-1]
+    elif logits.shape[-1] == 1:
         # One key: its weight is 1 (NaN stays NaN). Keras' softmax would warn
         # that a softmax over one entry is constant, on every first decoding
         # step; Keras' own attention layer does not.
@@ -867,10 +963,242 @@ def _check_options(
         "causal": checks.boolean(causal, "causal", _NAME),
         "training": checks.boolean(training, "training", _NAME, allow_none=True),
         "return_weights": checks.boolean(return_weights, "return_weights", _NAME),
-        "sliding_window": checks.positive_int(
-            sliding_window, "sliding_window", _NAME, allow_none=True
-        ),
+        "sliding_window": checks.window(sliding_window, "sliding_window", _NAME),
         "tile_size": checks.tile_size(tile_size, _NAME),
         "dropout": checks.dropout(dropout, _NAME),
         "seed": checks.seed(seed, _NAME),
     }
+
+
+def _check_softcap(softcap):
+    if softcap is None:
+        return None
+    return float(checks.positive_number(softcap, "softcap", _NAME))
+
+
+def _check_sink_logits(sink_logits, query_shape):
+    if sink_logits is None:
+        return
+    shape = checks.floating(sink_logits, "sink_logits", _NAME)
+    heads = query_shape[-3] if len(query_shape) >= 3 else None
+    if len(query_shape) < 3 or len(shape) != 1 or not _same(shape[0], heads):
+        raise ValueError(
+            f"{_NAME}: `sink_logits` must have shape (heads,), one logit per "
+            f"query head (axis -3 of query {query_shape}). Received: "
+            f"sink_logits.shape={shape}"
+        )
+
+
+def _check_rows(
+    spec,
+    query_shape,
+    key_shape,
+    *,
+    segment_ids,
+    prefix_length,
+    global_tokens,
+    sink_tokens,
+):
+    """The per-row options, checked: a dict of `segment_ids` (None or the
+    pair of query and key ids), `prefix_length` (None, an int or a tensor),
+    `global_tokens` (None, an int or the pair of boolean tensors) and
+    `sink_tokens` (None or an int)."""
+    q_len, k_len = query_shape[-2], key_shape[-2]
+    segments = _pair(segment_ids, "segment_ids", q_len, k_len)
+    for argument, ids, length in zip(
+        ("query segment_ids", "key segment_ids"),
+        segments or (),
+        (q_len, k_len),
+        strict=False,
+    ):
+        _check_row_tensor(ids, argument, "integer", query_shape, length)
+    if prefix_length is not None:
+        if not spec.causal:
+            raise ValueError(
+                f"{_NAME}: `prefix_length` makes the first positions of a "
+                "causal row bidirectional: pass it with causal=True. "
+                f"Received: prefix_length={prefix_length!r}, causal=False"
+            )
+        _check_prefix(prefix_length, query_shape, k_len)
+    if checks.is_integer(global_tokens) or global_tokens is None:
+        global_tokens = checks.count(global_tokens, "global_tokens", _NAME)
+    else:
+        global_tokens = _pair(global_tokens, "global_tokens", q_len, k_len)
+        for argument, flags, length in zip(
+            ("query global_tokens", "key global_tokens"),
+            global_tokens,
+            (q_len, k_len),
+            strict=True,
+        ):
+            _check_row_tensor(flags, argument, "boolean", query_shape, length)
+    return {
+        "segment_ids": segments,
+        "prefix_length": prefix_length,
+        "global_tokens": global_tokens,
+        "sink_tokens": checks.count(sink_tokens, "sink_tokens", _NAME),
+    }
+
+
+def _pair(value, argument, q_len, k_len):
+    """A per-position option of self-attention (one tensor for queries and
+    keys) or a pair `(for queries, for keys)`, as the pair (or None)."""
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(
+                f"{_NAME}: `{argument}` must be a tensor (self-attention) or a "
+                f"pair (for the queries, for the keys). Received: {len(value)} "
+                "items"
+            )
+        return tuple(value)
+    if not _same(q_len, k_len):
+        raise ValueError(
+            f"{_NAME}: one `{argument}` tensor serves self-attention, where "
+            f"q_len == k_len; with q_len={q_len} and k_len={k_len}, pass a "
+            f"pair ({argument} of the queries, of the keys)"
+        )
+    return value, value
+
+
+def _check_row_tensor(x, argument, kind, query_shape, length):
+    """A per-position tensor: `(length,)` or `(batch, length)`, batch being
+    axis 0 of the query (of rank >= 3), of `kind` "integer" or "boolean"."""
+    shape = checks.tensor(x, argument, _NAME)
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    if ("int" not in dtype) if kind == "integer" else (dtype != "bool"):
+        raise TypeError(
+            f"{_NAME}: `{argument}` must be a {kind} tensor. Received: "
+            f"{argument} with dtype {dtype}"
+        )
+    batch = query_shape[0] if len(query_shape) >= 3 else None
+    if not (
+        (len(shape) == 1 and _same(shape[0], length))
+        or (
+            len(shape) == 2
+            and len(query_shape) >= 3
+            and _same(shape[0], batch)
+            and _same(shape[1], length)
+        )
+    ):
+        expected = f"(length,)=({length},)"
+        if len(query_shape) >= 3:
+            expected += f" or (batch, length)=({batch}, {length})"
+        raise ValueError(
+            f"{_NAME}: `{argument}` must have shape {expected}, batch being "
+            f"axis 0 of the query. Received: {argument}.shape={shape}"
+        )
+
+
+def _check_prefix(prefix_length, query_shape, k_len):
+    expected = "an int in [0, k_len] or an integer tensor of shape () or (batch,)"
+    if checks.is_integer(prefix_length):
+        if prefix_length < 0 or (k_len is not None and prefix_length > k_len):
+            raise ValueError(
+                f"{_NAME}: `prefix_length` must be {expected}, at most the "
+                f"row's length k_len={k_len}. Received: prefix_length="
+                f"{prefix_length}"
+            )
+        return
+    shape = checks.tensor(prefix_length, "prefix_length", _NAME)
+    dtype = keras.backend.standardize_dtype(prefix_length.dtype)
+    batch = query_shape[0] if len(query_shape) >= 3 else None
+    if "int" not in dtype or not (
+        shape == ()
+        or (len(shape) == 1 and batch is not None and _same(shape[0], batch))
+    ):
+        raise ValueError(
+            f"{_NAME}: `prefix_length` must be {expected}. Received: "
+            f"prefix_length with shape {shape} and dtype {dtype}"
+        )
+    value = _backend.current().static_value(prefix_length)
+    if value is not None and (
+        (value < 0).any() or (k_len is not None and (value > k_len).any())
+    ):
+        raise ValueError(
+            f"{_NAME}: `prefix_length` must be {expected}, each at most the "
+            f"row's length k_len={k_len}. Received: prefix_length="
+            f"{value.tolist()}"
+        )
+
+
+def _rows(rows, query, key, first):
+    """The per-row options (`_check_rows`' dict) as a `pattern.Rows`, laid
+    out against the logits `(batch, ..., q_len, k_len)`."""
+    rank = len(query.shape)
+    q_len, k_len = ops.shape(query)[-2], ops.shape(key)[-2]
+    q_positions = ops.arange(q_len, dtype="int32") + first
+    k_positions = ops.arange(k_len, dtype="int32")
+    q_ids = k_ids = None
+    if rows["segment_ids"] is not None:
+        q_ids, k_ids = (ops.cast(x, "int32") for x in rows["segment_ids"])
+    q_global = k_global = k_sink = None
+    if isinstance(rows["global_tokens"], int):
+        q_global = _first_of_runs(q_ids, q_positions, rows["global_tokens"])
+        k_global = _first_of_runs(k_ids, k_positions, rows["global_tokens"])
+    elif rows["global_tokens"] is not None:
+        q_global, k_global = (pattern.boolean(x) for x in rows["global_tokens"])
+    if rows["sink_tokens"] is not None:
+        k_sink = _first_of_runs(k_ids, k_positions, rows["sink_tokens"])
+    prefix = rows["prefix_length"]
+    if prefix is not None:
+        prefix = ops.convert_to_tensor(prefix, "int32")
+        if len(prefix.shape) == 1:
+            prefix = ops.reshape(prefix, (-1,) + (1,) * (rank - 1))
+    return pattern.Rows(
+        query_segment=_along(q_ids, rank, -2),
+        key_segment=_along(k_ids, rank, -1),
+        query_global=_along(q_global, rank, -2),
+        key_global=_along(k_global, rank, -1),
+        key_sink=_along(k_sink, rank, -1),
+        prefix=prefix,
+    )
+
+
+def _along(x, rank, axis):
+    """A per-position tensor `(length,)` or `(batch, length)` laid along
+    `axis` (-2 for queries, -1 for keys) of logits of `rank`: `(batch, 1,
+    ..., length, 1)`, `(length, 1)`, ..."""
+    if x is None:
+        return None
+    batched = len(x.shape) == 2
+    x = ops.expand_dims(x, -1) if axis == -2 else ops.expand_dims(x, -2)
+    if batched:
+        for _ in range(rank - 3):
+            x = ops.expand_dims(x, 1)
+    return x
+
+
+def _first_of_runs(ids, positions, n):
+    """Boolean: whether each position is among the first `n` of its run of
+    equal `ids` (`(..., length)`), or, without ids, whether its absolute
+    position (`positions`, `(length,)`) is below `n`."""
+    if ids is None:
+        return ops.less(positions, n)
+    # same[t]: ids[t] == ids[t - 1]. A position is past the first n of its
+    # run where `same` holds at t, t - 1, ..., t - n + 1: that AND over a
+    # window of n, built from windows of 1, 2, 4, ... (log n steps).
+    same = ops.concatenate(
+        [ops.zeros_like(ids[..., :1], "bool"), ops.equal(ids[..., 1:], ids[..., :-1])],
+        -1,
+    )
+    deep, deep_width = None, 0
+    power, power_width = same, 1
+    remaining = n
+    while True:
+        if remaining & 1:
+            part = _shifted(power, deep_width)
+            deep = part if deep is None else ops.logical_and(deep, part)
+            deep_width += power_width
+        remaining >>= 1
+        if not remaining:
+            return ops.logical_not(deep)
+        power = ops.logical_and(power, _shifted(power, power_width))
+        power_width *= 2
+
+
+def _shifted(x, k):
+    """`x[..., t - k]` at `t`, False for `t < k`."""
+    if k == 0:
+        return x
+    return ops.concatenate([ops.zeros_like(x[..., :k]), x[..., :-k]], -1)

@@ -15,8 +15,10 @@ computes the full path's `softmax(q · kᵀ) · v` without ever holding a
   recomputes the weights from the log-sum-exp and accumulates `dk`, `dv`
   and, into a buffer of query tiles updated in place, `dq`.
 
-The inner loops run from bounds computed per tile, so causal tiles above the
-diagonal and tiles outside a sliding window's band are never visited. The
+The inner loops visit the tiles of `_attention_pattern.tile_map`, in lists
+computed once per call, so tiles that the pattern leaves empty (above a
+causal diagonal, outside a window's band or a chunk, between packed
+documents) are never visited. The
 lengths are zero-padded to whole tiles, the padded keys masked. The whole
 kernel is one `jax.jit` function per set of options: compiled once per
 shape, inlined when the caller is jitted. A second derivative through the
@@ -31,8 +33,6 @@ from jax import lax
 
 from keras_attention import _attention_pattern as pattern
 
-_INT_OPS = pattern.IntOps(jnp.minimum, jnp.maximum, jnp.where)
-
 
 def attention(
     query,
@@ -41,8 +41,9 @@ def attention(
     mask,
     *,
     slopes,
-    causal,
-    sliding_window,
+    sinks,
+    spec,
+    data,
     query_start,
     dropout,
     seed,
@@ -61,8 +62,7 @@ def attention(
         float32 `(..., q_len, value_depth)`.
     """
     config = _Config(
-        causal=bool(causal),
-        sliding_window=None if sliding_window is None else int(sliding_window),
+        pattern=spec,
         dropout=float(dropout),
         tiles=(int(tiles[0]), int(tiles[1])),
     )
@@ -71,14 +71,14 @@ def attention(
     if config.dropout <= 0:
         seed = None
     first = jnp.asarray(query_start, jnp.int32)
-    return _tiled(query, key, value, mask, seed, slopes, first, config)
+    data = pattern.Rows(*(None if x is None else jnp.asarray(x) for x in data))
+    return _tiled(query, key, value, mask, seed, slopes, sinks, first, data, config)
 
 
 class _Config(NamedTuple):
     """The static options: hashable, one compilation per distinct value."""
 
-    causal: bool
-    sliding_window: int | None
+    pattern: pattern.Pattern
     dropout: float
     tiles: tuple
 
@@ -86,7 +86,7 @@ class _Config(NamedTuple):
 class _Spec:
     """Sizes and per-tile helpers shared by the forward and backward pass."""
 
-    def __init__(self, query, key, value, mask, seed, slopes, first, config):
+    def __init__(self, query, key, value, mask, seed, slopes, data, first, config):
         *self.leading, self.q_len, _ = query.shape
         self.k_len = key.shape[-2]
         # The leading shape of every tile product, query, key and value
@@ -102,8 +102,7 @@ class _Spec:
         self.k_tile = max(1, min(config.tiles[1], self.k_len))
         self.q_tiles = -(-self.q_len // self.q_tile)
         self.k_tiles = -(-self.k_len // self.k_tile)
-        self.causal = config.causal
-        self.sliding_window = config.sliding_window
+        self.pattern = config.pattern
         self.dropout = config.dropout
         self.seed = seed
         self.slopes = slopes
@@ -112,28 +111,30 @@ class _Spec:
         )
         self.padded_keys = self.k_len % self.k_tile != 0
         self.mask = None if mask is None else _MaskTiles(self, mask, query.ndim)
-        self.tiling = dict(
+        self.data = [
+            None if x is None else _MaskTiles(self, x, query.ndim) for x in data
+        ]
+        self.visit = pattern.tile_map(
+            self.pattern,
+            data,
             q_tile=self.q_tile,
             k_tile=self.k_tile,
             q_len=self.q_len,
             k_len=self.k_len,
             query_start=self.first,
-            causal=self.causal,
-            sliding_window=self.sliding_window,
         )
 
-    def key_range(self, i):
-        """Key tiles `[lo, hi)` that query tile `i` may see."""
-        return pattern.key_tiles(i, **self.tiling, xp=_INT_OPS)
-
-    def query_range(self, j):
-        """Query tiles `[lo, hi)` that may see key tile `j`."""
-        return pattern.query_tiles(j, **self.tiling, xp=_INT_OPS)
+    def data_tiles(self, i, j, transposed):
+        """The `Rows` of tile `(i, j)`."""
+        return pattern.Rows(
+            *(None if x is None else x.tile(i, j, transposed) for x in self.data)
+        )
 
     def logits(self, a, b, i, j, transposed=False):
-        """Logits `a · b` `(..., q_tile, k_tile)` of tile `(i, j)`, ALiBi's
-        bias added, -inf where a pair may not attend; and the dropout
-        keep-pattern in the same layout (None without dropout).
+        """Scores `a · b` `(..., q_tile, k_tile)` of tile `(i, j)`
+        (`pattern.scores`), -inf where a pair may not attend; the dropout
+        keep-pattern in the same layout (None without dropout); and the
+        soft-cap's derivative (None without a cap).
 
         `a` is a query tile and `b` a transposed key tile `(..., depth,
         k_tile)`; with `transposed`, `a` is a key tile and `b` a transposed
@@ -146,11 +147,12 @@ class _Spec:
             rows, cols = rows[None, :], cols[:, None]
         else:
             rows, cols = rows[:, None], cols[None, :]
-        logits = jnp.matmul(a, b)
-        if self.slopes is not None:
-            logits = logits + pattern.alibi_bias(self.slopes, rows, cols)
+        logits, slope = pattern.scores(
+            jnp.matmul(a, b), self.pattern.softcap, self.slopes, rows, cols
+        )
         mask = None if self.mask is None else self.mask.tile(i, j, transposed)
-        allowed = pattern.allowed(mask, self.causal, self.sliding_window, rows, cols)
+        data = self.data_tiles(i, j, transposed)
+        allowed = pattern.allowed(mask, self.pattern, rows, cols, data)
         if self.padded_keys:
             allowed = pattern.combine(allowed, cols < self.k_len)
         if allowed is not None:
@@ -158,7 +160,7 @@ class _Spec:
         keep = None
         if self.dropout > 0:
             keep = pattern.dropout_keep(self.seed, self.batch, rows, cols, self.dropout)
-        return logits, keep
+        return logits, keep, slope
 
     def drop(self, x, keep):
         """Dropout of `x` (weights or their gradient) with a given pattern."""
@@ -178,6 +180,7 @@ class _MaskTiles:
     """
 
     def __init__(self, spec, mask, rank):
+        mask = jnp.asarray(mask)
         mask = jnp.reshape(mask, (1,) * (rank - mask.ndim) + mask.shape)
         self.mask = mask
         self.axes = []
@@ -244,8 +247,9 @@ def _tile(tiles, index):
     return lax.dynamic_index_in_dim(tiles, index, keepdims=False)
 
 
-def _forward(query, key, value, mask, seed, slopes, first, config):
-    spec = _Spec(query, key, value, mask, seed, slopes, first, config)
+def _forward(query, key, value, mask, seed, slopes, sinks, first, data, config):
+    spec = _Spec(query, key, value, mask, seed, slopes, data, first, config)
+    order, count = pattern.visit_order(spec.visit)
     # Transposed once here rather than in every iteration.
     k_tiles = _swap(_to_tiles(key, spec.k_tile, spec.k_tiles))
     v_tiles = _to_tiles(value, spec.k_tile, spec.k_tiles)
@@ -257,7 +261,7 @@ def _forward(query, key, value, mask, seed, slopes, first, config):
 
         def key_tile(j, carry):
             row_max, total, acc = carry
-            logits, keep = spec.logits(q_i, _tile(k_tiles, j), i, j)
+            logits, keep, _ = spec.logits(q_i, _tile(k_tiles, j), i, j)
             new_max = jnp.maximum(row_max, jnp.max(logits, -1, keepdims=True))
             # Rows with no allowed key so far keep a max of -inf; shift by 0.
             shift = jnp.where(new_max == -jnp.inf, 0.0, new_max)
@@ -269,13 +273,19 @@ def _forward(query, key, value, mask, seed, slopes, first, config):
             )
             return new_max, total, acc
 
-        lo, hi = spec.key_range(i)
         init = (
             jnp.full(row_shape, -jnp.inf, jnp.float32),
             jnp.zeros(row_shape, jnp.float32),
             jnp.zeros(out_shape, jnp.float32),
         )
-        row_max, total, acc = lax.fori_loop(lo, hi, key_tile, init)
+        if sinks is not None:
+            # A sink is one more logit in the denominator, with no value: it
+            # seeds the running maximum and sum.
+            init = (jnp.broadcast_to(sinks, row_shape), init[1] + 1.0, init[2])
+        visits = lax.dynamic_index_in_dim(order, i, keepdims=False)
+        row_max, total, acc = lax.fori_loop(
+            0, count[i], lambda n, carry: key_tile(visits[n], carry), init
+        )
         # A row with no allowed key has total 0 and acc 0: output 0.
         has_keys = total > 0
         total = jnp.where(has_keys, total, 1.0)
@@ -291,8 +301,11 @@ def _forward(query, key, value, mask, seed, slopes, first, config):
 
 
 def _backward(config, residuals, d_output):
-    query, key, value, mask, seed, slopes, first, output, lse_tiles = residuals
-    spec = _Spec(query, key, value, mask, seed, slopes, first, config)
+    query, key, value, mask, seed, slopes, sinks, first, data, output, lse_tiles = (
+        residuals
+    )
+    spec = _Spec(query, key, value, mask, seed, slopes, data, first, config)
+    order, count = pattern.visit_order(jnp.transpose(spec.visit))
     # Each key tile meets the query tiles that see it as transposed tiles,
     # (..., k_tile, q_tile): every product is then a plain matmul or one that
     # transposes a small operand, never a (k_tile, q_tile) one, which XLA
@@ -307,7 +320,14 @@ def _backward(config, residuals, d_output):
     # rowsum(do * o) equals rowsum(p * dp), with dropout too: one per query.
     delta = jnp.sum(d_output * output, -1, keepdims=True)
     # (q_tiles, ..., 1, q_tile)
-    delta_tiles = _swap(_to_tiles(delta, spec.q_tile, spec.q_tiles))
+    delta_tiles = _to_tiles(delta, spec.q_tile, spec.q_tiles)
+    d_sinks = None
+    if sinks is not None:
+        # The sink's weight per query is exp(sink - lse); its gradient is
+        # -sum(p_sink * rowsum(do * o)) (padded queries have do = 0).
+        p_sinks = jnp.exp(sinks - lse_tiles) * delta_tiles
+        d_sinks = _sum_to(-jnp.sum(p_sinks, 0), sinks.shape)
+    delta_tiles = _swap(delta_tiles)
     lse_tiles = _swap(lse_tiles)
     k_shape, v_shape = k_tiles.shape[1:], v_tiles.shape[1:]
 
@@ -318,12 +338,16 @@ def _backward(config, residuals, d_output):
         def query_tile(i, carry):
             d_key, d_value, d_queries = carry
             q_i, do_i = _tile(q_tiles, i), _tile(do_tiles, i)
-            logits, keep = spec.logits(k_j, _tile(q_tiles_t, i), i, j, transposed=True)
+            logits, keep, slope = spec.logits(
+                k_j, _tile(q_tiles_t, i), i, j, transposed=True
+            )
             weights = jnp.exp(logits - _tile(lse_tiles, i))  # (..., k_tile, q_tile)
             d_value += _sum_to(jnp.matmul(spec.drop(weights, keep), do_i), v_shape)
             d_weights = jnp.matmul(v_j, _tile(do_tiles_t, i))
             d_weights = spec.drop(d_weights, keep)
             d_logits = weights * (d_weights - _tile(delta_tiles, i))
+            if slope is not None:
+                d_logits = d_logits * slope
             d_key += _sum_to(jnp.matmul(d_logits, q_i), k_shape)
             d_query = jnp.matmul(k_j_t, d_logits)
             d_queries = lax.dynamic_update_index_in_dim(
@@ -331,10 +355,13 @@ def _backward(config, residuals, d_output):
             )
             return d_key, d_value, d_queries
 
-        lo, hi = spec.query_range(j)
         init = (jnp.zeros(k_shape, jnp.float32), jnp.zeros(v_shape, jnp.float32))
+        visits = lax.dynamic_index_in_dim(order, j, keepdims=False)
         d_key, d_value, d_queries = lax.fori_loop(
-            lo, hi, query_tile, (*init, d_queries)
+            0,
+            count[j],
+            lambda n, carry: query_tile(visits[n], carry),
+            (*init, d_queries),
         )
         return d_queries, (d_key, d_value)
 
@@ -353,21 +380,23 @@ def _backward(config, residuals, d_output):
         None,  # mask
         None,  # seed
         None,  # slopes: constants (ops.py stops their gradient)
+        d_sinks,
         None,  # the first query's position
+        None,  # the per-row pattern
     )
 
 
-def _primal(query, key, value, mask, seed, slopes, first, config):
-    return _forward(query, key, value, mask, seed, slopes, first, config)[0]
+def _primal(*args):
+    return _forward(*args)[0]
 
 
-def _primal_forward(query, key, value, mask, seed, slopes, first, config):
-    output, lse = _forward(query, key, value, mask, seed, slopes, first, config)
-    return output, (query, key, value, mask, seed, slopes, first, output, lse)
+def _primal_forward(*args):
+    output, lse = _forward(*args)
+    return output, (*args[:-1], output, lse)
 
 
-_custom = jax.custom_vjp(_primal, nondiff_argnums=(7,))
+_custom = jax.custom_vjp(_primal, nondiff_argnums=(9,))
 _custom.defvjp(_primal_forward, _backward)
 # Jitted whatever the caller does: an eager call compiles the kernel once per
 # shape and options instead of dispatching its ops one by one.
-_tiled = jax.jit(_custom, static_argnums=(7,))
+_tiled = jax.jit(_custom, static_argnums=(9,))
