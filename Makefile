@@ -62,7 +62,7 @@ pytest-tf: $(VENV)/.installed-test
 
 pytest-jax: $(VENV)/.installed-test
 	@$(call timed,pytest-jax,$(TEST_ENV) KERAS_BACKEND=jax $(PY) -m pytest $(PYTEST_FLAGS) \
-	  --durations=10 -m "not tensorflow_only and not end_to_end" \
+	  --durations=10 -m "not tensorflow_only and not end_to_end and not backend_neutral" \
 	  --nbmake tests notebooks/translation.ipynb)
 
 # README's test command, and all CI runs (.ci/run): lint, TensorFlow, JAX,
@@ -127,7 +127,8 @@ $(TORCH_VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
 # (the whole run alone: 37 s; beside the JAX session: 208 s).
 test-torch: $(TORCH_VENV)/.installed
 	@$(call timed,test-torch,OMP_NUM_THREADS=1 KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -m pytest \
-	  $(PYTEST_FLAGS) -m "not tensorflow_only and not end_to_end" --trains reversal-demo)
+	  $(PYTEST_FLAGS) -m "not tensorflow_only and not end_to_end and not backend_neutral" \
+	  --trains reversal-demo)
 
 # The layer tests with the declared minimum versions (setup.cfg) pinned, and
 # every other package of that venv pinned in constraints-oldest.txt.

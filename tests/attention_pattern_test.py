@@ -9,15 +9,24 @@ paths that use these answers are tested against each other in `ops_test.py`
 and `tests/backend/`.
 """
 
-import itertools
-
 import keras
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from keras import ops
 
 from keras_attention import _attention_pattern as pattern
+from tests import pattern_reference as reference
 from tests.layer_test_case import RNG, to_numpy
+from tests.properties import FEW
+
+# Random patterns are cheap here (no attention runs): more examples.
+FEW_MANY = settings(FEW, max_examples=20)
+# Eager keras.ops on small arrays of many shapes: fast on TensorFlow, slow on
+# JAX (a compilation per operation and shape); the kernels' tests run this
+# code on every backend.
+neutral = pytest.mark.backend_neutral
 
 
 def positions(query_start, q_len, k_len):
@@ -25,18 +34,6 @@ def positions(query_start, q_len, k_len):
     rows = np.arange(q_len, dtype="int32")[:, None] + query_start
     cols = np.arange(k_len, dtype="int32")[None, :]
     return rows, cols
-
-
-def numpy_allowed(mask, causal, sliding_window, rows, cols):
-    """The docstring's definition: `mask`, and `j <= i` when causal, and
-    `|i - j| < w` with a window `w`; None when nothing restricts."""
-    parts = [mask]
-    if causal:
-        parts.append(cols <= rows)
-    if sliding_window is not None:
-        parts.append(np.abs(rows - cols) < sliding_window)
-    parts = [part for part in parts if part is not None]
-    return np.logical_and.reduce(np.broadcast_arrays(*parts)) if parts else None
 
 
 # Dropout's hash, transcribed in NumPy uint32 arithmetic from its definition
@@ -111,46 +108,116 @@ def test_combine_is_the_logical_and_of_broadcast_masks_ignoring_none():
     np.testing.assert_array_equal(to_numpy(result), a & b & c)
 
 
-# allowed, window_sides ---------------------------------------------------------
+# allowed --------------------------------------------------------------------------
+
+LENGTHS = [(7, 7), (5, 13), (13, 5)]  # a few shapes: JAX compiles per shape
 
 
-def test_window_sides_are_w_minus_one_on_either_side():
-    assert pattern.window_sides(None) is None
-    assert pattern.window_sides(1) == (0, 0)
-    assert pattern.window_sides(4) == (3, 3)
-
-
-@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
-@pytest.mark.parametrize("window", [None, 1, 3])
-@pytest.mark.parametrize("with_mask", [False, True], ids=["no-mask", "mask"])
-@pytest.mark.parametrize("query_start", [0, 4, -3])
-def test_allowed_equals_its_definition(causal, window, with_mask, query_start):
-    rows, cols = positions(query_start, 5, 9)
-    mask = RNG.random((2, 5, 9)) > 0.3 if with_mask else None
-    got = pattern.allowed(
-        None if mask is None else ops.convert_to_tensor(mask),
-        causal,
-        window,
-        ops.convert_to_tensor(rows),
-        ops.convert_to_tensor(cols),
+def spec_and_rows(options, batch, q_len, k_len, first):
+    """The `Pattern` and a `Rows` of logits `(batch, q_len, k_len)` for
+    options as `pattern_reference.patterns` draws them (self-attention
+    options applied to queries and keys alike), the flags computed by the
+    reference, not by the package."""
+    window = options.get("sliding_window")
+    if isinstance(window, int):
+        window = (window - 1, window - 1)
+    spec = pattern.Pattern(
+        causal=options.get("causal", False),
+        window=window,
+        chunk_size=options.get("chunk_size"),
     )
-    expected = numpy_allowed(mask, causal, window, rows, cols)
-    if expected is None:
-        assert got is None
-        return
+    ids = options.get("segment_ids")
+    q_ids = k_ids = None
+    if ids is not None:
+        q_ids, k_ids = ids[:, :q_len], ids[:, :k_len]
+
+    def flags(n, ids, positions):
+        if ids is None:
+            return np.broadcast_to(positions < n, (batch, len(positions)))
+        return reference.first_of_runs(ids, n)
+
+    q_positions, k_positions = np.arange(q_len) + first, np.arange(k_len)
+    q_global = k_global = k_sink = None
+    glob = options.get("global_tokens")
+    if isinstance(glob, int):
+        q_global, k_global = (
+            flags(glob, q_ids, q_positions),
+            flags(glob, k_ids, k_positions),
+        )
+    elif glob is not None:
+        q_global, k_global = glob[:, :q_len], glob[:, :k_len]
+    if options.get("sink_tokens"):
+        k_sink = flags(options["sink_tokens"], k_ids, k_positions)
+    prefix = options.get("prefix_length")
+    if prefix is not None:
+        prefix = np.reshape(np.asarray(prefix, "int32"), (-1, 1, 1))
+
+    def tensor(x, axis):
+        if x is None:
+            return None
+        return ops.convert_to_tensor(np.expand_dims(x, axis))
+
+    rows = pattern.Rows(
+        query_segment=tensor(q_ids, -1),
+        key_segment=tensor(k_ids, -2),
+        query_global=tensor(q_global, -1),
+        key_global=tensor(k_global, -2),
+        key_sink=tensor(k_sink, -2),
+        prefix=None if prefix is None else ops.convert_to_tensor(prefix),
+    )
+    return spec, rows
+
+
+def cut(options, q_len, k_len):
+    """Self-attention options of rows of 13 cut to queries of `q_len` and
+    keys of `k_len` (the queries are the first positions): the reference
+    takes the same cut."""
+    cut = dict(options)
+    for name in ("segment_ids", "global_tokens"):
+        if isinstance(cut.get(name), np.ndarray):
+            cut[name] = (cut[name][:, :q_len], cut[name][:, :k_len])
+    if isinstance(cut.get("prefix_length"), (int, np.integer)):
+        cut["prefix_length"] = min(cut["prefix_length"], k_len)
+    elif cut.get("prefix_length") is not None:
+        cut["prefix_length"] = np.minimum(cut["prefix_length"], k_len)
+    return cut
+
+
+@neutral
+@FEW_MANY
+@given(st.data(), st.sampled_from(LENGTHS), st.sampled_from([0, 3, -2]))
+def test_allowed_equals_the_definition(data, lengths, first):
+    q_len, k_len = lengths
+    options = data.draw(st.composite(reference.patterns)(2, 13))
+    spec, rows = spec_and_rows(options, 2, q_len, k_len, first)
+    positions_ = positions(first, q_len, k_len)
+    mask = RNG.random((2, q_len, k_len)) > 0.2
+    got = pattern.allowed(
+        ops.convert_to_tensor(mask),
+        spec,
+        *(ops.convert_to_tensor(x) for x in positions_),
+        rows,
+    )
+    expected = reference.reference_allowed(
+        2, q_len, k_len, cut(options, q_len, k_len), first=first, mask=mask
+    )
     np.testing.assert_array_equal(
         np.broadcast_to(to_numpy(got), expected.shape), expected
     )
-    # Transposed positions and mask give the transposed answer.
+    # Transposed positions, mask and rows give the transposed answer.
+    transposed_rows = pattern.Rows(
+        *(None if x is None else ops.swapaxes(x, -1, -2) for x in rows)
+    )
     transposed = pattern.allowed(
-        None if mask is None else ops.convert_to_tensor(np.swapaxes(mask, -1, -2)),
-        causal,
-        window,
-        ops.convert_to_tensor(rows.T),
-        ops.convert_to_tensor(cols.T),
+        ops.convert_to_tensor(np.swapaxes(mask, -1, -2)),
+        spec,
+        *(ops.convert_to_tensor(x.T) for x in positions_),
+        transposed_rows,
     )
     np.testing.assert_array_equal(
-        np.broadcast_to(to_numpy(transposed), np.swapaxes(expected, -1, -2).shape),
+        np.broadcast_to(
+            to_numpy(transposed), expected.shape[:1] + expected.shape[:0:-1]
+        ),
         np.swapaxes(expected, -1, -2),
     )
 
@@ -258,68 +325,106 @@ def test_dropout_keep_of_a_tile_is_that_block_of_the_whole():
 
 # key_tiles, query_tiles ----------------------------------------------------------
 
-TILE_CASES = [
-    (q_len, k_len, q_tile, k_tile, query_start, causal, window)
-    for q_len, k_len in [(7, 7), (5, 13), (13, 5), (1, 9)]
-    for q_tile, k_tile in [(2, 3), (4, 4)]
-    for query_start in sorted({0, k_len - q_len, 3})
-    for causal in (False, True)
-    for window in (None, 1, 3)
-]
-
 
 def tiles_holding_a_pair(allowed, q_tile, k_tile):
-    """`{(query tile, key tile)}` of the tiles that hold an attending pair."""
+    """`{(query tile, key tile)}` of the tiles that hold an attending pair
+    for some batch entry of `allowed` `(batch, q_len, k_len)`."""
     return {
-        (i // q_tile, j // k_tile) for i, j in zip(*np.nonzero(allowed), strict=True)
+        (i // q_tile, j // k_tile) for _, i, j in zip(*np.nonzero(allowed), strict=True)
     }
 
 
-def test_key_and_query_tiles_are_exactly_those_that_hold_an_attending_pair():
-    for case in TILE_CASES:
-        q_len, k_len, q_tile, k_tile, query_start, causal, window = case
-        rows, cols = positions(query_start, q_len, k_len)
-        allowed = numpy_allowed(None, causal, window, rows, cols)
-        if allowed is None:
-            allowed = np.ones((q_len, k_len), bool)
-        holding = tiles_holding_a_pair(allowed, q_tile, k_tile)
-        q_count, k_count = -(-q_len // q_tile), -(-k_len // k_tile)
-        options = dict(
-            q_tile=q_tile,
-            k_tile=k_tile,
-            q_len=q_len,
-            k_len=k_len,
-            query_start=query_start,
-            causal=causal,
-            sliding_window=window,
-            xp=pattern.PYTHON,
-        )
-        for i in range(q_count):
-            lo, hi = pattern.key_tiles(i, **options)
-            assert 0 <= lo <= hi <= k_count, (case, i, lo, hi)
-            assert set(range(lo, hi)) == {j for a, j in holding if a == i}, (case, i)
-        for j in range(k_count):
-            lo, hi = pattern.query_tiles(j, **options)
-            assert 0 <= lo <= hi <= q_count, (case, j, lo, hi)
-            assert set(range(lo, hi)) == {i for i, b in holding if b == j}, (case, j)
+def visited(spec, rows, **sizes):
+    visit = to_numpy(pattern.tile_map(spec, rows, **sizes))
+    return {(int(i), int(j)) for i, j in zip(*np.nonzero(visit), strict=True)}
 
 
-def test_tile_ranges_take_any_kind_of_integer():
-    # The same arithmetic on NumPy integers (as on a backend's tensors) gives
-    # the same ranges as on Python ints.
-    numpy = pattern.IntOps(np.minimum, np.maximum, np.where)
-    for case, i in itertools.product(TILE_CASES[::7], range(3)):
-        q_len, k_len, q_tile, k_tile, query_start, causal, window = case
-        options = dict(
-            q_tile=q_tile,
-            k_tile=k_tile,
-            q_len=q_len,
-            k_len=k_len,
-            query_start=query_start,
-            causal=causal,
-            sliding_window=window,
-        )
-        for tiles in (pattern.key_tiles, pattern.query_tiles):
-            expected = tiles(i, xp=pattern.PYTHON, **options)
-            got = tiles(np.int32(i), xp=numpy, **options)
-            assert tuple(int(x) for x in got) == expected, (case, i, tiles.__name__)
+POSITIONAL = ("causal", "sliding_window", "chunk_size", "prefix_length")
+
+
+@neutral
+@FEW_MANY
+@given(
+    st.data(),
+    st.sampled_from(LENGTHS),
+    st.sampled_from([0, 3, -2]),
+    st.sampled_from([(2, 3), (4, 4), (3, 1)]),
+)
+def test_tile_map_visits_exactly_the_tiles_that_hold_a_pair_for_positions(
+    data, lengths, first, tiles
+):
+    # Causal, windows, chunks and a prefix, alone and combined: exact.
+    q_len, k_len = lengths
+    options = data.draw(st.composite(reference.patterns)(2, 13))
+    options = {name: value for name, value in options.items() if name in POSITIONAL}
+    check_tile_map(options, q_len, k_len, first, tiles, exact=True)
+
+
+@neutral
+@FEW_MANY
+@given(
+    st.data(),
+    st.sampled_from([(2, 3), (4, 4), (3, 1)]),
+    st.sampled_from(["segment_ids", "global_tokens", "sink_tokens"]),
+)
+def test_tile_map_is_exact_for_packed_documents(data, tiles, name):
+    # Segment ids that never decrease (packed documents), causal or not,
+    # with global tokens or sinks: exact.
+    options = data.draw(st.composite(reference.patterns)(2, 13))
+    options = {
+        key: value
+        for key, value in options.items()
+        if key in ("causal", "segment_ids", name)
+    }
+    check_tile_map(options, 13, 13, 0, tiles, exact=True)
+
+
+@neutral
+@FEW_MANY
+@given(
+    st.data(),
+    st.sampled_from(LENGTHS),
+    st.sampled_from([0, 3]),
+    st.sampled_from([(2, 3), (4, 4)]),
+    st.booleans(),
+)
+def test_tile_map_never_skips_a_tile_that_holds_a_pair(
+    data, lengths, first, tiles, monotone
+):
+    # Any combination, segment ids in any order: a superset.
+    options = data.draw(st.composite(reference.patterns)(2, 13, monotone=monotone))
+    check_tile_map(options, *lengths, first, tiles, exact=False)
+
+
+def check_tile_map(options, q_len, k_len, first, tiles, exact):
+    spec, rows = spec_and_rows(options, 2, q_len, k_len, first)
+    expected = reference.reference_allowed(
+        2, q_len, k_len, cut(options, q_len, k_len), first=first
+    )
+    sizes = dict(q_tile=tiles[0], k_tile=tiles[1], q_len=q_len, k_len=k_len)
+    got = visited(spec, rows, query_start=first, **sizes)
+    holding = tiles_holding_a_pair(expected, *tiles)
+    if exact:
+        assert got == holding, options
+    else:
+        assert got >= holding, options
+
+
+def test_tile_map_takes_lengths_known_only_at_run_time():
+    # The same map from int32 scalar tensors (TensorFlow's unknown lengths).
+    spec = pattern.Pattern(causal=True, window=(3, 0))
+    sizes = dict(q_tile=4, k_tile=3, q_len=13, k_len=11, query_start=2)
+    tensors = {name: ops.convert_to_tensor(n, "int32") for name, n in sizes.items()}
+    np.testing.assert_array_equal(
+        to_numpy(pattern.tile_map(spec, pattern.NO_ROWS, **tensors)),
+        to_numpy(pattern.tile_map(spec, pattern.NO_ROWS, **sizes)),
+    )
+
+
+def test_visit_order_lists_each_rows_columns_in_order():
+    visit = RNG.random((5, 7)) > 0.5
+    order, count = (
+        to_numpy(x) for x in pattern.visit_order(ops.convert_to_tensor(visit))
+    )
+    for row, n, listed in zip(visit, count, order, strict=True):
+        assert listed[:n].tolist() == np.nonzero(row)[0].tolist()

@@ -58,7 +58,9 @@ def allowed(
             q_global = first_of_runs(query_ids, global_tokens)
             k_global = first_of_runs(key_ids, global_tokens)
     elif global_tokens is not None:
-        q_global, k_global = (np.broadcast_to(x, (batch, -1)) for x in global_tokens)
+        q_global, k_global = (
+            np.broadcast_to(x, (batch, x.shape[-1])) for x in global_tokens
+        )
     else:
         q_global = np.zeros((batch, q_len), bool)
         k_global = np.zeros((batch, k_len), bool)
@@ -124,5 +126,80 @@ def attention(
     total = exp.sum(-1, keepdims=True)
     if sinks is not None:
         total = total + np.exp(column - top)
-    weights = np.where(allowed.any(-1, keepdims=True), exp / np.where(total > 0, total, 1), 0.0)
+    weights = np.where(
+        allowed.any(-1, keepdims=True), exp / np.where(total > 0, total, 1), 0.0
+    )
     return np.einsum("bhqk,bhkd->bhqd", weights, v), weights
+
+
+def reference_allowed(batch, q_len, k_len, options, first=0, mask=None):
+    """`allowed` for the keyword arguments of `scaled_dot_product_attention`
+    (`options`, as `patterns` draws them)."""
+    window = options.get("sliding_window")
+    if isinstance(window, int):
+        window = (window - 1, window - 1)
+    segments = options.get("segment_ids")
+    if segments is not None and not isinstance(segments, tuple):
+        segments = (segments, segments)
+    query_ids, key_ids = (
+        (None, None)
+        if segments is None
+        else (np.broadcast_to(x, (batch, x.shape[-1])) for x in segments)
+    )
+    global_tokens = options.get("global_tokens")
+    if global_tokens is not None and not isinstance(global_tokens, int):
+        if not isinstance(global_tokens, tuple):
+            global_tokens = (global_tokens, global_tokens)
+    return allowed(
+        batch,
+        q_len,
+        k_len,
+        first=first,
+        causal=options.get("causal", False),
+        window=window,
+        chunk_size=options.get("chunk_size"),
+        prefix=options.get("prefix_length"),
+        query_ids=query_ids,
+        key_ids=key_ids,
+        global_tokens=global_tokens,
+        sink_tokens=options.get("sink_tokens"),
+        mask=mask,
+    )
+
+
+def patterns(draw, batch, length, monotone=True):
+    """Keyword arguments of `scaled_dot_product_attention` for a random
+    pattern of self-attention over rows of `length` (a hypothesis `draw`):
+    any combination of the options, None ones left out. With `monotone`,
+    segment ids never decrease along a row (packed documents)."""
+    from hypothesis import strategies as st
+
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    options = {"causal": draw(st.booleans())}
+    kind = draw(st.sampled_from([None, "int", "pair"]))
+    if kind == "int":
+        options["sliding_window"] = draw(st.integers(1, length))
+    elif kind == "pair":
+        options["sliding_window"] = (draw(st.integers(0, 4)), draw(st.integers(0, 4)))
+    if draw(st.booleans()):
+        options["chunk_size"] = draw(st.integers(1, length))
+    if options["causal"] and draw(st.booleans()):
+        options["prefix_length"] = (
+            draw(st.integers(0, length))
+            if draw(st.booleans())
+            else rng.integers(0, length + 1, size=batch).astype("int32")
+        )
+    if draw(st.booleans()):
+        if monotone:
+            ids = np.cumsum(rng.random((batch, length)) < 0.3, axis=-1)
+        else:
+            ids = rng.integers(0, 3, size=(batch, length))
+        options["segment_ids"] = ids.astype("int32")
+    kind = draw(st.sampled_from([None, "int", "tensor"]))
+    if kind == "int":
+        options["global_tokens"] = draw(st.integers(1, 2))
+    elif kind == "tensor":
+        options["global_tokens"] = rng.random((batch, length)) < 0.15
+    if draw(st.booleans()):
+        options["sink_tokens"] = draw(st.integers(1, 2))
+    return options
