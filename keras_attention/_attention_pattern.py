@@ -235,18 +235,20 @@ def tile_map(spec, data, *, q_tile, k_tile, q_len, k_len, query_start):
     segments = data.query_segment is not None
     flags = (data.query_global, data.key_global, data.key_sink)
     if segments or any(x is not None for x in flags):
-        query_ids = _tile_ids(data.query_segment, None, q_tile, q_count, q_len)
-        key_ids = _tile_ids(data.key_segment, None, k_tile, k_count, k_len)
+        query_ids = _tile_ids(data.query_segment, None, q_tile, q_count, q_len, -2)
+        key_ids = _tile_ids(data.key_segment, None, k_tile, k_count, k_len, -1)
     if segments:
         visit = ops.logical_and(visit, _overlap(query_ids, key_ids))
     if data.query_global is not None:
-        ids = _tile_ids(data.query_segment, data.query_global, q_tile, q_count, q_len)
+        ids = _tile_ids(
+            data.query_segment, data.query_global, q_tile, q_count, q_len, -2
+        )
         visit = ops.logical_or(visit, _overlap(ids, key_ids))
     if data.key_global is not None:
-        ids = _tile_ids(data.key_segment, data.key_global, k_tile, k_count, k_len)
+        ids = _tile_ids(data.key_segment, data.key_global, k_tile, k_count, k_len, -1)
         visit = ops.logical_or(visit, _overlap(query_ids, ids))
     if data.key_sink is not None:
-        ids = _tile_ids(data.key_segment, data.key_sink, k_tile, k_count, k_len)
+        ids = _tile_ids(data.key_segment, data.key_sink, k_tile, k_count, k_len, -1)
         sinks = _overlap(query_ids, ids)
         if spec.causal:
             # The tile's first sink key must be at or before its last query.
@@ -302,10 +304,11 @@ def _band(r0, r1, c0, c1, low, high):
     )
 
 
-def _flat(x):
-    """A `Rows` tensor `(batch, 1, ..., length, 1)` or `(batch, 1, ..., 1,
-    length)` as `(batch, length)`."""
-    return ops.reshape(x, (ops.shape(x)[0], -1))
+def _flat(x, axis):
+    """A `Rows` tensor `(batch, 1, ..., length, 1)` (`axis` -2) or `(batch,
+    1, ..., 1, length)` (`axis` -1) as `(batch, length)` (batch 1 for a
+    tensor without a batch axis)."""
+    return ops.reshape(x, (-1, ops.shape(x)[axis]))
 
 
 def _tiles(x, tile, count, length, fill):
@@ -315,16 +318,16 @@ def _tiles(x, tile, count, length, fill):
     return ops.reshape(x, (ops.shape(x)[0], count, tile))
 
 
-def _tile_ids(ids, flags, tile, count, length):
+def _tile_ids(ids, flags, tile, count, length, axis):
     """`(lowest, highest)` segment id of each tile's positions (those where
     `flags`, if given), each `(batch, count)`; `(_FAR, -_FAR)` for none.
     Without ids, every position has id 0."""
     if ids is None:
-        shape = (1, length) if flags is None else ops.shape(_flat(flags))
+        shape = (1, length) if flags is None else ops.shape(_flat(flags, axis))
         ids = ops.zeros(shape, "int32")
     else:
-        ids = _flat(ids)
-    valid = ops.ones(ops.shape(ids), "bool") if flags is None else _flat(flags)
+        ids = _flat(ids, axis)
+    valid = ops.ones(ops.shape(ids), "bool") if flags is None else _flat(flags, axis)
     ids = _tiles(ids, tile, count, length, 0)
     valid = _tiles(valid, tile, count, length, False)
     lowest = ops.min(ops.where(valid, ids, _FAR), axis=-1)
@@ -343,7 +346,7 @@ def _overlap(query_ids, key_ids):
 def _tile_first(flags, tile, count, length):
     """`(batch, 1, count)`: the position of each tile's first flagged key,
     `_FAR` for none."""
-    flags = _tiles(_flat(flags), tile, count, length, False)
+    flags = _tiles(_flat(flags, -1), tile, count, length, False)
     positions = ops.reshape(ops.arange(count * tile, dtype="int32"), (1, count, tile))
     first = ops.min(ops.where(flags, positions, _FAR), axis=-1)
     return ops.expand_dims(first, 1)
