@@ -2,7 +2,8 @@
 
 `fused` is `torch.nn.functional.scaled_dot_product_attention` where its
 result is ours (tried first), `attention` the tiled kernel for the rest
-(dropout, ALiBi, sliding windows): both in `_torch_tiled.py`. PyTorch runs
+(dropout, ALiBi, sink logits, windows, chunks, soft-capping, per-row
+patterns): both in `_torch_tiled.py`. PyTorch runs
 eagerly, so every value is known when it is checked (`static_value`), and
 `assert_that` has nothing left to check.
 """

@@ -4,8 +4,9 @@
 prepares (query scaled, mask boolean, grouped-query heads grouped), and
 compared with `ops._full` on the same tensors: values within 1e-5, gradients
 (torch autograd) within 1e-4. Small tiles, so that short sequences already
-span several tiles, lengths are not multiples of the tile, and causal and
-window tiles get skipped.
+span several tiles, lengths are not multiples of the tile, and the tiles
+that a pattern leaves empty (causal, windows, chunks, packed documents) get
+skipped.
 
 PyTorch is only installed in the PyTorch venv: the whole module is skipped on
 the other backends, before anything imports torch.
@@ -21,6 +22,7 @@ if keras.backend.backend() != "torch":
 import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
+from keras_attention import _attention_pattern as pattern  # noqa: E402
 from keras_attention import alibi_slopes  # noqa: E402
 from keras_attention import ops as attention_ops  # noqa: E402
 from keras_attention._backend import _torch_tiled  # noqa: E402
@@ -29,8 +31,9 @@ from tests.layer_test_case import RNG, normal  # noqa: E402
 TILES = (8, 8)
 DEFAULTS = dict(
     slopes=None,
-    causal=False,
-    sliding_window=None,
+    sinks=None,
+    spec=pattern.Pattern(),
+    data=pattern.NO_ROWS,
     query_start=0,
     dropout=0.0,
     seed=None,
@@ -38,38 +41,50 @@ DEFAULTS = dict(
 
 
 def placed(q, k, options):
-    """The kernels' options, `bottom_right=True` read as query 0 sitting at
-    key position `k_len - q_len` (`query_start`)."""
-    options = dict(options)
+    """The kernels' options from a case's: `bottom_right=True` read as query
+    0 sitting at key position `k_len - q_len` (`query_start`); the fields of
+    a `pattern.Pattern` (`causal`, `window`, `chunk_size`, `softcap`) and
+    `sliding_window=w` (keys `|i - j| < w`) gathered into `spec`."""
+    options = {**DEFAULTS, **options}
     if options.pop("bottom_right", False):
         options["query_start"] = k.shape[-2] - q.shape[-2]
+    static = {f: options.pop(f) for f in pattern.Pattern._fields if f in options}
+    width = options.pop("sliding_window", None)
+    if width is not None:
+        static["window"] = (width - 1, width - 1)
+    if static:
+        options["spec"] = pattern.Pattern(**static)
     return options
 
 
 def full(q, k, v, mask=None, **options):
-    options = placed(q, k, {**DEFAULTS, **options})
+    options = placed(q, k, options)
     return attention_ops._full(q, k, v, mask, None, **options)[0]
 
 
 def tiled(q, k, v, mask=None, tiles=TILES, **options):
-    options = placed(q, k, {**DEFAULTS, **options})
+    options = placed(q, k, options)
     return _torch_tiled.attention(q, k, v, mask, tiles=tiles, **options)
 
 
 def fused(q, k, v, mask=None, causal=False, bottom_right=False):
     options = placed(q, k, dict(causal=causal, bottom_right=bottom_right))
-    result = _torch_tiled.fused(q, k, v, mask, **{"query_start": 0, **options})
+    result = _torch_tiled.fused(q, k, v, mask, **options)
     assert result is not None
     return result
 
 
 def value_and_grads(attention, q, k, v, **options):
-    """The output and the gradients of `sum(output * cotangent)`."""
-    q, k, v = (torch.tensor(x, requires_grad=True) for x in (q, k, v))
-    output = attention(q, k, v, **options)
+    """The output and the gradients of `sum(output * cotangent)`: of q, k, v
+    and, when given, of the sink logits."""
+    leaves = [torch.tensor(x, requires_grad=True) for x in (q, k, v)]
+    if options.get("sinks") is not None:
+        options["sinks"] = torch.tensor(options["sinks"], requires_grad=True)
+        leaves.append(options["sinks"])
+    output = attention(*leaves[:3], **options)
     cotangent = torch.cos(torch.arange(output.numel(), dtype=torch.float32))
     (output * cotangent.reshape(output.shape)).sum().backward()
-    return [x.detach().numpy() for x in (output, q.grad, k.grad, v.grad)]
+    return [x.detach().numpy() for x in (output, *(x.grad for x in leaves))]
 
 
 def assert_same(got, expected):
@@ -91,6 +106,31 @@ def slopes(heads):
 
 def seed(value):
     return torch.tensor(value, dtype=torch.int32)
+
+
+def packed(lengths, q_len=None):
+    """The segment ids of documents of `lengths` packed in rows `(batch,
+    k_len)`, as a `pattern.Rows` laid out against logits `(batch, heads,
+    q_len, k_len)`: each document's first position is global and its first
+    two are sink keys; the queries are the last `q_len` positions. Row 0 has
+    a prefix of 4 positions, row 1 none."""
+    ids = torch.tensor(np.stack([np.repeat(np.arange(len(n)), n) for n in lengths]))
+    q_ids = ids[:, -q_len:] if q_len else ids
+    first = torch.cat([torch.ones_like(ids[:, :1]), ids[:, 1:] != ids[:, :-1]], 1)
+    second = torch.cat([torch.zeros_like(first[:, :1]), first[:, :-1]], 1)
+    q_first = first[:, -q_len:] if q_len else first
+    return pattern.Rows(
+        query_segment=q_ids[:, None, :, None].int(),
+        key_segment=ids[:, None, None, :].int(),
+        query_global=q_first[:, None, :, None].bool(),
+        key_global=first[:, None, None, :].bool(),
+        key_sink=(first | second)[:, None, None, :].bool(),
+        prefix=torch.tensor([4, 0], dtype=torch.int32).reshape(2, 1, 1, 1),
+    )
+
+
+def sinks(*values):
+    return np.array(values, "float32").reshape(-1, 1, 1)
 
 
 # lead: the leading shape of the query; key_lead: of the key and value
@@ -197,6 +237,54 @@ CASES = {
         k_len=26,
         mask=torch.tensor(RNG.random((2, 1, 1, 1, 26)) > 0.3),
     ),
+    "chunks, soft-cap, causal window pair": dict(
+        lead=(2, 3),
+        q_len=27,
+        k_len=27,
+        causal=True,
+        window=(9, 0),
+        chunk_size=7,
+        softcap=0.6,
+    ),
+    "uneven window pair, sink logits": dict(
+        lead=(2, 3),
+        q_len=21,
+        k_len=25,
+        window=(3, 6),
+        bottom_right=True,
+        sinks=sinks(0.5, -1.0, 2.0),
+    ),
+    "packed documents, globals, sink tokens, prefix": dict(
+        lead=(2, 3),
+        q_len=29,
+        k_len=29,
+        causal=True,
+        window=(4, 0),
+        data=packed([(5, 11, 9, 4), (20, 9)]),
+        sinks=sinks(0.3, -0.2, 1.0),
+    ),
+    "packed documents, bottom-right, mask with empty rows": dict(
+        lead=(2, 3),
+        q_len=13,
+        k_len=31,
+        causal=True,
+        bottom_right=True,
+        data=packed([(12, 6, 13), (3, 28)], q_len=13),
+        mask=with_empty_rows((2, 1, 13, 31), [2]),
+        sinks=sinks(0.0, 1.5, -3.0),
+        softcap=1.5,
+    ),
+    "grouped-query, packed documents, chunks": dict(
+        lead=(2, 2, 3),
+        key_lead=(2, 2, 1),
+        q_len=22,
+        k_len=22,
+        chunk_size=5,
+        data=pattern.Rows(
+            *(None if x is None else x[:, None] for x in packed([(7, 15), (11, 11)]))
+        ),
+        sinks=sinks(0.5, -0.5).reshape(2, 1, 1, 1),
+    ),
 }
 
 
@@ -215,6 +303,7 @@ def test_tiled_equals_full_values_and_gradients(case, tiles):
     (q, k, v), options = inputs(case)
     expected = value_and_grads(full, q, k, v, **options)
     got = value_and_grads(tiled, q, k, v, tiles=tiles, **options)
+    assert len(got) == len(expected)
     assert_same(got, expected)
     for grad in got[1:]:
         assert np.all(np.isfinite(grad))
@@ -325,21 +414,34 @@ def test_fused_takes_grouped_query_heads_ungrouped_without_copying_keys():
         dict(dropout=0.1, seed=seed(1)),
         dict(sliding_window=3),
         dict(slopes=slopes(3)),
+        dict(causal=True, chunk_size=4),
+        dict(causal=True, softcap=30.0),
+        dict(sinks=torch.zeros(3, 1, 1)),
+        dict(data=pattern.Rows(prefix=torch.tensor(3, dtype=torch.int32))),
+        dict(data=pattern.Rows(key_sink=torch.ones(9, dtype=bool)[None])),
     ],
-    ids=["dropout", "sliding window", "ALiBi"],
+    ids=[
+        "dropout",
+        "sliding window",
+        "ALiBi",
+        "chunks",
+        "soft-cap",
+        "sink logits",
+        "prefix",
+        "sink tokens",
+    ],
 )
 def test_fused_declines_what_pytorch_does_not_compute_as_we_do(options):
     q = torch.zeros(2, 3, 9, 4)
-    options = {**DEFAULTS, **options}
-    assert _torch_tiled.fused(q, q, q, None, **options) is None
-    assert _torch_tiled.fused(q, q, q, None, **DEFAULTS) is not None
+    assert _torch_tiled.fused(q, q, q, None, **placed(q, q, options)) is None
+    assert _torch_tiled.fused(q, q, q, None, **placed(q, q, {})) is not None
 
 
 def test_fused_declines_where_pytorch_would_not_fuse():
     """Query and value depths that differ run PyTorch's unfused kernel on
     CPU, which holds the whole weights: the caller tiles instead."""
     q, k, v = torch.zeros(2, 3, 9, 4), torch.zeros(2, 3, 9, 4), torch.zeros(2, 3, 9, 3)
-    assert _torch_tiled.fused(q, k, v, None, causal=False, query_start=0) is None
+    assert _torch_tiled.fused(q, k, v, None, **placed(q, k, {})) is None
 
 
 def test_fused_declines_a_large_dense_mask():
@@ -351,9 +453,8 @@ def test_fused_declines_a_large_dense_mask():
         (512, limit // 512 + 1, False),
     ):
         q, k = torch.zeros(q_len, 4), torch.zeros(k_len, 4)
-        result = _torch_tiled.fused(
-            q, k, k, None, causal=True, query_start=k_len - q_len
-        )
+        options = placed(q, k, dict(causal=True, bottom_right=True))
+        result = _torch_tiled.fused(q, k, k, None, **options)
         assert (result is not None) == fuses, (q_len, k_len)
 
 
@@ -390,8 +491,15 @@ class Recorder(TorchDispatchMode):
     [
         dict(mask=torch.tensor(RNG.random((2, 1, 1, 48)) > 0.3)),
         dict(causal=True, dropout=0.3, seed=seed(1), slopes=slopes(2)),
+        dict(
+            causal=True,
+            window=(20, 0),
+            softcap=1.0,
+            data=packed([(30, 18), (48,)]),
+            sinks=sinks(0.5, -0.5),
+        ),
     ],
-    ids=["padding mask", "causal, dropout, ALiBi"],
+    ids=["padding mask", "causal, dropout, ALiBi", "patterns, sink logits"],
 )
 def test_no_tensor_as_large_as_the_logits_in_forward_and_backward(options):
     """Lengths of 6 tiles, depth 4: the logits `(2, 2, 48, 48)` are 12 times
