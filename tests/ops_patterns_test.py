@@ -92,7 +92,7 @@ def test_every_pattern_equals_the_definition_with_its_gradients(data, seed):
     expected_grads = numerical_gradients(reference_loss, arrays)
     for path, tile_size in PATHS.items():
 
-        def loss(q, k, v, sinks=None):
+        def loss(q, k, v, sinks=None, tile_size=tile_size):
             context = scaled_dot_product_attention(
                 q, k, v, sink_logits=sinks, tile_size=tile_size, **options
             )

@@ -22,6 +22,7 @@ if keras.backend.backend() != "jax":
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+from keras_attention import _attention_pattern as pattern  # noqa: E402
 from keras_attention import ops as attention_ops  # noqa: E402
 from keras_attention._backend import _jax_tiled  # noqa: E402
 
@@ -30,8 +31,9 @@ pytestmark = jax_only
 TILES = (8, 8)
 OPTIONS = dict(
     slopes=None,
-    causal=False,
-    sliding_window=None,
+    sinks=None,
+    spec=pattern.Pattern(),
+    data=pattern.NO_ROWS,
     query_start=0,
     dropout=0.0,
     seed=None,
@@ -40,10 +42,19 @@ OPTIONS = dict(
 
 def placed(q, k, options):
     """The kernels' options, `bottom_right=True` read as query 0 sitting at
-    key position `k_len - q_len` (`query_start`)."""
+    key position `k_len - q_len` (`query_start`); `causal` and
+    `sliding_window=w` (keys `|i - j| < w`) gathered into `spec`."""
     options = dict(options)
     if options.pop("bottom_right", False):
         options["query_start"] = k.shape[-2] - q.shape[-2]
+    static = {}
+    if "causal" in options:
+        static["causal"] = options.pop("causal")
+    width = options.pop("sliding_window", None)
+    if width is not None:
+        static["window"] = (width - 1, width - 1)
+    if static:
+        options["spec"] = pattern.Pattern(**static)
     return options
 
 
@@ -240,11 +251,9 @@ def test_loops_visit_exactly_the_tiles_that_hold_an_attending_pair(
     q_len, k_len, options
 ):
     # Tiles above the causal diagonal or outside the window's band are never
-    # visited: the loop bounds are the smallest that cover every pair.
-    fields = dict(OPTIONS, **options, tiles=TILES)
-    config = _jax_tiled._Config(
-        **{name: fields[name] for name in _jax_tiled._Config._fields}
-    )
+    # visited: the kernel's map of tiles is exactly those that hold a pair.
+    options = placed(np.zeros((q_len, 4)), np.zeros((k_len, 4)), {**OPTIONS, **options})
+    config = _jax_tiled._Config(pattern=options["spec"], dropout=0.0, tiles=TILES)
     spec = _jax_tiled._Spec(
         np.zeros((q_len, 4)),
         np.zeros((k_len, 4)),
@@ -252,30 +261,19 @@ def test_loops_visit_exactly_the_tiles_that_hold_an_attending_pair(
         None,
         None,
         None,
-        k_len - q_len if options.get("bottom_right") else 0,
+        pattern.NO_ROWS,
+        options["query_start"],
         config,
     )
     rows = np.arange(q_len)[:, None] + spec.first
     cols = np.arange(k_len)[None, :]
     allowed = np.ones((q_len, k_len), bool)
-    if config.causal:
+    if config.pattern.causal:
         allowed &= cols <= rows
-    if config.sliding_window:
-        allowed &= np.abs(rows - cols) < config.sliding_window
+    if config.pattern.window:
+        allowed &= np.abs(rows - cols) <= config.pattern.window[0]
     q_tile, k_tile = TILES
     blocks = np.zeros((spec.q_tiles, spec.k_tiles), bool)
     for i, j in zip(*np.nonzero(allowed), strict=True):
         blocks[i // q_tile, j // k_tile] = True
-
-    def visited(bounds, count):
-        lo, hi = (int(n) for n in bounds)
-        return np.isin(np.arange(count), np.arange(lo, hi))
-
-    for i in range(spec.q_tiles):
-        np.testing.assert_array_equal(
-            visited(spec.key_range(i), spec.k_tiles), blocks[i]
-        )
-    for j in range(spec.k_tiles):
-        np.testing.assert_array_equal(
-            visited(spec.query_range(j), spec.q_tiles), blocks[:, j]
-        )
+    np.testing.assert_array_equal(np.asarray(spec.visit), blocks)
