@@ -32,22 +32,40 @@ class AttentionLayer(keras.layers.Layer):
         sliding_window: int | None = None,
         tile_size: int | None = None,
         alignment: str = "top_left",
+        chunk_size: int | None = None,
+        softcap: float | None = None,
+        sink_tokens: int | None = None,
+        global_tokens: int | None = None,
         **kwargs,
     ):
         owner = type(self).__name__
         alignment = check_alignment(alignment, owner)
         causal = checks.boolean(causal, "causal", owner)
         dropout = checks.dropout(dropout, owner)
-        sliding_window = checks.positive_int(
-            sliding_window, "sliding_window", owner, allow_none=True
+        window = checks.window(sliding_window, "sliding_window", owner)
+        chunk_size = checks.positive_int(
+            chunk_size, "chunk_size", owner, allow_none=True
         )
+        if softcap is not None:
+            softcap = float(checks.positive_number(softcap, "softcap", owner))
+        sink_tokens = checks.count(sink_tokens, "sink_tokens", owner)
+        global_tokens = checks.count(global_tokens, "global_tokens", owner)
         tile_size = checks.tile_size(tile_size, owner)
         seed = checks.layer_seed(seed, owner)
         super().__init__(**kwargs)
         self.causal = causal
         self.dropout = dropout
         self.seed = seed
-        self.sliding_window = sliding_window
+        # As given: an int `w`, or the pair (left, right) when the sides
+        # differ; `_window` is always the pair.
+        self.sliding_window = checks.window_config(window)
+        if isinstance(self.sliding_window, list):
+            self.sliding_window = tuple(self.sliding_window)
+        self._window = window
+        self.chunk_size = chunk_size
+        self.softcap = softcap
+        self.sink_tokens = sink_tokens
+        self.global_tokens = global_tokens
         self.tile_size = tile_size
         self.alignment = alignment
         self.seed_generator = keras.random.SeedGenerator(seed) if dropout > 0 else None
@@ -105,8 +123,19 @@ class AttentionLayer(keras.layers.Layer):
         start_index=None,
         cache=None,
         cache_index=None,
+        segment_ids=None,
+        positions=None,
+        prefix_length=None,
+        global_tokens=None,
     ):
+        rows = {
+            "segment_ids": segment_ids,
+            "positions": positions,
+            "prefix_length": prefix_length,
+            "global_tokens": global_tokens,
+        }
         if cache is not None or cache_index is not None:
+            self._refuse_in_cache(rows)
             return self._cached_call(
                 query,
                 value,
@@ -131,6 +160,7 @@ class AttentionLayer(keras.layers.Layer):
         self._check_inputs(
             query, value, key, attention_mask, mask, query_mask, value_mask, key_mask
         )
+        rows = self._check_rows(rows, query, self_attention, start_index)
         starts = self._start_indices(start_index, self_attention)
         # Keras hands the padding mask to `mask` when the layer is called on
         # one tensor, and to `query_mask`/`value_mask`/`key_mask` otherwise.
@@ -142,15 +172,16 @@ class AttentionLayer(keras.layers.Layer):
             attention_mask, query_mask, value_mask, key_mask, return_attention_scores
         )
 
-        projected = self._project(query, key, value, starts)
+        projected = self._project(query, key, value, starts, positions)
         result = scaled_dot_product_attention(
             *projected,
             self._layout_mask(attention_mask, query, key),
             alibi_slopes=self._alibi_slopes,
             scale=self.scale,
             causal=causal,
-            sliding_window=self.sliding_window,
+            sliding_window=self._window,
             alignment=self.alignment,
+            **self._pattern_options(rows),
             dropout=self.dropout,
             seed=self.seed_generator,
             training=bool(training),
@@ -173,12 +204,82 @@ class AttentionLayer(keras.layers.Layer):
     flash_attention = None  # True refuses return_attention_scores, as Keras
     _alibi_slopes = None  # ALiBi slopes for `scaled_dot_product_attention`
 
-    def _project(self, query, key, value, starts):
+    def _project(self, query, key, value, starts, positions=None):
         """`(query, key, value)` as the attention takes them: `(batch, ...,
         len, depth)`, any axes (heads) between the batch and the length.
         `starts`: the first positions of the query and the key for the
-        rotary embedding, or None without one."""
+        rotary embedding, or None without one; `positions`: the rotary
+        embedding's positions per row instead (self-attention), or None."""
         return query, key, value
+
+    _sink_logits = None  # per-head sink logits (`MultiHeadAttention`)
+
+    def _pattern_options(self, rows):
+        """The pattern options of `scaled_dot_product_attention` from the
+        constructor and the call's checked per-row tensors."""
+        global_tokens = rows["global_tokens"]
+        return dict(
+            chunk_size=self.chunk_size,
+            softcap=self.softcap,
+            sink_tokens=self.sink_tokens,
+            sink_logits=self._sink_logits,
+            global_tokens=self.global_tokens
+            if global_tokens is None
+            else global_tokens,
+            segment_ids=rows["segment_ids"],
+            prefix_length=rows["prefix_length"],
+        )
+
+    def _check_rows(self, rows, query, self_attention, start_index):
+        """The call's per-row tensors (`segment_ids`, `positions`,
+        `prefix_length`, `global_tokens`), checked where the layer can say
+        more than `scaled_dot_product_attention` would: they describe the
+        positions of rank-3 inputs, and `positions` feed a rotary
+        embedding."""
+        owner = type(self).__name__
+        given = [name for name, value in rows.items() if value is not None]
+        if given and len(query.shape) != 3:
+            raise ValueError(
+                f"{owner}: `{given[0]}` describes the positions of inputs of "
+                f"rank 3, (batch, seq_len, dim). Received: {given[0]} with "
+                f"query.shape={tuple(query.shape)}"
+            )
+        positions = rows["positions"]
+        if positions is not None:
+            if not self._takes_positions():
+                raise ValueError(
+                    f"{owner}: `positions` are the positions of a "
+                    "`rotary_embedding`, and this layer has none. Received: "
+                    "positions"
+                )
+            if not self_attention or start_index is not None:
+                raise ValueError(
+                    f"{owner}: `positions` give the positions of the query and "
+                    "key of self-attention, instead of `start_index`: call the "
+                    "layer on one tensor, without `start_index`. Received: "
+                    "positions"
+                )
+            checks.mask(
+                positions,
+                "positions",
+                owner,
+                "(batch, seq_len)",
+                tuple(query.shape[:2]),
+                "the position of each token in its document",
+            )
+        return rows
+
+    def _takes_positions(self):
+        return False
+
+    def _refuse_in_cache(self, rows):
+        for name, value in rows.items():
+            if value is not None:
+                raise ValueError(
+                    f"{type(self).__name__}: a cached call takes no `{name}`: "
+                    "the cache holds one sequence per row, its positions given "
+                    f"by `cache_index`. Received: {name}"
+                )
 
     def _cached_call(self, query, value, key, *, cache, cache_index, **kwargs):
         """The call with a key/value cache (`MultiHeadAttention` has one)."""
@@ -313,11 +414,23 @@ class AttentionLayer(keras.layers.Layer):
         start_index=None,
         cache=None,
         cache_index=None,
+        segment_ids=None,
+        positions=None,
+        prefix_length=None,
+        global_tokens=None,
     ):
+        rows = {
+            "segment_ids": segment_ids,
+            "positions": positions,
+            "prefix_length": prefix_length,
+            "global_tokens": global_tokens,
+        }
         if cache is not None or cache_index is not None:
+            self._refuse_in_cache(rows)
             return self._cached_output_spec(
                 query, value, key, cache, cache_index, return_attention_scores
             )
+        self._check_rows(rows, query, value is None, start_index)
         self._start_indices(start_index, value is None)
         value = query if value is None else value
         key = value if key is None else key
@@ -340,10 +453,15 @@ class AttentionLayer(keras.layers.Layer):
             causal=self.causal,
             dropout=self.dropout,
             seed=self.seed,
-            sliding_window=self.sliding_window,
+            sliding_window=checks.window_config(self._window),
             tile_size=self.tile_size,
             alignment=self.alignment,
         )
+        # Saved only when set, so that configs without them load in earlier
+        # versions of the package (and in Keras, for `MultiHeadAttention`).
+        for name in ("chunk_size", "softcap", "sink_tokens", "global_tokens"):
+            if getattr(self, name) is not None:
+                config[name] = getattr(self, name)
         return config
 
 

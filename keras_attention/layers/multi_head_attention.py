@@ -77,7 +77,9 @@ class MultiHeadAttention(AttentionLayer):
             over; defaults to every axis but the batch and the features.
         sliding_window: if set to an int `w`, query `i` only attends to keys
             `j` with `|i - j| < w` (like `keras.layers.MultiHeadAttention`'s
-            `sliding_window`); combines with `causal` and the masks.
+            `sliding_window`); combines with `causal` and the masks. A pair
+            `(left, right)`: keys `i - left <= j <= i + right` (Mistral's
+            causal window of 4096 keys is `(4095, 0)`).
         flash_attention: accepted for compatibility with Keras' layer. It
             selects nothing here: the attention always runs this package's
             own kernel (on CPU Keras' flash attention is unavailable too). As
@@ -126,6 +128,19 @@ class MultiHeadAttention(AttentionLayer):
         alibi: if `True`, ALiBi: each head's logits get the bias
             `-slope · |i - j|`, with the slopes of
             `keras_attention.alibi_slopes(num_heads)` (rank-3 inputs).
+        chunk_size: optional int `c`: query `i` only attends to keys of its
+            own chunk, `i // c == j // c` (Llama 4), on the row's positions.
+        softcap: optional positive number `c`: the scaled logits become
+            `c · tanh(logits / c)` (Gemma 2).
+        sink_tokens: optional int `n`: the first `n` keys of each segment
+            stay visible past `sliding_window` and `chunk_size` (attention
+            sinks; still causal).
+        global_tokens: optional int `n`: the first `n` positions of each
+            segment attend to, and are attended by, every position of their
+            segment (a boolean `global_tokens` call argument overrides it).
+        use_sinks: if `True`, a trainable logit per head (the weight
+            `sinks`, zeros at first) joins every softmax's denominator and
+            takes no value (GPT-OSS's sinks); saved with the layer.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments (in Keras' order):
@@ -155,6 +170,18 @@ class MultiHeadAttention(AttentionLayer):
             already in the cache, where this call's keys and values are
             written; an int or an integer tensor, scalar or `(batch,)` (a
             position per row, for prompts of different lengths).
+        segment_ids: keyword-only, optional integer tensor `(batch,
+            seq_len)` of self-attention (or a pair for queries and keys): a
+            query attends only to keys with its own id, as when documents
+            are packed into one row (see `keras_attention.pack_sequences`).
+        prefix_length: keyword-only, with `causal`: an int or an integer
+            `(batch,)` tensor; the first positions of each row attend to
+            each other both ways (prefix-LM).
+        global_tokens: keyword-only, optional boolean `(batch, seq_len)`
+            tensor of the global positions, instead of the constructor's int.
+        positions: keyword-only, with a `rotary_embedding`: integer
+            `(batch, seq_len)` positions of self-attention's tokens, instead
+            of `start_index` (each packed document's count from 0).
 
     Returns:
         `(batch, q_len, *output_shape)`, and with
@@ -194,7 +221,12 @@ class MultiHeadAttention(AttentionLayer):
     decoding may go on past `max_length`; a ring must be written in order, each
     call starting where the previous one ended (`generate` moves the rows in
     step), and it returns no weights. Not supported with a cache: `value`,
-    `key`, `attention_mask`, `start_index`. A single eager call copies the
+    `key`, `attention_mask`, `start_index`, `segment_ids`, `positions`,
+    `prefix_length`, `global_tokens` (a global query would see keys the
+    cache does not hold yet); `chunk_size`, `softcap`, `sink_tokens` and the
+    sinks apply as in one call on the whole sequence, but a ring holds
+    neither a chunk's start nor the sink keys, so it refuses `chunk_size`
+    and `sink_tokens`. A single eager call copies the
     cache: run the steps in one compiled loop (`keras.ops.while_loop`, as
     `keras_attention.generate` does) with the cache as a loop variable, which
     XLA and `jax.jit` update in place.
@@ -246,6 +278,11 @@ class MultiHeadAttention(AttentionLayer):
         alignment: str = "top_left",
         rotary_embedding=None,
         alibi: bool = False,
+        chunk_size: int | None = None,
+        softcap: float | None = None,
+        sink_tokens: int | None = None,
+        global_tokens: int | None = None,
+        use_sinks: bool = False,
         **kwargs,
     ):
         owner = type(self).__name__
@@ -262,6 +299,7 @@ class MultiHeadAttention(AttentionLayer):
         key_dim = checks.positive_int(key_dim, "key_dim", owner)
         rotary_embedding = _rotary(rotary_embedding, key_dim, owner)
         alibi = checks.boolean(alibi, "alibi", owner)
+        use_sinks = checks.boolean(use_sinks, "use_sinks", owner)
         value_dim = checks.positive_int(value_dim, "value_dim", owner, allow_none=True)
         use_bias = checks.boolean(use_bias, "use_bias", owner)
         use_gate = checks.boolean(use_gate, "use_gate", owner)
@@ -302,6 +340,10 @@ class MultiHeadAttention(AttentionLayer):
             sliding_window=sliding_window,
             tile_size=tile_size,
             alignment=alignment,
+            chunk_size=chunk_size,
+            softcap=softcap,
+            sink_tokens=sink_tokens,
+            global_tokens=global_tokens,
             **kwargs,
         )
         if flash_attention and self.dropout > 0:
@@ -321,6 +363,7 @@ class MultiHeadAttention(AttentionLayer):
         self.rotary_embedding = rotary_embedding
         self.alibi = alibi
         self._alibi_slopes = alibi_slopes(num_heads) if alibi else None
+        self.use_sinks = use_sinks
         # Not `self.activity_regularizer`: the base layer would apply that to
         # the output. As in Keras, it applies to each projection's output.
         self._activity_regularizer = resolved.pop("activity_regularizer")
@@ -367,6 +410,11 @@ class MultiHeadAttention(AttentionLayer):
         self._output_dense = self._dense(
             "attention_output", heads_shape, out, contracted=2
         )
+        if self.use_sinks:
+            # One logit per head in every softmax's denominator (GPT-OSS).
+            self.sinks = self.add_weight(
+                name="sinks", shape=(self.num_heads,), initializer="zeros"
+            )
         if self.rotary_embedding is not None and not self.rotary_embedding.built:
             # Built with the layer, as the projections are: `model.quantize`
             # refuses a model holding a layer that is not built.
@@ -418,9 +466,23 @@ class MultiHeadAttention(AttentionLayer):
             attention = tuple(sorted({a % rank for a in self.attention_axes}))
         return tuple(a for a in free if a not in attention), attention
 
-    def _project(self, query, key, value, starts):
+    @property
+    def _sink_logits(self):
+        return self.sinks if self.use_sinks else None
+
+    def _takes_positions(self):
+        return self.rotary_embedding is not None
+
+    def _project(self, query, key, value, starts, positions=None):
         query, key = self._query_dense(query), self._key_dense(key)
-        if starts is not None:
+        if positions is not None:
+            # Positions per row: each packed document's count from 0.
+            positions = ops.cast(positions, "int32")
+            query, key = (
+                ops.cast(self.rotary_embedding(x, positions=positions), x.dtype)
+                for x in (query, key)
+            )
+        elif starts is not None:
             # (batch, len, heads, key_dim), rotated at the positions from
             # each start.
             query, key = (
@@ -468,10 +530,16 @@ class MultiHeadAttention(AttentionLayer):
             key_dim=self.key_dim,
             value_dim=self.value_dim,
             dtype=self.compute_dtype,
-            window=self.sliding_window,
+            window=self._ring_window,
             owner=type(self).__name__,
             segment_length=segment_length,
         )
+
+    @property
+    def _ring_window(self):
+        """How many positions a causal step's window reaches back, itself
+        included (`left + 1`): the size of a ring cache."""
+        return None if self._window is None else self._window[0] + 1
 
     def _cached_call(
         self,
@@ -521,6 +589,21 @@ class MultiHeadAttention(AttentionLayer):
                 "with causal=True, or pass use_causal_mask=True. Received: "
                 f"a call that is not causal with q_len={query.shape[1]}"
             )
+        if self.global_tokens is not None:
+            raise ValueError(
+                f"{owner}: a cached call cannot honour `global_tokens`: a "
+                "global query sees keys the cache does not hold yet. Received: "
+                f"global_tokens={self.global_tokens}"
+            )
+        if parts.ring and (self.sink_tokens is not None or self.chunk_size):
+            option = "sink_tokens" if self.sink_tokens is not None else "chunk_size"
+            raise ValueError(
+                f"{owner}: a ring cache (`sliding_window`={self.sliding_window}"
+                f", a cache of {parts.max_length} >= the window) keeps only the "
+                f"window's positions, and `{option}` needs others: use a cache "
+                "shorter than the window. Received: "
+                f"{option}={getattr(self, option)}"
+            )
         if parts.ring and return_attention_scores:
             raise ValueError(
                 f"{owner}: a ring cache (`sliding_window`={self.sliding_window}"
@@ -556,7 +639,11 @@ class MultiHeadAttention(AttentionLayer):
                 alibi_slopes=self._alibi_slopes,
                 scale=self.scale,
                 causal=causal,
-                sliding_window=self.sliding_window,
+                sliding_window=self._window,
+                chunk_size=self.chunk_size,
+                softcap=self.softcap,
+                sink_tokens=self.sink_tokens,
+                sink_logits=self._sink_logits,
                 query_start=query_start,
                 dropout=self.dropout,
                 seed=self.seed_generator,
@@ -612,7 +699,7 @@ class MultiHeadAttention(AttentionLayer):
             key_dim=self.key_dim,
             value_dim=self.value_dim,
             dtype=self.compute_dtype,
-            window=self.sliding_window,
+            window=self._ring_window,
         )
 
     def _cached_output_spec(self, query, value, key, cache, cache_index, scores):
@@ -866,11 +953,15 @@ class MultiHeadAttention(AttentionLayer):
         )
 
     def load_own_variables(self, store):
-        """Loads nothing (the weights live in the sublayers), except from a
-        file saved by keras_attention 0.1.0, which kept the eight weights (four
-        without biases) on the layer itself in Keras' order: those go to the
+        """Loads the sinks (`use_sinks`), the layer's only own weight; the
+        others live in the sublayers, except in a file saved by
+        keras_attention 0.1.0, which kept the eight weights (four without
+        biases) on the layer itself in Keras' order: those go to the
         sublayers, which then accept their empty stores."""
         if not len(store.keys()):
+            return
+        if self.use_sinks and len(store.keys()) == 1:
+            self.sinks.assign(store["0"])
             return
         variables = [
             v
@@ -910,6 +1001,8 @@ class MultiHeadAttention(AttentionLayer):
             rotary_embedding=serialize(self.rotary_embedding),
             alibi=self.alibi,
         )
+        if self.use_sinks:
+            config["use_sinks"] = True
         if self.flash_attention is not None:
             config["flash_attention"] = self.flash_attention
         # Quantized sublayers' policies by path, so that the reloaded layer

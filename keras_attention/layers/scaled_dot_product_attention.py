@@ -31,7 +31,8 @@ class ScaledDotProductAttention(AttentionLayer):
         seed: int seed for the dropout.
         sliding_window: if set to an int `w`, query `i` only attends to keys
             `j` with `|i - j| < w` (like `keras.layers.MultiHeadAttention`'s
-            `sliding_window`); combines with `causal` and the masks.
+            `sliding_window`); combines with `causal` and the masks. A pair
+            `(left, right)`: keys `i - left <= j <= i + right`.
         tile_size: `None` (default) lets `scaled_dot_product_attention`
             choose: long sequences (and, on TensorFlow, lengths unknown
             when traced) run in tiles in memory linear in the length, on
@@ -46,6 +47,16 @@ class ScaledDotProductAttention(AttentionLayer):
             `keras_attention.scaled_dot_product_attention`). With
             `"bottom_right"` the last query sits at the last key, as when new
             queries attend to earlier keys and themselves.
+        chunk_size: optional int `c`: query `i` only attends to keys of its
+            own chunk, `i // c == j // c` (Llama 4), on the row's positions.
+        softcap: optional positive number `c`: the scaled logits become
+            `c · tanh(logits / c)` (Gemma 2).
+        sink_tokens: optional int `n`: the first `n` keys of each segment
+            stay visible past `sliding_window` and `chunk_size` (attention
+            sinks; still causal).
+        global_tokens: optional int `n`: the first `n` positions of each
+            segment attend to, and are attended by, every position of their
+            segment (a boolean `global_tokens` call argument overrides it).
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -61,6 +72,15 @@ class ScaledDotProductAttention(AttentionLayer):
             this call.
         mask, query_mask, value_mask, key_mask: Keras' padding masks
             `(batch, seq_len)`; Keras fills them in, you need not.
+        segment_ids: keyword-only, optional integer tensor `(batch,
+            seq_len)` of self-attention (or a pair for queries and keys): a
+            query attends only to keys with its own id, as when documents
+            are packed into one row (see `keras_attention.pack_sequences`).
+        prefix_length: keyword-only, with `causal`: an int or an integer
+            `(batch,)` tensor; the first positions of each row attend to
+            each other both ways (prefix-LM).
+        global_tokens: keyword-only, optional boolean `(batch, seq_len)`
+            tensor of the global positions, instead of the constructor's int.
 
     Returns:
         `(batch, q_len, value_dim)`, and with `return_attention_scores=True`
@@ -87,6 +107,10 @@ class ScaledDotProductAttention(AttentionLayer):
         sliding_window: int | None = None,
         tile_size: int | None = None,
         alignment: str = "top_left",
+        chunk_size: int | None = None,
+        softcap: float | None = None,
+        sink_tokens: int | None = None,
+        global_tokens: int | None = None,
         **kwargs,
     ):
         scale = checks.scale(scale, type(self).__name__)
@@ -97,6 +121,10 @@ class ScaledDotProductAttention(AttentionLayer):
             sliding_window=sliding_window,
             tile_size=tile_size,
             alignment=alignment,
+            chunk_size=chunk_size,
+            softcap=softcap,
+            sink_tokens=sink_tokens,
+            global_tokens=global_tokens,
             **kwargs,
         )
         self.scale = scale

@@ -35,6 +35,8 @@ class TransformerBlock(keras.layers.Layer):
         tile_size: the attention's `tile_size` (see `MultiHeadAttention`):
             `None` chooses, `0` the full computation (a model meant for
             TensorFlow Lite), a positive int tiles of that size.
+        sliding_window, chunk_size, softcap, sink_tokens, global_tokens,
+            use_sinks: the attention's pattern (see `MultiHeadAttention`).
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -48,6 +50,9 @@ class TransformerBlock(keras.layers.Layer):
             previous call), `cache_index` the number of positions already in
             it, an int or a `(batch,)` integer tensor (one per row). See
             `MultiHeadAttention`; the weights then have `max_length` keys.
+        segment_ids, positions, prefix_length, global_tokens: keyword-only,
+            the attention's per-row pattern and rotary positions (see
+            `MultiHeadAttention`): packed documents, say.
 
     Returns:
         `(batch, seq_len, width)`, and the weights when asked for; with a
@@ -79,6 +84,12 @@ class TransformerBlock(keras.layers.Layer):
         rotary_embedding=None,
         alibi: bool = False,
         tile_size: int | None = None,
+        sliding_window=None,
+        chunk_size: int | None = None,
+        softcap: float | None = None,
+        sink_tokens: int | None = None,
+        global_tokens: int | None = None,
+        use_sinks: bool = False,
         **kwargs,
     ):
         owner = type(self).__name__
@@ -93,7 +104,23 @@ class TransformerBlock(keras.layers.Layer):
         rotary_embedding = as_rotary_embedding(rotary_embedding, owner)
         checks.boolean(alibi, "alibi", owner)
         tile_size = checks.tile_size(tile_size, owner)
+        # Checked as the attention checks them, and saved as given.
+        pattern = dict(
+            sliding_window=checks.window_config(
+                checks.window(sliding_window, "sliding_window", owner)
+            ),
+            chunk_size=checks.positive_int(
+                chunk_size, "chunk_size", owner, allow_none=True
+            ),
+            softcap=None
+            if softcap is None
+            else float(checks.positive_number(softcap, "softcap", owner)),
+            sink_tokens=checks.count(sink_tokens, "sink_tokens", owner),
+            global_tokens=checks.count(global_tokens, "global_tokens", owner),
+            use_sinks=checks.boolean(use_sinks, "use_sinks", owner),
+        )
         super().__init__(**kwargs)
+        self.pattern = {k: v for k, v in pattern.items() if v not in (None, False)}
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
         self.dropout = dropout
@@ -122,6 +149,7 @@ class TransformerBlock(keras.layers.Layer):
             rotary_embedding=self.rotary_embedding,
             alibi=self.alibi,
             tile_size=self.tile_size,
+            **self.pattern,
             # The whole map: the attention picks its projections' policies.
             name="attention",
             dtype=self.dtype_policy,
@@ -206,10 +234,21 @@ class TransformerBlock(keras.layers.Layer):
         *,
         cache=None,
         cache_index=None,
+        segment_ids=None,
+        positions=None,
+        prefix_length=None,
+        global_tokens=None,
     ):
         self._check_inputs(inputs, mask)
         cached = cache is not None or cache_index is not None
         extra = {"cache": cache, "cache_index": cache_index} if cached else {}
+        rows = {
+            "segment_ids": segment_ids,
+            "positions": positions,
+            "prefix_length": prefix_length,
+            "global_tokens": global_tokens,
+        }
+        extra.update({k: v for k, v in rows.items() if v is not None})
         attended = self.attention(
             self.attention_norm(inputs),
             mask=mask,
@@ -243,6 +282,7 @@ class TransformerBlock(keras.layers.Layer):
         *,
         cache=None,
         cache_index=None,
+        **rows,
     ):
         shape = self._check_inputs(inputs, mask)
         output = keras.KerasTensor(shape, dtype=self.compute_dtype)
@@ -276,6 +316,7 @@ class TransformerBlock(keras.layers.Layer):
             rotary_embedding=keras.saving.serialize_keras_object(self.rotary_embedding),
             alibi=self.alibi,
             tile_size=self.tile_size,
+            **self.pattern,
         )
         # Quantized sublayers' policies by path, the attention's included,
         # so that the reloaded block builds them the same way.
