@@ -21,6 +21,7 @@ __all__ = [
     "build_toy_model",
     "generate",
     "make_reversal_data",
+    "pack_sequences",
     "plot_attention",
     "plot_position_encoding",
     "real_token_accuracy",
@@ -84,3 +85,4 @@ if not _command_line_is_starting():
     )
     from keras_attention.layers.transformer_block import TransformerBlock
     from keras_attention.ops import alibi_slopes, scaled_dot_product_attention
+    from keras_attention.packing import pack_sequences

@@ -531,21 +531,21 @@ BAD_INPUTS = [
         lambda: attend(sliding_window=0),
         ValueError,
         F
-        + "`sliding_window` must be None or a positive integer. Received: sliding_window=0",
+        + "`sliding_window` must be None, a positive integer w (keys |i - j| < w) or a pair (left, right) of integers >= 0 (keys i - left <= j <= i + right). Received: sliding_window=0",
         id="sliding-window-zero",
     ),
     pytest.param(
         lambda: attend(sliding_window=2.5),
         ValueError,
         F
-        + "`sliding_window` must be None or a positive integer. Received: sliding_window=2.5",
+        + "`sliding_window` must be None, a positive integer w (keys |i - j| < w) or a pair (left, right) of integers >= 0 (keys i - left <= j <= i + right). Received: sliding_window=2.5",
         id="sliding-window-float",
     ),
     pytest.param(
         lambda: attend(sliding_window=True),
         TypeError,
         F
-        + "`sliding_window` must be None or a positive integer. Received: sliding_window=True of type bool",
+        + "`sliding_window` must be None, a positive integer w (keys |i - j| < w) or a pair (left, right) of integers >= 0 (keys i - left <= j <= i + right). Received: sliding_window=True of type bool",
         id="sliding-window-bool",
     ),
     pytest.param(

@@ -11,6 +11,8 @@ from keras_attention.layers.sinusoidal_position_encoding import (
 from keras_attention.layers.transformer_block import TransformerBlock
 
 ENCODINGS = ("sinusoidal", "learned", "rotary", "alibi", None)
+# Hugging Face's names of a layer's attention (`config.layer_types`).
+LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention")
 _NAME = "build_toy_model"
 
 
@@ -24,6 +26,11 @@ def build_toy_model(
     dropout: float = 0.0,
     tile_size: int | None = None,
     causal: bool = False,
+    *,
+    packed: bool = False,
+    layer_types=None,
+    sliding_window=None,
+    chunk_size: int | None = None,
 ):
     """A small Transformer encoder for per-token prediction, built with `model.add`.
 
@@ -58,10 +65,26 @@ def build_toy_model(
             docs/guides/serving-and-export.md).
         causal: if `True`, every block's attention is causal (position `i`
             sees positions `<= i`): a decoder, for `keras_attention.generate`.
+        packed: if `True`, a functional model for packed rows: its inputs
+            are the dict `{"tokens", "segment_ids", "positions"}` that
+            `keras_attention.pack_sequences` returns (each `(batch,
+            seq_len)`), every block attends within a document, and a rotary
+            embedding restarts at each document's first token. Needs
+            `encoding` `"rotary"`, `"alibi"` or None (the other encodings
+            count positions along the row).
+        layer_types: optional list of one attention type per block, Hugging
+            Face's names: `"full_attention"`, `"sliding_attention"` (a
+            `sliding_window`), `"chunked_attention"` (a `chunk_size`). By
+            default every block has the `sliding_window` and `chunk_size`
+            given, if any.
+        sliding_window: the window of the sliding blocks: an int `w` or a
+            pair `(left, right)` (see `MultiHeadAttention`).
+        chunk_size: the chunk of the chunked blocks.
 
     Returns:
         A compiled `keras.Sequential` mapping int tokens `(batch, seq_len)` to
-        logits `(batch, seq_len, vocab_size)`.
+        logits `(batch, seq_len, vocab_size)`, or with `packed=True` a
+        functional `keras.Model` of the same outputs.
 
     Example:
 
@@ -90,44 +113,111 @@ def build_toy_model(
     checks.dropout(dropout, _NAME)
     checks.tile_size(tile_size, _NAME)
     causal = checks.boolean(causal, "causal", _NAME)
+    packed = checks.boolean(packed, "packed", _NAME)
+    if packed and encoding in ("sinusoidal", "learned"):
+        raise ValueError(
+            f"{_NAME}: a packed model restarts positions at each document, "
+            "which `encoding` 'rotary' does (and 'alibi' and None need not): "
+            f"the other encodings count along the row. Received: "
+            f"encoding={encoding!r} with packed=True"
+        )
+    patterns = _block_patterns(layer_types, num_layers, sliding_window, chunk_size)
+    # Unit-variance token vectors, on the scale of the position encoding, so
+    # that neither drowns the other after the sum.
+    embedding = keras.layers.Embedding(
+        vocab_size,
+        d_model,
+        mask_zero=True,
+        embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
+        name="token_embedding",
+    )
+    blocks = [
+        TransformerBlock(
+            num_heads=num_heads,
+            intermediate_dim=2 * d_model,
+            dropout=dropout,
+            causal=causal,
+            rotary_embedding=RotaryEmbedding() if encoding == "rotary" else None,
+            alibi=encoding == "alibi",
+            tile_size=tile_size,
+            name=f"block_{index}",
+            **pattern,
+        )
+        for index, pattern in enumerate(patterns)
+    ]
+    final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")
+    # float32 logits under a mixed policy too, as Keras' mixed-precision
+    # guide advises for a model's output layer: the softmax and the loss are
+    # numerically safer in float32.
+    logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")
+    if packed:
+        inputs = {
+            name: keras.Input((None,), dtype="int32", name=name)
+            for name in ("tokens", "segment_ids", "positions")
+        }
+        x = embedding(inputs["tokens"])
+        for block in blocks:
+            x = block(
+                x,
+                segment_ids=inputs["segment_ids"],
+                positions=inputs["positions"] if encoding == "rotary" else None,
+            )
+        model = keras.Model(
+            inputs, logits(final_norm(x)), name=f"packed_toy_model_{encoding}"
+        )
+        return _compiled(model)
 
     model = keras.Sequential(name=f"toy_model_{encoding or 'none'}")
     model.add(keras.Input((None,), dtype="int32", name="tokens"))
-    # Unit-variance token vectors, on the scale of the position encoding, so
-    # that neither drowns the other after the sum.
-    model.add(
-        keras.layers.Embedding(
-            vocab_size,
-            d_model,
-            mask_zero=True,
-            embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
-            name="token_embedding",
-        )
-    )
+    model.add(embedding)
     if encoding == "sinusoidal":
         model.add(SinusoidalPositionEncoding(name="position_encoding"))
     elif encoding == "learned":
         model.add(LearnedPositionEmbedding(max_length, name="position_embedding"))
-    for index in range(num_layers):
-        model.add(
-            TransformerBlock(
-                num_heads=num_heads,
-                intermediate_dim=2 * d_model,
-                dropout=dropout,
-                causal=causal,
-                rotary_embedding=RotaryEmbedding() if encoding == "rotary" else None,
-                alibi=encoding == "alibi",
-                tile_size=tile_size,
-                name=f"block_{index}",
-            )
-        )
-    model.add(keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm"))
-    # float32 logits under a mixed policy too, as Keras' mixed-precision
-    # guide advises for a model's output layer: the softmax and the loss are
-    # numerically safer in float32.
-    model.add(keras.layers.Dense(vocab_size, dtype="float32", name="logits"))
+    for block in blocks:
+        model.add(block)
+    model.add(final_norm)
+    model.add(logits)
+    return _compiled(model)
+
+
+def _compiled(model):
     model.compile(
         optimizer=keras.optimizers.Adam(3e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     return model
+
+
+def _block_patterns(layer_types, num_layers, sliding_window, chunk_size):
+    """The pattern options of each block, from `layer_types` (or the same
+    for every block)."""
+    if layer_types is None:
+        pattern = {"sliding_window": sliding_window, "chunk_size": chunk_size}
+        return [pattern] * num_layers
+    if not isinstance(layer_types, (list, tuple)) or len(layer_types) != num_layers:
+        raise ValueError(
+            f"{_NAME}: `layer_types` must be a list of one attention type per "
+            f"block, num_layers={num_layers} of them. Received: "
+            f"layer_types={layer_types!r}"
+        )
+    patterns = []
+    for kind in layer_types:
+        if kind not in LAYER_TYPES:
+            raise ValueError(
+                f"{_NAME}: each of `layer_types` must be one of {LAYER_TYPES}. "
+                f"Received: {kind!r}"
+            )
+        needs = {"sliding_attention": ("sliding_window", sliding_window)}
+        needs["chunked_attention"] = ("chunk_size", chunk_size)
+        if kind in needs:
+            argument, value = needs[kind]
+            if value is None:
+                raise ValueError(
+                    f"{_NAME}: `layer_types` has {kind!r} blocks: pass their "
+                    f"`{argument}`. Received: {argument}=None"
+                )
+            patterns.append({argument: value})
+        else:
+            patterns.append({})
+    return patterns

@@ -357,21 +357,21 @@ BAD_INPUTS = [
         lambda: mha(sliding_window=0),
         ValueError,
         MHA
-        + "`sliding_window` must be None or a positive integer. Received: sliding_window=0",
+        + "`sliding_window` must be None, a positive integer w (keys |i - j| < w) or a pair (left, right) of integers >= 0 (keys i - left <= j <= i + right). Received: sliding_window=0",
         id="sliding-window-zero",
     ),
     pytest.param(
         lambda: mha(sliding_window=-1),
         ValueError,
         MHA
-        + "`sliding_window` must be None or a positive integer. Received: sliding_window=-1",
+        + "`sliding_window` must be None, a positive integer w (keys |i - j| < w) or a pair (left, right) of integers >= 0 (keys i - left <= j <= i + right). Received: sliding_window=-1",
         id="sliding-window-negative",
     ),
     pytest.param(
         lambda: mha(sliding_window=4.0),
         ValueError,
         MHA
-        + "`sliding_window` must be None or a positive integer. Received: sliding_window=4.0",
+        + "`sliding_window` must be None, a positive integer w (keys |i - j| < w) or a pair (left, right) of integers >= 0 (keys i - left <= j <= i + right). Received: sliding_window=4.0",
         id="sliding-window-float",
     ),
     pytest.param(
@@ -530,7 +530,103 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("call,error,message", BAD_INPUTS)
+PATTERN_BAD_INPUTS = [
+    pytest.param(
+        lambda: mha(sliding_window=(2, -1)),
+        ValueError,
+        MHA + "`sliding_window` must be None, a positive integer w (keys |i - j| "
+        "< w) or a pair (left, right) of integers >= 0 (keys i - left <= j <= i "
+        "+ right). Received: sliding_window=(2, -1)",
+        id="window-pair-negative",
+    ),
+    pytest.param(
+        lambda: mha(chunk_size=0),
+        ValueError,
+        MHA + "`chunk_size` must be None or a positive integer. Received: chunk_size=0",
+        id="chunk-zero",
+    ),
+    pytest.param(
+        lambda: mha(softcap=-1.0),
+        ValueError,
+        MHA + "`softcap` must be a positive finite number. Received: softcap=-1.0",
+        id="softcap-negative",
+    ),
+    pytest.param(
+        lambda: mha(use_sinks="yes"),
+        TypeError,
+        MHA + "`use_sinks` must be a bool. Received: use_sinks='yes'",
+        id="use-sinks-string",
+    ),
+    pytest.param(
+        lambda: mha()(normal(2, 3, 4, 8), segment_ids=np.zeros((2, 3), "int32")),
+        ValueError,
+        MHA + "`segment_ids` describes the positions of inputs of rank 3, "
+        "(batch, seq_len, dim). Received: segment_ids with query.shape=(2, 3, 4, 8)",
+        id="segment-ids-rank-4",
+    ),
+    pytest.param(
+        lambda: mha()(normal(2, 3, 8), segment_ids=np.zeros((2, 4), "int32")),
+        ValueError,
+        "scaled_dot_product_attention: `query segment_ids` must have shape "
+        "(length,)=(3,) or (batch, length)=(2, 3), batch being axis 0 of the "
+        "query. Received: query segment_ids.shape=(2, 4)",
+        id="segment-ids-length",
+    ),
+    pytest.param(
+        lambda: mha()(normal(2, 3, 8), positions=np.zeros((2, 3), "int32")),
+        ValueError,
+        MHA + "`positions` are the positions of a `rotary_embedding`, and this "
+        "layer has none. Received: positions",
+        id="positions-without-rotary",
+    ),
+    pytest.param(
+        lambda: mha(rotary_embedding=keras_attention.RotaryEmbedding())(
+            normal(2, 3, 8), positions=np.zeros((2, 3), "int32"), start_index=2
+        ),
+        ValueError,
+        MHA + "`positions` give the positions of the query and key of "
+        "self-attention, instead of `start_index`: call the layer on one "
+        "tensor, without `start_index`. Received: positions",
+        id="positions-with-start-index",
+    ),
+    pytest.param(
+        lambda: mha(causal=True)(
+            normal(2, 1, 8),
+            cache=mha(causal=True).init_cache(2, 4),
+            cache_index=0,
+            segment_ids=np.zeros((2, 1), "int32"),
+        ),
+        ValueError,
+        MHA + "a cached call takes no `segment_ids`: the cache holds one "
+        "sequence per row, its positions given by `cache_index`. Received: "
+        "segment_ids",
+        id="cache-segment-ids",
+    ),
+    pytest.param(
+        lambda: mha(causal=True, global_tokens=2)(
+            normal(2, 1, 8), cache=mha().init_cache(2, 4), cache_index=0
+        ),
+        ValueError,
+        MHA + "a cached call cannot honour `global_tokens`: a global query sees "
+        "keys the cache does not hold yet. Received: global_tokens=2",
+        id="cache-global-tokens",
+    ),
+    pytest.param(
+        lambda: mha(causal=True, sliding_window=(2, 0), chunk_size=4)(
+            normal(2, 1, 8),
+            cache=mha(sliding_window=3).init_cache(2, 8),
+            cache_index=0,
+        ),
+        ValueError,
+        MHA + "a ring cache (`sliding_window`=(2, 0), a cache of 3 >= the "
+        "window) keeps only the window's positions, and `chunk_size` needs "
+        "others: use a cache shorter than the window. Received: chunk_size=4",
+        id="ring-chunk",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,error,message", BAD_INPUTS + PATTERN_BAD_INPUTS)
 def test_bad_input_raises_a_clear_error(call, error, message):
     assert_raises_with(call, error, message)
 
@@ -834,3 +930,86 @@ def test_a_rotary_layer_built_symbolically_quantizes():
         model.quantize("int8")
     assert model.layers[0].query_dense.quantization_mode == "int8"
     np.testing.assert_allclose(to_numpy(model(x)), before, atol=0.05)
+
+
+# Patterns -----------------------------------------------------------------------
+
+PATTERN = dict(
+    causal=True,
+    sliding_window=(3, 0),
+    chunk_size=8,
+    softcap=4.0,
+    sink_tokens=1,
+    use_sinks=True,
+)
+
+
+def test_pattern_layer_behaviours(tmp_path):
+    run_layer_test(
+        MultiHeadAttention,
+        init_kwargs={"num_heads": 2, "key_dim": 4, "global_tokens": 1, **PATTERN},
+        input_data=normal(2, 9, 8),
+        expected_output_shape=(2, 9, 8),
+        expected_num_trainable_weights=9,  # the sinks too
+        tmp_path=tmp_path,
+    )
+
+
+def packed_layer():
+    layer = MultiHeadAttention(
+        num_heads=2,
+        key_dim=4,
+        rotary_embedding=keras_attention.RotaryEmbedding(),
+        **{**PATTERN, "chunk_size": None},
+    )
+    layer.build((2, 13, 8))
+    layer.sinks.assign([0.5, -1.0])
+    return layer
+
+
+def test_packed_rows_equal_the_documents_alone_and_save_in_safe_mode(tmp_path):
+    # Three documents in each row; rotary positions restart at each one.
+    layer = packed_layer()
+    packed = keras_attention.pack_sequences(
+        [np.arange(5), np.arange(4), np.arange(4)] * 2, 13
+    )
+    x = normal(2, 13, 8)
+    inputs = keras.Input((None, 8))
+    rows = {name: keras.Input((None,), dtype="int32") for name in ("ids", "pos")}
+    model = keras.Model(
+        [inputs, rows["ids"], rows["pos"]],
+        layer(inputs, segment_ids=rows["ids"], positions=rows["pos"]),
+    )
+    got = to_numpy(model([x, packed["segment_ids"], packed["positions"]]))
+    for start, stop in ((0, 5), (5, 9), (9, 13)):
+        alone = to_numpy(layer(x[:, start:stop]))
+        np.testing.assert_allclose(got[:, start:stop], alone, atol=1e-5)
+    path = tmp_path / "packed.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(
+        to_numpy(loaded([x, packed["segment_ids"], packed["positions"]])), got
+    )
+    config = loaded.layers[-1].get_config()
+    assert (config["sliding_window"], config["softcap"], config["use_sinks"]) == (
+        [3, 0],
+        4.0,
+        True,
+    )
+
+
+def test_the_sinks_weight_gets_a_gradient():
+    layer = packed_layer()
+    x = normal(2, 6, 8)
+    others = [v for v in layer.trainable_variables if v is not layer.sinks]
+
+    def loss(sinks):
+        values = [
+            sinks if v is layer.sinks else v.value for v in layer.trainable_variables
+        ]
+        output, _ = layer.stateless_call(values, [], x)
+        return ops.sum(output**2)
+
+    assert len(others) == len(layer.trainable_variables) - 1
+    _, (grad,) = value_and_gradient(loss, np.array([0.5, -1.0], "float32"))
+    assert np.all(np.abs(grad) > 1e-6)

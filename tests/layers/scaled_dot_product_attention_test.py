@@ -96,14 +96,14 @@ BAD_INPUTS = [
         lambda: ScaledDotProductAttention(sliding_window=-1),
         ValueError,
         SDPA
-        + "`sliding_window` must be None or a positive integer. Received: sliding_window=-1",
+        + "`sliding_window` must be None, a positive integer w (keys |i - j| < w) or a pair (left, right) of integers >= 0 (keys i - left <= j <= i + right). Received: sliding_window=-1",
         id="sliding-window-negative",
     ),
     pytest.param(
         lambda: ScaledDotProductAttention(sliding_window=2.5),
         ValueError,
         SDPA
-        + "`sliding_window` must be None or a positive integer. Received: sliding_window=2.5",
+        + "`sliding_window` must be None, a positive integer w (keys |i - j| < w) or a pair (left, right) of integers >= 0 (keys i - left <= j <= i + right). Received: sliding_window=2.5",
         id="sliding-window-float",
     ),
     pytest.param(
