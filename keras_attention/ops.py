@@ -1127,7 +1127,11 @@ def _rows(rows, query, key, first):
     out against the logits `(batch, ..., q_len, k_len)`."""
     rank = len(query.shape)
     q_len, k_len = ops.shape(query)[-2], ops.shape(key)[-2]
-    q_positions = ops.arange(q_len, dtype="int32") + first
+    q_positions = ops.arange(q_len, dtype="int32")
+    if len(getattr(first, "shape", ())) == 1:  # a position per batch entry
+        q_positions = ops.expand_dims(first, -1) + q_positions
+    else:
+        q_positions = q_positions + first
     k_positions = ops.arange(k_len, dtype="int32")
     q_ids = k_ids = None
     if rows["segment_ids"] is not None:

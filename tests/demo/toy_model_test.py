@@ -3,9 +3,16 @@ import numpy as np
 import pytest
 from hypothesis import given
 
+import keras_attention
 from keras_attention import build_toy_model, make_reversal_data
 from keras_attention.demo.toy_model import ENCODINGS
-from tests.layer_test_case import assert_raises_with, compiled, perturbed, symbolic
+from tests.layer_test_case import (
+    assert_raises_with,
+    compiled,
+    perturbed,
+    symbolic,
+    to_numpy,
+)
 from tests.properties import VERY_FEW, forget, permutations, seeds, toy_model
 
 
@@ -69,7 +76,8 @@ def test_padding_never_reaches_real_positions():
     tokens, _ = make_reversal_data(8, 10, 12, min_length=3, seed=5)
     base = keras.ops.convert_to_numpy(model(tokens))
     table = keras.ops.convert_to_numpy(model.layers[0].embeddings)
-    table[0] += 30.0
+    # Not a constant shift, which the layer normalizations would undo.
+    table[0] += 30.0 * np.linspace(-1.0, 1.0, table.shape[1])
     model.layers[0].embeddings.assign(table)
     moved = keras.ops.convert_to_numpy(model(tokens))
     real = tokens != 0
@@ -185,12 +193,75 @@ BAD_INPUTS = [
         TOY + "`causal` must be a bool. Received: causal='yes'",
         id="causal-not-bool",
     ),
+    pytest.param(
+        lambda: toy(num_layers=2, layer_types=["full_attention"]),
+        ValueError,
+        TOY + "`layer_types` must be a list of one attention type per block, "
+        "num_layers=2 of them. Received: layer_types=['full_attention']",
+        id="layer-types-length",
+    ),
+    pytest.param(
+        lambda: toy(num_layers=1, layer_types=["local"]),
+        ValueError,
+        TOY + "each of `layer_types` must be one of ('full_attention', "
+        "'sliding_attention', 'chunked_attention'). Received: 'local'",
+        id="layer-types-unknown",
+    ),
+    pytest.param(
+        lambda: toy(num_layers=1, layer_types=["sliding_attention"]),
+        ValueError,
+        TOY + "`layer_types` has 'sliding_attention' blocks: pass their "
+        "`sliding_window`. Received: sliding_window=None",
+        id="layer-types-no-window",
+    ),
+    pytest.param(
+        lambda: toy(packed=True, encoding="sinusoidal"),
+        ValueError,
+        TOY + "a packed model restarts positions at each document, which "
+        "`encoding` 'rotary' does (and 'alibi' and None need not): the other "
+        "encodings count along the row. Received: encoding='sinusoidal' with "
+        "packed=True",
+        id="packed-sinusoidal",
+    ),
 ]
 
 
 @pytest.mark.parametrize("call,error,message", BAD_INPUTS)
 def test_bad_input_raises_a_clear_error(call, error, message):
     assert_raises_with(call, error, message)
+
+
+def test_a_packed_model_gives_each_document_its_logits_alone(tmp_path):
+    # A packed rotary decoder, a window on one block and full attention on
+    # the other: each document of a packed row gets the logits the same
+    # weights give it alone, and the model saves and loads in safe mode.
+    options = dict(
+        vocab_size=20,
+        max_length=12,
+        d_model=16,
+        num_heads=2,
+        encoding="rotary",
+        causal=True,
+        layer_types=["sliding_attention", "full_attention"],
+        sliding_window=(2, 0),
+    )
+    packed_model = perturbed(toy(packed=True, **options))
+    alone_model = toy(**options)
+    alone_model.set_weights(packed_model.get_weights())
+    documents = [np.arange(1, 6), np.arange(7, 11), np.arange(11, 14)]
+    packed = keras_attention.pack_sequences(documents, 12)
+    inputs = {name: packed[name] for name in ("tokens", "segment_ids", "positions")}
+    got = to_numpy(packed_model(inputs))
+    start = 0
+    for document in documents:
+        stop = start + len(document)
+        alone = to_numpy(alone_model(document[None].astype("int32")))
+        np.testing.assert_allclose(got[0, start:stop], alone[0], atol=1e-4)
+        start = stop
+    path = tmp_path / "packed.keras"
+    packed_model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(to_numpy(loaded(inputs)), got, atol=1e-6)
 
 
 # Properties (hypothesis; tests/properties.py) -----------------------------------

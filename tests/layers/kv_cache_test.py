@@ -378,22 +378,29 @@ def test_a_pair_of_single_arrays_is_a_one_segment_cache():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"alibi": True}, {"rotary_embedding": keras_attention.RotaryEmbedding()}],
-    ids=["plain", "alibi", "rotary"],
+    [
+        {},
+        {"alibi": True},
+        {"rotary_embedding": keras_attention.RotaryEmbedding()},
+        {"sliding_window": (2, 1), "softcap": 1.5, "use_sinks": True},
+    ],
+    ids=["plain", "alibi", "rotary", "pair-softcap-sinks"],
 )
 def test_ring_cache_steps_equal_the_whole_pass(kwargs):
-    # A window of 3: the cache is a ring of 3 positions, and 7 positions are
-    # decoded through it, in calls of 4 (more than the ring), 2 and 1 steps.
+    # A window of 3 (a pair (2, 1) reaches as far back, and a causal step
+    # never sees its right side): the cache is a ring of 3 positions, and 7
+    # positions are decoded through it, in calls of 4 (more than the ring),
+    # 2 and 1 steps.
     layer = MultiHeadAttention(
         num_heads=2,
         key_dim=4,
         num_key_value_heads=1,
-        sliding_window=3,
-        causal=True,
-        **kwargs,
+        **{"sliding_window": 3, "causal": True, **kwargs},
     )
     x = normal(2, 7, 8)
     layer.build(x.shape)
+    if layer.use_sinks:
+        layer.sinks.assign([0.5, -1.0])
 
     def decode(x):
         cache = layer.init_cache(2, 7)
@@ -409,6 +416,40 @@ def test_ring_cache_steps_equal_the_whole_pass(kwargs):
 
     whole, outs, cache = compiled(decode)(x)
     assert [tuple(part.shape) for part in cache[0]] == [(2, 1, 3, 4)]
+    np.testing.assert_allclose(
+        np.concatenate([to_numpy(out) for out in outs], axis=1),
+        to_numpy(whole),
+        atol=1e-5,
+    )
+
+
+def test_chunks_and_sink_tokens_in_segments_equal_the_whole_pass():
+    # Chunks of 3, the first key a sink seen from every chunk, soft-capped
+    # logits: a cache of segments gives every call the output of the whole
+    # causal pass.
+    layer = MultiHeadAttention(
+        num_heads=2,
+        key_dim=4,
+        causal=True,
+        chunk_size=3,
+        sink_tokens=1,
+        softcap=2.0,
+    )
+    x = normal(2, 7, 8)
+    layer.build(x.shape)
+
+    def decode(x):
+        cache = layer.init_cache(2, 7, segment_length=2)
+        outs, start = [], 0
+        for length in (3, 1, 2, 1):
+            out, cache = layer(
+                x[:, start : start + length], cache=cache, cache_index=start
+            )
+            outs.append(out)
+            start += length
+        return layer(x), outs
+
+    whole, outs = compiled(decode)(x)
     np.testing.assert_allclose(
         np.concatenate([to_numpy(out) for out in outs], axis=1),
         to_numpy(whole),
