@@ -1067,8 +1067,9 @@ def _check_row_tensor(x, argument, kind, query_shape, length):
     shape = checks.tensor(x, argument, _NAME)
     dtype = keras.backend.standardize_dtype(x.dtype)
     if ("int" not in dtype) if kind == "integer" else (dtype != "bool"):
+        article = "an" if kind == "integer" else "a"
         raise TypeError(
-            f"{_NAME}: `{argument}` must be a {kind} tensor. Received: "
+            f"{_NAME}: `{argument}` must be {article} {kind} tensor. Received: "
             f"{argument} with dtype {dtype}"
         )
     batch = query_shape[0] if len(query_shape) >= 3 else None

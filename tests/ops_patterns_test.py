@@ -18,7 +18,7 @@ from keras import ops
 from keras_attention import scaled_dot_product_attention
 from tests import pattern_reference as reference
 from tests.gradients import value_and_gradient
-from tests.layer_test_case import RNG, to_numpy
+from tests.layer_test_case import RNG, assert_raises_with, to_numpy
 from tests.properties import FEW, VERY_FEW
 
 BATCH, HEADS, KV_HEADS, LENGTH, DEPTH = 2, 4, 2, 13, 4
@@ -272,35 +272,143 @@ def test_symbolic_inputs_take_segment_ids():
 
 Q = np.zeros((BATCH, HEADS, LENGTH, DEPTH), "float32")
 IDS = np.zeros((BATCH, LENGTH), "int32")
+SDPA = "scaled_dot_product_attention: "
 
 
-@pytest.mark.parametrize(
-    "options, error, message",
-    [
-        (dict(segment_ids=np.zeros((BATCH, 5), "int32")), ValueError, "segment_ids`"),
-        (dict(segment_ids=IDS.astype("float32")), TypeError, "must be a integer"),
-        (dict(segment_ids=(IDS, IDS, IDS)), ValueError, "a pair"),
-        (dict(prefix_length=3), ValueError, "with causal=True"),
-        (dict(prefix_length=14, causal=True), ValueError, "at most the row"),
-        (dict(prefix_length=-1, causal=True), ValueError, "prefix_length"),
-        (
-            dict(prefix_length=np.array([3, 99]), causal=True),
-            ValueError,
-            "each at most",
-        ),
-        (dict(chunk_size=0), ValueError, "chunk_size"),
-        (dict(sliding_window=(2, -1)), ValueError, "pair \\(left, right\\)"),
-        (dict(sliding_window=(1, 2, 3)), ValueError, "sliding_window"),
-        (dict(softcap=0.0), ValueError, "softcap"),
-        (dict(softcap=-2), ValueError, "softcap"),
-        (dict(sink_logits=np.zeros(3, "float32")), ValueError, "sink_logits"),
-        (dict(sink_logits=np.zeros(4, "int32")), TypeError, "sink_logits"),
-        (dict(global_tokens=-1), ValueError, "global_tokens"),
-        (dict(global_tokens=IDS), TypeError, "must be a boolean"),
-        (dict(sink_tokens=1.5), ValueError, "sink_tokens"),
-    ],
-    ids=lambda x: x if isinstance(x, str) else None,
-)
-def test_bad_pattern_options_raise_a_clear_error(options, error, message):
-    with pytest.raises(error, match=message):
-        scaled_dot_product_attention(Q, Q, Q, **options)
+def attend(**options):
+    return lambda: scaled_dot_product_attention(Q, Q, Q, **options)
+
+
+BAD_INPUTS = [
+    pytest.param(
+        attend(**dict(segment_ids=np.zeros((2, 5), "int32"))),
+        ValueError,
+        SDPA
+        + "`query segment_ids` must have shape (length,)=(13,) or (batch, length)=(2, 13), batch being axis 0 of the query. Received: query segment_ids.shape=(2, 5)",
+        id="segment-ids-length",
+    ),
+    pytest.param(
+        attend(**dict(segment_ids=IDS.astype("float32"))),
+        TypeError,
+        SDPA
+        + "`query segment_ids` must be an integer tensor. Received: query segment_ids with dtype float32",
+        id="segment-ids-float",
+    ),
+    pytest.param(
+        attend(**dict(segment_ids=(IDS, IDS, IDS))),
+        ValueError,
+        SDPA
+        + "`segment_ids` must be a tensor (self-attention) or a pair (for the queries, for the keys). Received: 3 items",
+        id="segment-ids-three",
+    ),
+    pytest.param(
+        attend(**dict(prefix_length=3)),
+        ValueError,
+        SDPA
+        + "`prefix_length` makes the first positions of a causal row bidirectional: pass it with causal=True. Received: prefix_length=3, causal=False",
+        id="prefix-without-causal",
+    ),
+    pytest.param(
+        attend(**dict(prefix_length=14, causal=True)),
+        ValueError,
+        SDPA
+        + "`prefix_length` must be an int in [0, k_len] or an integer tensor of shape () or (batch,), at most the row's length k_len=13. Received: prefix_length=14",
+        id="prefix-past-the-row",
+    ),
+    pytest.param(
+        attend(**dict(prefix_length=-1, causal=True)),
+        ValueError,
+        SDPA
+        + "`prefix_length` must be an int in [0, k_len] or an integer tensor of shape () or (batch,), at most the row's length k_len=13. Received: prefix_length=-1",
+        id="prefix-negative",
+    ),
+    pytest.param(
+        attend(**dict(prefix_length=np.array([3, 99]), causal=True)),
+        ValueError,
+        SDPA
+        + "`prefix_length` must be an int in [0, k_len] or an integer tensor of shape () or (batch,), each at most the row's length k_len=13. Received: prefix_length=[3, 99]",
+        id="prefix-tensor-past-the-row",
+    ),
+    pytest.param(
+        attend(**dict(prefix_length=np.array([3, 4, 5], "int32"), causal=True)),
+        ValueError,
+        SDPA
+        + "`prefix_length` must be an int in [0, k_len] or an integer tensor of shape () or (batch,). Received: prefix_length with shape (3,) and dtype int32",
+        id="prefix-tensor-shape",
+    ),
+    pytest.param(
+        attend(**dict(chunk_size=0)),
+        ValueError,
+        SDPA
+        + "`chunk_size` must be None or a positive integer. Received: chunk_size=0",
+        id="chunk-zero",
+    ),
+    pytest.param(
+        attend(**dict(sliding_window=(2, -1))),
+        ValueError,
+        SDPA
+        + "`sliding_window` must be None, a positive integer w (keys |i - j| < w) or a pair (left, right) of integers >= 0 (keys i - left <= j <= i + right). Received: sliding_window=(2, -1)",
+        id="window-pair-negative",
+    ),
+    pytest.param(
+        attend(**dict(sliding_window=(1, 2, 3))),
+        ValueError,
+        SDPA
+        + "`sliding_window` must be None, a positive integer w (keys |i - j| < w) or a pair (left, right) of integers >= 0 (keys i - left <= j <= i + right). Received: sliding_window=(1, 2, 3)",
+        id="window-three",
+    ),
+    pytest.param(
+        attend(**dict(softcap=0.0)),
+        ValueError,
+        SDPA + "`softcap` must be a positive finite number. Received: softcap=0.0",
+        id="softcap-zero",
+    ),
+    pytest.param(
+        attend(**dict(sink_logits=np.zeros(3, "float32"))),
+        ValueError,
+        SDPA
+        + "`sink_logits` must have shape (heads,), one logit per query head (axis -3 of query (2, 4, 13, 4)). Received: sink_logits.shape=(3,)",
+        id="sink-logits-length",
+    ),
+    pytest.param(
+        attend(**dict(sink_logits=np.zeros(4, "int32"))),
+        TypeError,
+        SDPA
+        + "`sink_logits` must be a floating-point tensor. Received: sink_logits with dtype int32",
+        id="sink-logits-int",
+    ),
+    pytest.param(
+        attend(**dict(global_tokens=-1)),
+        ValueError,
+        SDPA
+        + "`global_tokens` must be None or an integer >= 0. Received: global_tokens=-1",
+        id="global-tokens-negative",
+    ),
+    pytest.param(
+        attend(**dict(global_tokens=IDS)),
+        TypeError,
+        SDPA
+        + "`query global_tokens` must be a boolean tensor. Received: query global_tokens with dtype int32",
+        id="global-tokens-int-tensor",
+    ),
+    pytest.param(
+        attend(**dict(sink_tokens=1.5)),
+        ValueError,
+        SDPA
+        + "`sink_tokens` must be None or an integer >= 0. Received: sink_tokens=1.5",
+        id="sink-tokens-fraction",
+    ),
+    pytest.param(
+        lambda: scaled_dot_product_attention(Q[:, :, :5], Q, Q, segment_ids=IDS),
+        ValueError,
+        SDPA + "one `segment_ids` tensor serves self-attention, where q_len == "
+        "k_len; with q_len=5 and k_len=13, pass a pair (segment_ids of the "
+        "queries, of the keys)",
+        id="segment-ids-one-for-cross-attention",
+    ),
+]
+
+
+@pytest.mark.parametrize("call, error, message", BAD_INPUTS)
+def test_bad_input_raises_a_clear_error(call, error, message):
+    assert_raises_with(call, error, message)

@@ -47,32 +47,36 @@ def test_first_fit_fills_earlier_rows_and_long_documents_are_cut():
     assert packed["segment_ids"][1].tolist() == [1] * 6 + [2] * 3 + [3]
 
 
-@pytest.mark.parametrize(
-    "call, error, message",
-    [
-        (
-            lambda: pack_sequences([[1, 2], []], 4),
-            ValueError,
-            "pack_sequences: each document must be a non-empty 1-D sequence of "
-            "int tokens. Received: document 1 with shape (0,) and dtype float64",
-        ),
-        (
-            lambda: pack_sequences([[1.5, 2.0]], 4),
-            ValueError,
-            "pack_sequences: each document must be a non-empty 1-D sequence of "
-            "int tokens. Received: document 0 with shape (2,) and dtype float64",
-        ),
-        (
-            lambda: pack_sequences([[1, 2]], 0),
-            ValueError,
-            "pack_sequences: `length` must be a positive integer. Received: length=0",
-        ),
-        (
-            lambda: pack_sequences([[1, 2]], 4, pad_id=0.5),
-            TypeError,
-            "pack_sequences: `pad_id` must be an int. Received: pad_id=0.5",
-        ),
-    ],
-)
+BAD_INPUTS = [
+    pytest.param(
+        lambda: pack_sequences([[1, 2], []], 4),
+        ValueError,
+        "pack_sequences: each document must be a non-empty 1-D sequence of "
+        "int tokens. Received: document 1 with shape (0,) and dtype float64",
+        id="empty-document",
+    ),
+    pytest.param(
+        lambda: pack_sequences([[1.5, 2.0]], 4),
+        ValueError,
+        "pack_sequences: each document must be a non-empty 1-D sequence of "
+        "int tokens. Received: document 0 with shape (2,) and dtype float64",
+        id="float-tokens",
+    ),
+    pytest.param(
+        lambda: pack_sequences([[1, 2]], 0),
+        ValueError,
+        "pack_sequences: `length` must be a positive integer. Received: length=0",
+        id="length-zero",
+    ),
+    pytest.param(
+        lambda: pack_sequences([[1, 2]], 4, pad_id=0.5),
+        TypeError,
+        "pack_sequences: `pad_id` must be an int. Received: pad_id=0.5",
+        id="pad-id-float",
+    ),
+]
+
+
+@pytest.mark.parametrize("call, error, message", BAD_INPUTS)
 def test_bad_input_raises_a_clear_error(call, error, message):
     assert_raises_with(call, error, message)

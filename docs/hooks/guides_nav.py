@@ -15,6 +15,7 @@ MARKER = "<!-- guides -->"
 ORDER = (
     "position-encodings.md",
     "masks-and-grouped-queries.md",
+    "attention-patterns.md",
     "rotary-and-alibi.md",
     "long-sequences.md",
     "decoding.md",
