@@ -7,13 +7,19 @@ in `tf.function` and inside an XLA function alike. Lengths known when traced
 that are whole tiles reach the loops as Python ints; other lengths are
 zero-padded to whole tiles and passed at run time, so that varying lengths
 share a few compilations.
+
+The inner loops visit the tiles of `_attention_pattern.tile_map`, in lists
+computed once per call, so tiles that the pattern leaves empty (above a
+causal diagonal, outside a window's band or a chunk, between packed
+documents) are never visited. The map is computed outside the compiled
+kernels (`_tile_map`) and passed to them as a boolean tensor: it needs the
+true lengths, and a length that reached XLA as a run-time value would have
+to be a compile-time constant there, one compilation per length.
 """
 
 import tensorflow as tf
 
 from keras_attention import _attention_pattern as pattern
-
-_INT_OPS = pattern.IntOps(tf.minimum, tf.maximum, tf.where)
 
 
 def attention(
@@ -23,8 +29,9 @@ def attention(
     mask,
     *,
     slopes,
-    causal,
-    sliding_window,
+    sinks,
+    spec,
+    data,
     query_start,
     dropout,
     seed,
@@ -41,11 +48,14 @@ def attention(
             True where a query may attend to a key.
         slopes: None or float32 ALiBi slopes `(..., 1, 1)`, broadcastable to
             the logits; their bias is added tile by tile.
-        causal: Python bool.
-        sliding_window: None or a positive Python int.
+        sinks: None or float32 sink logits `(..., 1, 1)`, laid out as the
+            slopes: one more logit in each row's softmax, with no value.
+            Differentiable.
+        spec: the static part of the pattern, a `pattern.Pattern`.
+        data: the per-row part, a `pattern.Rows` laid out against the logits.
         query_start: Python int or int32 scalar tensor: query `i` sits at
-            key position `query_start + i` for `causal`, the window, ALiBi
-            and dropout.
+            key position `query_start + i` for the pattern, ALiBi and
+            dropout.
         dropout: Python float, the rate (0 for none).
         seed: int32 scalar tensor, used when `dropout > 0`.
         tiles: `(query_tile, key_tile)`: Python ints, or int32 scalar
@@ -54,8 +64,11 @@ def attention(
     Returns:
         float32 `(..., q_len, value_depth)`.
     """
-    config = dict(causal=causal, sliding_window=sliding_window, dropout=dropout)
+    config = dict(spec=spec, dropout=dropout)
     q_len, k_len = known_dims(query)[-2], known_dims(key)[-2]
+    data = pattern.Rows(*(None if x is None else tf.convert_to_tensor(x) for x in data))
+    # A run-time value: queries at any offset share one compilation.
+    first = tf.convert_to_tensor(query_start, tf.int32)
     if _whole(q_len, tiles[0]) and _whole(k_len, tiles[1]):
         # Lengths known now that are whole tiles: the kernels see them as
         # Python ints, so no tile masks keys past the end or computes a
@@ -74,28 +87,66 @@ def attention(
         query = _pad_length(query, q_padded - q_len)
         key, value = (_pad_length(x, k_padded - k_len) for x in (key, value))
         mask = _pad_mask(mask, q_padded, k_padded)
+        # The per-row tensors as the mask, for the same reason.
+        data = pattern.Rows(*(_pad_mask(x, q_padded, k_padded) for x in data))
         lengths = [tf.convert_to_tensor(n, tf.int32) for n in (q_len, k_len)]
-    # A run-time value: queries at any offset share one compilation.
-    first = tf.convert_to_tensor(query_start, tf.int32)
-    shared = (mask, seed, slopes, *lengths, *tiles, first)
+    # From the true lengths, not the padded ones: no padded position makes a
+    # tile visited.
+    visit = _tile_map(spec, data, tiles, (q_len, k_len), first)
+    shared = (mask, seed, slopes, data, visit, *lengths, *tiles, first)
+    # The sinks are differentiated with the query, key and value.
+    differentiable = [query, key, value] + ([] if sinks is None else [sinks])
 
     @tf.custom_gradient
-    def tiled(query, key, value):
+    def tiled(*tensors):
         # Hidden from any gradient tape: the custom gradient below is the
         # only way back, and a tape watching the loops would keep (eagerly)
         # or accumulate (in tf.function) every tile of them.
-        inputs = [tf.stop_gradient(x) for x in (query, key, value)]
+        inputs = [tf.stop_gradient(x) for x in tensors]
+        if sinks is None:
+            inputs.append(None)  # the kernels' `sinks`
         output, lse = _compiled_forward(*inputs, *shared, **config)
 
         def grad(d_output):
-            return _compiled_backward(
+            grads = _compiled_backward(
                 *inputs, *shared, output, lse, tf.stop_gradient(d_output), **config
             )
+            return list(grads[: len(tensors)])
 
         return output, grad
 
-    output = tiled(query, key, value)
+    output = tiled(*differentiable)
     return output if _whole(q_len, tiles[0]) else output[..., :q_len, :]
+
+
+def _tile_map(spec, data, tiles, lengths, first):
+    """`pattern.tile_map` of the call, or None when every tile holds a pair
+    (then the kernels visit all of them, with no map to compute).
+
+    Eagerly, it runs as one graph function (`_traced_tile_map`): dozens of
+    small ops, which one by one took about 6 ms with segment ids (T=1024 in
+    tiles of 128, 2 CPU cores), 0.6 ms as a graph. In a graph (a
+    `tf.function`, an XLA function) its ops join the caller's: lengths known
+    when traced stay Python ints, so that its shapes are static, and under
+    XLA the others come from shapes, which are constants when it compiles."""
+    if spec.every_tile and data.query_segment is None:
+        return None
+    if tf.executing_eagerly():
+        lengths = [tf.convert_to_tensor(n, tf.int32) for n in lengths]
+        return _traced_tile_map(spec, data, *tiles, *lengths, first)
+    return _visits(spec, data, *tiles, *lengths, first)
+
+
+def _visits(spec, data, q_tile, k_tile, q_len, k_len, query_start):
+    return pattern.tile_map(
+        spec,
+        data,
+        q_tile=q_tile,
+        k_tile=k_tile,
+        q_len=q_len,
+        k_len=k_len,
+        query_start=query_start,
+    )
 
 
 def _whole(length, tile):
@@ -118,8 +169,9 @@ def _pad_length(x, extra):
 
 def _pad_mask(mask, q_padded, k_padded):
     """A mask whose size is linear in the lengths (a padding mask
-    `(..., 1, k_len)`, a query mask `(..., q_len, 1)`), padded with False to
-    whole tiles, so that its shape depends on the tiles too: this holds for a
+    `(..., 1, k_len)`, a query mask `(..., q_len, 1)`, a tensor of
+    `pattern.Rows`), padded with zeros (False, or segment id 0) to whole
+    tiles, so that its shape depends on the tiles too: this holds for a
     length unknown when traced (`fit` on sequences of varying lengths, with
     `Embedding(mask_zero=True)`), whose XLA kernels would otherwise compile
     anew for every length. A `(q_len, k_len)` mask is left as it is, never
@@ -149,7 +201,7 @@ def _pad_mask(mask, q_padded, k_padded):
     if all(isinstance(n, int) and n == 0 for n in extra):
         return mask
     paddings = [[0, 0]] * (len(shape) - 2) + [[0, extra[0]], [0, extra[1]]]
-    return tf.pad(mask, paddings, constant_values=False)
+    return tf.pad(mask, paddings)
 
 
 class _Spec:
@@ -164,13 +216,13 @@ class _Spec:
         query,
         key,
         mask,
-        causal,
-        sliding_window,
+        spec,
         query_start,
         dropout,
         seed,
         tiles,
         slopes=None,
+        data=pattern.NO_ROWS,
         lengths=None,
     ):
         self.rank = len(query.shape)
@@ -183,8 +235,7 @@ class _Spec:
         self.q_tile, self.k_tile = tiles
         self.q_tiles = -(-self.q_padded // self.q_tile)
         self.k_tiles = -(-self.k_padded // self.k_tile)
-        self.causal = causal
-        self.sliding_window = sliding_window
+        self.pattern = spec
         self.dropout = dropout
         self.seed = seed
         self.slopes = slopes
@@ -193,31 +244,27 @@ class _Spec:
             isinstance(self.k_len, int) and self.k_len % self.k_tile == 0
         )
         self.mask = None if mask is None else _MaskTiles(self, mask)
-        self.tiling = dict(
-            q_tile=self.q_tile,
-            k_tile=self.k_tile,
-            q_len=self.q_len,
-            k_len=self.k_len,
-            query_start=self.first,
-            causal=causal,
-            sliding_window=sliding_window,
-        )
+        self.data = [None if x is None else _MaskTiles(self, x) for x in data]
 
-    def key_range(self, i):
-        """Key tiles `[lo, hi)` that query tile `i` may see."""
-        return pattern.key_tiles(i, **self.tiling, xp=_INT_OPS)
-
-    def query_range(self, j):
-        """Query tiles `[lo, hi)` that may see key tile `j`."""
-        return pattern.query_tiles(j, **self.tiling, xp=_INT_OPS)
+    def visit_order(self, visit, transposed=False):
+        """`pattern.visit_order` of the tile map `visit` `(q_tiles, k_tiles)`
+        (None: every tile), or of its transpose: the key tiles that each
+        query tile visits, or with `transposed` the query tiles that visit
+        each key tile."""
+        if visit is None:
+            visit = tf.ones([self.q_tiles, self.k_tiles], tf.bool)
+        if transposed:
+            visit = tf.transpose(visit)
+        return pattern.visit_order(visit)
 
     def logits(self, q_tile, k_tile, i, j, transposed=False):
-        """Logits of tile `(i, j)`, ALiBi's bias added, -inf where a pair may
+        """Scores of tile `(i, j)` (`pattern.scores`), -inf where a pair may
         not attend.
 
         `(..., q_tile, k_tile)`, or `(..., k_tile, q_tile)` when `transposed`.
         Also returns the dropout keep-pattern in the same layout (None without
-        dropout), since both come from the same positions.
+        dropout), since both come from the same positions, and the
+        soft-cap's derivative in that layout too (None without a cap).
         """
         rows = i * self.q_tile + tf.range(self.q_tile) + self.first
         cols = j * self.k_tile + tf.range(self.k_tile)
@@ -227,10 +274,14 @@ class _Spec:
         else:
             rows, cols = rows[:, None], cols[None, :]
             logits = tf.matmul(q_tile, k_tile, transpose_b=True)
-        if self.slopes is not None:
-            logits += pattern.alibi_bias(self.slopes, rows, cols)
+        logits, slope = pattern.scores(
+            logits, self.pattern.softcap, self.slopes, rows, cols
+        )
         mask = None if self.mask is None else self.mask.tile(i, j, transposed)
-        allowed = pattern.allowed(mask, self.causal, self.sliding_window, rows, cols)
+        data = pattern.Rows(
+            *(None if x is None else x.tile(i, j, transposed) for x in self.data)
+        )
+        allowed = pattern.allowed(mask, self.pattern, rows, cols, data)
         if self.padded_keys:
             allowed = pattern.combine(allowed, cols < self.k_len)
         if allowed is not None:
@@ -238,7 +289,7 @@ class _Spec:
         keep = None
         if self.dropout > 0:
             keep = pattern.dropout_keep(self.seed, self.batch, rows, cols, self.dropout)
-        return logits, keep
+        return logits, keep, slope
 
     def drop(self, x, keep):
         """Dropout of `x` (weights or their gradient) with a given pattern."""
@@ -248,7 +299,8 @@ class _Spec:
 
 
 class _MaskTiles:
-    """Cuts tiles out of a boolean mask without copying or broadcasting it.
+    """Cuts tiles out of a boolean mask (or a tensor of `pattern.Rows`, laid
+    out as one) without copying or broadcasting it.
 
     A mask axis of size 1 (a padding mask `(..., 1, k_len)`, say) stays of
     size 1 in every tile. On a full-length axis, the last tile, which runs
@@ -280,7 +332,7 @@ class _MaskTiles:
             paddings.append([0, short])
             self.axes.append((full, size + short, tile, rolls))
         if any(not isinstance(n, int) or n for pair in paddings for n in pair):
-            mask = tf.pad(mask, paddings, constant_values=False)
+            mask = tf.pad(mask, paddings)
         self.mask = mask
         self.leading = dims[:-2]
 
@@ -336,8 +388,12 @@ def _from_tiles(x, length):
 
 
 def _sum_to(x, like):
-    """`x` summed over the axes where `like` has size 1 and `x` does not:
-    the gradient of a key or value shared by a group of query heads."""
+    """`x` summed over the axes where `like` has size 1 and `x` does not, and
+    over the leading axes that `like` lacks: the gradient of a key or value
+    shared by a group of query heads, or of the sinks `(..., 1, 1)`."""
+    extra = len(x.shape) - len(like.shape)
+    if extra:
+        x = tf.reduce_sum(x, list(range(extra)))
     axes = [
         a
         for a, (n, m) in enumerate(zip(x.shape, like.shape, strict=True))
@@ -355,9 +411,12 @@ def _forward(
     query,
     key,
     value,
+    sinks,
     mask,
     seed,
     slopes,
+    data,
+    visit,
     q_len,
     k_len,
     q_tile,
@@ -372,10 +431,12 @@ def _forward(
         seed=seed,
         tiles=(q_tile, k_tile),
         slopes=slopes,
+        data=data,
         lengths=(q_len, k_len),
         query_start=query_start,
         **config,
     )
+    order, count = spec.visit_order(visit)
     q_tiles = _to_tiles(query, spec.q_tile, spec.q_tiles)
     k_tiles = _to_tiles(key, spec.k_tile, spec.k_tiles)
     v_tiles = _to_tiles(value, spec.k_tile, spec.k_tiles)
@@ -384,9 +445,11 @@ def _forward(
 
     def query_tile(i, outputs, lses):
         q_i = q_tiles[i]  # (..., q_tile, depth)
+        visits = order[i]  # the key tiles to visit, the first `count[i]`
 
-        def key_tile(j, row_max, total, acc):
-            logits, keep = spec.logits(q_i, k_tiles[j], i, j)
+        def key_tile(n, row_max, total, acc):
+            j = visits[n]
+            logits, keep, _ = spec.logits(q_i, k_tiles[j], i, j)
             new_max = tf.maximum(row_max, tf.reduce_max(logits, -1, keepdims=True))
             # Rows with no allowed key so far keep a max of -inf; shift by 0.
             shift = tf.where(new_max == float("-inf"), 0.0, new_max)
@@ -394,18 +457,19 @@ def _forward(
             rescale = tf.exp(row_max - shift)
             total = total * rescale + tf.reduce_sum(weights, -1, keepdims=True)
             acc = acc * rescale + tf.matmul(spec.drop(weights, keep), v_tiles[j])
-            return j + 1, new_max, total, acc
+            return n + 1, new_max, total, acc
 
-        lo, hi = spec.key_range(i)
+        if sinks is None:
+            row_max, total = tf.fill(row_shape, float("-inf")), tf.zeros(row_shape)
+        else:
+            # A sink is one more logit in the denominator, with no value: it
+            # seeds the running maximum and sum.
+            row_max, total = tf.broadcast_to(sinks, row_shape), tf.ones(row_shape)
+        stop = count[i]
         _, row_max, total, acc = _loop(
-            lambda j, *_: j < hi,
+            lambda n, *_: n < stop,
             key_tile,
-            [
-                lo,
-                tf.fill(row_shape, float("-inf")),
-                tf.zeros(row_shape),
-                tf.zeros(out_shape),
-            ],
+            [0, row_max, total, tf.zeros(out_shape)],
         )
         # A row with no allowed key has total 0 and acc 0: output 0.
         has_keys = total > 0
@@ -431,9 +495,12 @@ def _backward(
     query,
     key,
     value,
+    sinks,
     mask,
     seed,
     slopes,
+    data,
+    visit,
     q_len,
     k_len,
     q_tile,
@@ -451,10 +518,12 @@ def _backward(
         seed=seed,
         tiles=(q_tile, k_tile),
         slopes=slopes,
+        data=data,
         lengths=(q_len, k_len),
         query_start=query_start,
         **config,
     )
+    order, count = spec.visit_order(visit, transposed=True)
     # Each key tile meets the query tiles that see it as transposed tiles,
     # (..., k_tile, q_tile): every product is then a plain matmul or one that
     # transposes its small operand, which TensorFlow runs faster than one that
@@ -465,7 +534,15 @@ def _backward(
     do_tiles = _to_tiles(d_output, spec.q_tile, spec.q_tiles)
     # rowsum(do * o) equals rowsum(p * dp), with dropout too: one per query.
     delta = tf.reduce_sum(d_output * output, -1, keepdims=True)
-    delta_tiles = swap_last(_to_tiles(delta, spec.q_tile, spec.q_tiles))
+    delta_tiles = _to_tiles(delta, spec.q_tile, spec.q_tiles)
+    d_sinks = None
+    if sinks is not None:
+        # The sink's weight per query is exp(sink - lse); its gradient is
+        # -sum(p_sink * rowsum(do * o)) (padded queries have do = 0, and
+        # lse >= sink, so their terms are 0, never inf * 0).
+        p_sinks = tf.exp(sinks - lse_tiles) * delta_tiles
+        d_sinks = _sum_to(-tf.reduce_sum(p_sinks, 0), sinks)
+    delta_tiles = swap_last(delta_tiles)  # (q_tiles, ..., 1, q_tile)
     lse_tiles = swap_last(lse_tiles)  # (q_tiles, ..., 1, q_tile)
     # dqᵀ per query tile, (..., depth, q_tile), summed over the key tiles.
     d_queries = tf.TensorArray(tf.float32, size=spec.q_tiles).unstack(
@@ -474,24 +551,28 @@ def _backward(
 
     def key_tile(j, d_keys, d_values, d_queries):
         k_j, v_j = k_tiles[j], v_tiles[j]
+        visits = order[j]  # the query tiles to visit, the first `count[j]`
 
-        def query_tile(i, d_key, d_value, d_queries):
+        def query_tile(n, d_key, d_value, d_queries):
+            i = visits[n]
             q_i, do_i = q_tiles[i], do_tiles[i]
-            logits, keep = spec.logits(q_i, k_j, i, j, transposed=True)
+            logits, keep, slope = spec.logits(q_i, k_j, i, j, transposed=True)
             weights = tf.exp(logits - lse_tiles[i])  # (..., k_tile, q_tile)
             d_value += _sum_to(tf.matmul(spec.drop(weights, keep), do_i), d_value)
             d_weights = spec.drop(tf.matmul(v_j, do_i, transpose_b=True), keep)
             d_logits = weights * (d_weights - delta_tiles[i])
+            if slope is not None:
+                d_logits *= slope  # through the soft-cap
             d_key += _sum_to(tf.matmul(d_logits, q_i), d_key)
             d_query = tf.matmul(k_j, d_logits, transpose_a=True)
             d_queries = d_queries.write(i, d_queries.read(i) + d_query)
-            return i + 1, d_key, d_value, d_queries
+            return n + 1, d_key, d_value, d_queries
 
-        lo, hi = spec.query_range(j)
+        stop = count[j]
         _, d_key, d_value, d_queries = _loop(
-            lambda i, *_: i < hi,
+            lambda n, *_: n < stop,
             query_tile,
-            [lo, tf.zeros_like(k_j), tf.zeros_like(v_j), d_queries],
+            [0, tf.zeros_like(k_j), tf.zeros_like(v_j), d_queries],
         )
         return j + 1, d_keys.write(j, d_key), d_values.write(j, d_value), d_queries
 
@@ -505,11 +586,12 @@ def _backward(
             d_queries,
         ],
     )
-    return (
+    grads = (
         _from_tiles(swap_last(d_queries.stack()), spec.q_padded),
         _from_tiles(d_keys.stack(), spec.k_padded),
         _from_tiles(d_values.stack(), spec.k_padded),
     )
+    return grads if d_sinks is None else (*grads, d_sinks)
 
 
 # Compiled by XLA whatever the caller does: XLA fuses the elementwise work of
@@ -524,5 +606,10 @@ def _backward(
 # (the attribute TensorFlow sets for its own restored functions).
 _compiled_forward = tf.function(_forward, jit_compile=True)
 _compiled_backward = tf.function(_backward, jit_compile=True)
-for _function in (_compiled_forward, _compiled_backward):
+# The eager tile map (`_tile_map`) as a graph, not XLA: its run-time lengths
+# would be compile-time constants there. Traced once per pattern and tile
+# size: the lengths are tensors, and the per-row tensors' shapes, whole
+# tiles, relax to unknown ones after a second shape.
+_traced_tile_map = tf.function(_visits, reduce_retracing=True)
+for _function in (_compiled_forward, _compiled_backward, _traced_tile_map):
     _function._omit_frequent_tracing_warning = True

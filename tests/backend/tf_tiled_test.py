@@ -280,22 +280,27 @@ def test_neither_pass_creates_a_q_len_by_k_len_tensor():
 def test_only_tiles_that_meet_the_pattern_are_visited(
     causal, window, bottom_right, q_len, k_len
 ):
+    from keras_attention import _attention_pattern as pattern
     from keras_attention._backend import _tf_tiled as tiled_tensorflow
 
     tile = 8
+    first = k_len - q_len if bottom_right else 0
     q, k = normal(1, q_len, 4), normal(1, k_len, 4)
+    sides = None if window is None else (window - 1, window - 1)
+    static = pattern.Pattern(causal=causal, window=sides)
     spec = tiled_tensorflow._Spec(
         q,
         k,
         None,
-        causal=causal,
-        sliding_window=window,
-        query_start=k_len - q_len if bottom_right else 0,
+        spec=static,
+        query_start=first,
         dropout=0.0,
         seed=None,
         tiles=(tile, tile),
     )
-    first = k_len - q_len if bottom_right else 0
+    visit = tiled_tensorflow._tile_map(
+        static, pattern.NO_ROWS, (tile, tile), (q_len, k_len), first
+    )
     rows, cols = np.arange(q_len)[:, None] + first, np.arange(k_len)[None, :]
     allowed = np.ones((q_len, k_len), bool)
     if causal:
@@ -307,12 +312,14 @@ def test_only_tiles_that_meet_the_pattern_are_visited(
         return allowed[i * tile : (i + 1) * tile, j * tile : (j + 1) * tile].any()
 
     q_tiles, k_tiles = -(-q_len // tile), -(-k_len // tile)
+    order, count = (to_numpy(x) for x in spec.visit_order(visit))
     for i in range(q_tiles):
-        lo, hi = (int(x) for x in spec.key_range(i))
-        assert [j for j in range(k_tiles) if meets(i, j)] == list(range(lo, hi))
+        expected = [j for j in range(k_tiles) if meets(i, j)]
+        assert expected == order[i, : count[i]].tolist()
+    order, count = (to_numpy(x) for x in spec.visit_order(visit, transposed=True))
     for j in range(k_tiles):
-        lo, hi = (int(x) for x in spec.query_range(j))
-        assert [i for i in range(q_tiles) if meets(i, j)] == list(range(lo, hi))
+        expected = [i for i in range(q_tiles) if meets(i, j)]
+        assert expected == order[j, : count[j]].tolist()
 
 
 @pytest.mark.tensorflow_only
@@ -427,9 +434,13 @@ def test_whole_tiles_run_unpadded_with_static_lengths(
 
     kernel, seen = backend._compiled_forward, []
 
-    def recorded(query, key, value, mask, seed, slopes, *sizes, **config):
+    def recorded(
+        query, key, value, sinks, mask, seed, slopes, data, visit, *sizes, **config
+    ):
         seen.append((query.shape[-2], key.shape[-2], *sizes))
-        return kernel(query, key, value, mask, seed, slopes, *sizes, **config)
+        return kernel(
+            query, key, value, sinks, mask, seed, slopes, data, visit, *sizes, **config
+        )
 
     monkeypatch.setattr(backend, "_compiled_forward", recorded)
     q, k, v = normal(2, q_len, 4), normal(2, k_len, 4), normal(2, k_len, 3)
