@@ -8,11 +8,11 @@ package, one module per backend (`tensorflow.py`, `jax.py`, `torch.py`, and
 (`_tf_tiled.py`, `_jax_tiled.py`, `_torch_tiled.py`). Each module implements
 the same names:
 
-- `attention(query, key, value, mask, *, slopes, causal, sliding_window,
+- `attention(query, key, value, mask, *, slopes, sinks, spec, data,
   query_start, dropout, seed, tiles)`: exact attention in tiles, in memory
   linear in the length (the kernels' contract, below), or `None` where the
   backend has no tiled kernel (then `ops.py` runs the full computation).
-- `fused(query, key, value, mask, *, slopes, causal, sliding_window,
+- `fused(query, key, value, mask, *, slopes, sinks, spec, data,
   query_start, dropout, seed)`: the backend's own fused attention where its
   result is exactly ours, else `None` (the caller goes on to `attention`);
   `fused` itself is `None` where the backend has no such kernel.
@@ -24,8 +24,8 @@ the same names:
 - `tiled_from_logits(default, *, every_tile)`: from how many logits per
   call (batch entries · q_len · k_len) `tile_size=None` runs `attention`
   rather than the full computation, in the trace being made now; `default`
-  is `ops.TILED_FROM_LOGITS`, `every_tile` False when causal attention or a
-  sliding window lets the tiles skip work. Other than `default` where the
+  is `ops.TILED_FROM_LOGITS`, `every_tile` False when the pattern (causal
+  attention, a window, chunks, segment ids) lets the tiles skip work. Other than `default` where the
   backend's own full computation is faster than its tiles (TensorFlow
   outside XLA, where every tile is visited).
 - `compiled_loop(function, owner, key)`: `function` compiled whole, as
@@ -45,7 +45,12 @@ value_depth)`, whose leading axes broadcast against the query's (a key head
 shared by a group of query heads: its gradient is summed over the group);
 `mask` None or boolean, broadcastable to `(..., q_len, k_len)`, True where a
 query may attend to a key; `slopes` None or ALiBi slopes `(..., 1, 1)`;
-`causal`, `sliding_window` (None or an int); `query_start`, query `i`'s
+`sinks` None or the sinks' logits `(..., 1, 1)`, laid out like the slopes
+(they need a gradient); `spec` the static pattern
+(`_attention_pattern.Pattern`: causal, a window pair, chunks, the
+soft-cap) and `data` its per-row part (`_attention_pattern.Rows`: segment
+ids, global positions, sink keys, a prefix, each laid out to broadcast
+against the logits and sliced tile by tile like the mask); `query_start`, query `i`'s
 position among the keys being `query_start + i` (an int, or an int32 scalar
 known at run time); `dropout` the rate and `seed` the int32 seed of the
 dropout hash; `tiles` `(query_tile, key_tile)`. Result: float32 `(...,
@@ -56,19 +61,24 @@ rounding, without ever holding a `(q_len, k_len)` array:
   running row maximum `m`, a running sum `l` of `exp(logit - m)` and a
   running weighted sum of values, rescaled whenever `m` grows ("online
   softmax", Milakov & Gimelshein 2018; FlashAttention, Dao et al. 2022). It
-  saves the output and the per-row log-sum-exp `lse = m + log(l)`.
+  saves the output and the per-row log-sum-exp `lse = m + log(l)`. A sink
+  seeds `m` with its logit and `l` with 1 (it has no value). A tile's scores
+  are `_attention_pattern.scores` (soft-cap, then ALiBi).
 - Backward (the backend's custom gradient): for each key tile, a loop over
   the query tiles that may see it recomputes the weights `p = exp(logit -
   lse)` and accumulates `dv = pᵀ · do`, `dk = dsᵀ · q` and, tile by tile,
   `dq = ds · k`, where `ds = p * (do · vᵀ - rowsum(do * o))`
-  (FlashAttention-2, Dao 2023). Only q, k, v, the output and `lse` are kept
-  from the forward. A second derivative is not supported.
-- Which tiles are visited: `_attention_pattern.key_tiles` and
-  `query_tiles`, so tiles that no pair of the causal triangle or of the
-  window's band reaches are skipped (causal attention costs half, a window
-  `w` O(len · w)). Which pairs attend, which weights dropout drops and the
-  ALiBi bias of each pair: `_attention_pattern` too, on absolute positions,
-  as on the full path, so the paths agree pair by pair.
+  (FlashAttention-2, Dao 2023), `ds` times the soft-cap's derivative `1 -
+  tanh²` where there is one; the sinks' gradient is `-Σ exp(sink - lse) ·
+  rowsum(do * o)`. Only q, k, v, the output and `lse` are kept from the
+  forward. A second derivative is not supported.
+- Which tiles are visited: the map of `_attention_pattern.tile_map`,
+  listed per query tile (and, transposed, per key tile) by `visit_order`,
+  so tiles that the pattern leaves empty are skipped (causal attention costs
+  half, a window `w` O(len · w), packed documents the sum of their squares).
+  Which pairs attend, which weights dropout drops and the scores of each
+  pair: `_attention_pattern` too, on absolute positions, as on the full
+  path, so the paths agree pair by pair.
 - A query that may attend to no key gets a zero output (and zero
   gradients), never NaN. Masks are sliced tile by tile, never broadcast to
   `(q_len, k_len)`; the lengths may be padded to whole tiles inside a kernel
