@@ -610,6 +610,6 @@ _compiled_backward = tf.function(_backward, jit_compile=True)
 # would be compile-time constants there. Traced once per pattern and tile
 # size: the lengths are tensors, and the per-row tensors' shapes, whole
 # tiles, relax to unknown ones after a second shape.
-_traced_tile_map = tf.function(_visits, reduce_retracing=True)
+_traced_tile_map = tf.function(_visits)
 for _function in (_compiled_forward, _compiled_backward, _traced_tile_map):
     _function._omit_frequent_tracing_warning = True
