@@ -19,7 +19,7 @@ from keras_attention import scaled_dot_product_attention
 from tests import pattern_reference as reference
 from tests.gradients import value_and_gradient
 from tests.layer_test_case import RNG, assert_raises_with, to_numpy
-from tests.properties import FEW, VERY_FEW
+from tests.properties import VERY_FEW
 
 BATCH, HEADS, KV_HEADS, LENGTH, DEPTH = 2, 4, 2, 13, 4
 # The tiled path with tiles that do not divide the length (the last one
@@ -74,7 +74,7 @@ def numerical_gradients(f, arrays, eps=1e-6):
     return grads
 
 
-@FEW
+@VERY_FEW
 @given(st.data(), st.integers(0, 2**31 - 1))
 def test_every_pattern_equals_the_definition_with_its_gradients(data, seed):
     options = data.draw(st.composite(reference.patterns)(BATCH, LENGTH))

@@ -248,20 +248,20 @@ def test_a_packed_model_gives_each_document_its_logits_alone(tmp_path):
     packed_model = perturbed(toy(packed=True, **options))
     alone_model = toy(**options)
     alone_model.set_weights(packed_model.get_weights())
-    documents = [np.arange(1, 6), np.arange(7, 11), np.arange(11, 14)]
+    # Documents of one length: alone, they are one batch (one compilation).
+    documents = np.arange(1, 13, dtype="int32").reshape(3, 4)
     packed = keras_attention.pack_sequences(documents, 12)
     inputs = {name: packed[name] for name in ("tokens", "segment_ids", "positions")}
-    got = to_numpy(packed_model(inputs))
-    start = 0
-    for document in documents:
-        stop = start + len(document)
-        alone = to_numpy(alone_model(document[None].astype("int32")))
-        np.testing.assert_allclose(got[0, start:stop], alone[0], atol=1e-4)
-        start = stop
+    # Compiled on JAX: one program, not an operation at a time.
+    got = to_numpy(compiled(lambda x: packed_model(x))(inputs))
+    alone = to_numpy(compiled(lambda x: alone_model(x))(documents))
+    np.testing.assert_allclose(got[0].reshape(3, 4, -1), alone, atol=1e-4)
     path = tmp_path / "packed.keras"
     packed_model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(to_numpy(loaded(inputs)), got, atol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(compiled(lambda x: loaded(x))(inputs)), got, atol=1e-6
+    )
 
 
 # Properties (hypothesis; tests/properties.py) -----------------------------------
