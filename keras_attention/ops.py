@@ -548,11 +548,6 @@ def _full_or_tiled(kernels, query, key, value, mask, tile_size, options):
         if window is not None:
             # Tiles about as wide as the band waste less of each tile.
             largest = min(largest, max(64, 1 << max(window).bit_length()))
-        if options["data"].query_segment is not None:
-            # Packed documents: most tiles near the diagonal of a document
-            # are partial, and cost as much as whole ones, so smaller tiles
-            # waste less on documents shorter than the row.
-            largest = min(largest, _SEGMENT_TILE)
         dynamic = ops.shape(query)[-2], ops.shape(key)[-2]
         tiles = tuple(_even_tiles(n, largest) for n in dynamic)
     else:
@@ -597,8 +592,6 @@ def _even_tiles(length, largest):
 
 
 _TILE_STEP = 64
-# The largest tile with `segment_ids` (see `_full_or_tiled`).
-_SEGMENT_TILE = 128
 
 
 def _full(
