@@ -178,8 +178,9 @@ test-browser: browser-programs
 # sections and at the end; the CPU other processes used) and says "NOT QUIET"
 # when it is missing. `bench`: speed side by side with
 # keras.layers.MultiHeadAttention and memory up to T=16384, on TensorFlow,
-# JAX and PyTorch; it ends with one line per target (met / missed, figure,
-# spread). `bench-long`: the memory of the largest cases, T=32768 and 65536.
+# JAX and PyTorch, and what the attention patterns' skipped tiles buy
+# (packed documents, chunks, a window with global tokens); it ends with one
+# line per target (met / missed, figure, spread). `bench-long`: the memory of the largest cases, T=32768 and 65536.
 # The peers measured against (keras-hub, networkx) come with the `bench`
 # extra, installed into .venv only here.
 $(VENV)/.installed-bench: $(PY) setup.cfg pyproject.toml $(CONSTRAINTS)
@@ -195,6 +196,8 @@ bench: $(VENV)/.installed-bench $(TORCH_VENV)/.installed
 	$(PY) benchmarks/prefill.py --backend tensorflow
 	$(PY) benchmarks/prefill.py --backend jax
 	$(PY) benchmarks/varying_lengths.py
+	$(PY) benchmarks/patterns.py --backend tensorflow --memory
+	$(PY) benchmarks/patterns.py --backend jax --memory
 	$(PY) benchmarks/speed.py --backend jax --quick
 	$(PY) benchmarks/memory.py --backend jax --lengths 4096 8192 16384
 	$(TORCH_VENV)/bin/python benchmarks/speed.py --backend torch --quick
