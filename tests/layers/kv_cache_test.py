@@ -538,17 +538,27 @@ def _traced_shapes(function, *args):
     keras.backend.backend() not in ("tensorflow", "jax"),
     reason="inspects a traced graph (TensorFlow) or jaxpr (JAX)",
 )
-@pytest.mark.parametrize("cached", [False, True], ids=["uncached", "cached"])
+@pytest.mark.parametrize(
+    "cached", [False, True, "packed"], ids=["uncached", "cached", "packed"]
+)
 def test_a_prefill_holds_no_query_by_key_tensor(cached):
     # A prompt written into a cache in one call states causal, ALiBi and the
     # positions as options of the attention, as an uncached call does, so it
     # runs in tiles: no value of the trace is (q_len, k_len). A dense mask or
-    # bias built by the cached call would send it down the full path.
+    # bias built by the cached call would send it down the full path. Packed
+    # documents with every per-row option: their segment ids, global and
+    # sink flags are sliced tile by tile, never expanded to (q_len, k_len).
+    pattern = {}
+    if cached == "packed":
+        pattern = dict(
+            sliding_window=(8, 0), chunk_size=16, sink_tokens=1, global_tokens=2
+        )
     layer = MultiHeadAttention(
-        num_heads=2, key_dim=4, causal=True, alibi=True, tile_size=16
+        num_heads=2, key_dim=4, causal=True, alibi=True, tile_size=16, **pattern
     )
     q_len, max_length = 40, 48
     x = keras.random.normal((1, q_len, 8), seed=0)
+    ids = np.repeat([[1, 2, 3]], [10, 20, 10], axis=1).astype("int32")
     layer(x)
     cache = layer.init_cache(1, max_length)
 
@@ -556,6 +566,8 @@ def test_a_prefill_holds_no_query_by_key_tensor(cached):
         with keras.StatelessScope(
             state_mapping=[(v, v.value) for v in layer.variables]
         ):
+            if cached == "packed":
+                return layer(x, segment_ids=ids, prefix_length=5)
             return layer(x, cache=cache, cache_index=0) if cached else layer(x)
 
     shapes = _traced_shapes(prefill, x, cache)
