@@ -122,7 +122,8 @@ def scaled_dot_product_attention(
             a row never decrease (as `pack_sequences` makes them).
         global_tokens: optional int `n`, the first `n` positions of each
             segment (of each row without `segment_ids`; counted from where
-            a run of equal ids starts), or a boolean `(batch, length)`
+            a run of equal ids starts; with `segment_ids`, the queries must
+            start at key position 0), or a boolean `(batch, length)`
             tensor of self-attention (or a pair for queries and keys):
             global positions attend to every key of their segment and every
             query of their segment attends to them, whatever `causal`,
@@ -1131,6 +1132,19 @@ def _rows(rows, query, key, first):
     if rows["segment_ids"] is not None:
         q_ids, k_ids = (ops.cast(x, "int32") for x in rows["segment_ids"])
     q_global = k_global = k_sink = None
+    if isinstance(rows["global_tokens"], int) and rows["segment_ids"] is not None:
+        if not (isinstance(first, int) and first == 0):
+            # The query's runs are counted in the query's own ids: from
+            # where its rows sit among the keys, they could start anywhere.
+            raise ValueError(
+                f"{_NAME}: an int `global_tokens` with `segment_ids` counts "
+                "the first positions of each run of the query's ids, which "
+                "needs the queries to start at key position 0; with queries "
+                "placed further on, pass `global_tokens` as a pair of "
+                "boolean tensors (for the queries, for the keys). Received: "
+                f"global_tokens={rows['global_tokens']}, a query_start other "
+                "than 0"
+            )
     if isinstance(rows["global_tokens"], int):
         q_global = _first_of_runs(q_ids, q_positions, rows["global_tokens"])
         k_global = _first_of_runs(k_ids, k_positions, rows["global_tokens"])

@@ -15,8 +15,10 @@ def pack_sequences(documents, length: int, *, pad_id: int = 0):
     across rows. A document longer than `length` is cut into pieces of
     `length` (the last one shorter), each packed as a document of its own.
     Attention with the returned `segment_ids` sees only within a document,
-    so the rows compute what the documents would alone, at the cost of
-    `sum(len(d)²)` rather than `length²` per row in tiles.
+    so the rows compute what the documents would alone (with `positions`
+    for a rotary embedding; `chunk_size` and `prefix_length` count along the
+    row, not the document), at the cost of `sum(len(d)²)` rather than
+    `length²` per row in tiles.
 
     Args:
         documents: an iterable of 1-D sequences of int tokens (lists or

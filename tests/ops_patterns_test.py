@@ -406,6 +406,23 @@ BAD_INPUTS = [
         "queries, of the keys)",
         id="segment-ids-one-for-cross-attention",
     ),
+    pytest.param(
+        lambda: scaled_dot_product_attention(
+            Q[:, :, 8:],
+            Q,
+            Q,
+            segment_ids=(IDS[:, 8:], IDS),
+            global_tokens=1,
+            alignment="bottom_right",
+        ),
+        ValueError,
+        SDPA + "an int `global_tokens` with `segment_ids` counts the first "
+        "positions of each run of the query's ids, which needs the queries to "
+        "start at key position 0; with queries placed further on, pass "
+        "`global_tokens` as a pair of boolean tensors (for the queries, for the "
+        "keys). Received: global_tokens=1, a query_start other than 0",
+        id="global-tokens-int-with-placed-queries",
+    ),
 ]
 
 

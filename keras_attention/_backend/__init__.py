@@ -25,9 +25,9 @@ the same names:
   call (batch entries · q_len · k_len) `tile_size=None` runs `attention`
   rather than the full computation, in the trace being made now; `default`
   is `ops.TILED_FROM_LOGITS`, `every_tile` False when the pattern (causal
-  attention, a window, chunks, segment ids) lets the tiles skip work. Other than `default` where the
-  backend's own full computation is faster than its tiles (TensorFlow
-  outside XLA, where every tile is visited).
+  attention, a window, chunks, segment ids) lets the tiles skip work. Other
+  than `default` where the backend's own full computation is faster than its
+  tiles (TensorFlow outside XLA, where every tile is visited).
 - `compiled_loop(function, owner, key)`: `function` compiled whole, as
   `generate` runs its decoding loop, reused per `owner` and `key` (XLA on
   TensorFlow; `jax.jit` on JAX, the owner's variables as arguments; as it

@@ -160,7 +160,7 @@ class AttentionLayer(keras.layers.Layer):
         self._check_inputs(
             query, value, key, attention_mask, mask, query_mask, value_mask, key_mask
         )
-        rows = self._check_rows(rows, query, self_attention, start_index)
+        rows = self._check_rows(rows, query, self_attention, start_index, causal)
         starts = self._start_indices(start_index, self_attention)
         # Keras hands the padding mask to `mask` when the layer is called on
         # one tensor, and to `query_mask`/`value_mask`/`key_mask` otherwise.
@@ -230,7 +230,7 @@ class AttentionLayer(keras.layers.Layer):
             prefix_length=rows["prefix_length"],
         )
 
-    def _check_rows(self, rows, query, self_attention, start_index):
+    def _check_rows(self, rows, query, self_attention, start_index, causal):
         """The call's per-row tensors (`segment_ids`, `positions`,
         `prefix_length`, `global_tokens`), checked where the layer can say
         more than `scaled_dot_product_attention` would: they describe the
@@ -243,6 +243,13 @@ class AttentionLayer(keras.layers.Layer):
                 f"{owner}: `{given[0]}` describes the positions of inputs of "
                 f"rank 3, (batch, seq_len, dim). Received: {given[0]} with "
                 f"query.shape={tuple(query.shape)}"
+            )
+        if rows["prefix_length"] is not None and not causal:
+            raise ValueError(
+                f"{owner}: `prefix_length` makes the first positions of a "
+                "causal row bidirectional: build the layer with causal=True "
+                "or call it with use_causal_mask=True. Received: "
+                "prefix_length with a call that is not causal"
             )
         positions = rows["positions"]
         if positions is not None:
@@ -430,7 +437,8 @@ class AttentionLayer(keras.layers.Layer):
             return self._cached_output_spec(
                 query, value, key, cache, cache_index, return_attention_scores
             )
-        self._check_rows(rows, query, value is None, start_index)
+        causal = self.causal if use_causal_mask is None else use_causal_mask
+        self._check_rows(rows, query, value is None, start_index, causal)
         self._start_indices(start_index, value is None)
         value = query if value is None else value
         key = value if key is None else key

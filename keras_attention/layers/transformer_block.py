@@ -120,7 +120,9 @@ class TransformerBlock(keras.layers.Layer):
             use_sinks=checks.boolean(use_sinks, "use_sinks", owner),
         )
         super().__init__(**kwargs)
-        self.pattern = {k: v for k, v in pattern.items() if v not in (None, False)}
+        self._pattern_options = {
+            k: v for k, v in pattern.items() if v not in (None, False)
+        }
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
         self.dropout = dropout
@@ -149,7 +151,7 @@ class TransformerBlock(keras.layers.Layer):
             rotary_embedding=self.rotary_embedding,
             alibi=self.alibi,
             tile_size=self.tile_size,
-            **self.pattern,
+            **self._pattern_options,
             # The whole map: the attention picks its projections' policies.
             name="attention",
             dtype=self.dtype_policy,
@@ -316,7 +318,7 @@ class TransformerBlock(keras.layers.Layer):
             rotary_embedding=keras.saving.serialize_keras_object(self.rotary_embedding),
             alibi=self.alibi,
             tile_size=self.tile_size,
-            **self.pattern,
+            **self._pattern_options,
         )
         # Quantized sublayers' policies by path, the attention's included,
         # so that the reloaded block builds them the same way.

@@ -580,6 +580,15 @@ PATTERN_BAD_INPUTS = [
         id="positions-without-rotary",
     ),
     pytest.param(
+        lambda: mha()(normal(2, 3, 8), prefix_length=2),
+        ValueError,
+        MHA + "`prefix_length` makes the first positions of a causal row "
+        "bidirectional: build the layer with causal=True or call it with "
+        "use_causal_mask=True. Received: prefix_length with a call that is "
+        "not causal",
+        id="prefix-without-causal",
+    ),
+    pytest.param(
         lambda: mha(rotary_embedding=keras_attention.RotaryEmbedding())(
             normal(2, 3, 8), positions=np.zeros((2, 3), "int32"), start_index=2
         ),
