@@ -35,8 +35,14 @@ class TransformerBlock(keras.layers.Layer):
         tile_size: the attention's `tile_size` (see `MultiHeadAttention`):
             `None` chooses, `0` the full computation (a model meant for
             TensorFlow Lite), a positive int tiles of that size.
-        sliding_window, chunk_size, softcap, sink_tokens, global_tokens,
-            use_sinks: the attention's pattern (see `MultiHeadAttention`).
+        sliding_window: the attention's window: an int `w` or a pair
+            `(left, right)` (see `MultiHeadAttention`).
+        chunk_size: the attention's chunks (see `MultiHeadAttention`).
+        softcap: the attention's logit soft-cap (see `MultiHeadAttention`).
+        sink_tokens: the attention's sink tokens (see `MultiHeadAttention`).
+        global_tokens: the attention's global tokens, an int (see
+            `MultiHeadAttention`).
+        use_sinks: a learned sink logit per head (see `MultiHeadAttention`).
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -50,9 +56,14 @@ class TransformerBlock(keras.layers.Layer):
             previous call), `cache_index` the number of positions already in
             it, an int or a `(batch,)` integer tensor (one per row). See
             `MultiHeadAttention`; the weights then have `max_length` keys.
-        segment_ids, positions, prefix_length, global_tokens: keyword-only,
-            the attention's per-row pattern and rotary positions (see
-            `MultiHeadAttention`): packed documents, say.
+        segment_ids: keyword-only, the attention's segment ids (packed
+            documents; see `MultiHeadAttention`).
+        positions: keyword-only, the rotary embedding's positions per row
+            (see `MultiHeadAttention`).
+        prefix_length: keyword-only, the causal attention's bidirectional
+            prefix (see `MultiHeadAttention`).
+        global_tokens: keyword-only, a boolean `(batch, seq_len)` tensor of
+            global positions (see `MultiHeadAttention`).
 
     Returns:
         `(batch, seq_len, width)`, and the weights when asked for; with a
