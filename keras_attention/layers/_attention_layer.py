@@ -128,12 +128,7 @@ class AttentionLayer(keras.layers.Layer):
         prefix_length=None,
         global_tokens=None,
     ):
-        rows = {
-            "segment_ids": segment_ids,
-            "positions": positions,
-            "prefix_length": prefix_length,
-            "global_tokens": global_tokens,
-        }
+        rows = per_row(segment_ids, positions, prefix_length, global_tokens)
         if cache is not None or cache_index is not None:
             self._refuse_in_cache(rows)
             return self._cached_call(
@@ -426,12 +421,7 @@ class AttentionLayer(keras.layers.Layer):
         prefix_length=None,
         global_tokens=None,
     ):
-        rows = {
-            "segment_ids": segment_ids,
-            "positions": positions,
-            "prefix_length": prefix_length,
-            "global_tokens": global_tokens,
-        }
+        rows = per_row(segment_ids, positions, prefix_length, global_tokens)
         if cache is not None or cache_index is not None:
             self._refuse_in_cache(rows)
             return self._cached_output_spec(
@@ -471,6 +461,18 @@ class AttentionLayer(keras.layers.Layer):
             if getattr(self, name) is not None:
                 config[name] = getattr(self, name)
         return config
+
+
+def per_row(segment_ids, positions, prefix_length, global_tokens):
+    """The per-row call arguments of the attention layers, by name (None
+    where not given): what `TransformerBlock` passes on, and what a cached
+    call refuses."""
+    return {
+        "segment_ids": segment_ids,
+        "positions": positions,
+        "prefix_length": prefix_length,
+        "global_tokens": global_tokens,
+    }
 
 
 def _merge_masks(attention_mask, query_mask, value_mask, key_mask, full):

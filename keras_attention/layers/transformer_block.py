@@ -1,6 +1,7 @@
 import keras
 
 from keras_attention import _checks as checks
+from keras_attention.layers._attention_layer import per_row
 from keras_attention.layers._sublayer_policies import (
     save_sublayer_policies,
     sublayer_policy,
@@ -255,12 +256,7 @@ class TransformerBlock(keras.layers.Layer):
         self._check_inputs(inputs, mask)
         cached = cache is not None or cache_index is not None
         extra = {"cache": cache, "cache_index": cache_index} if cached else {}
-        rows = {
-            "segment_ids": segment_ids,
-            "positions": positions,
-            "prefix_length": prefix_length,
-            "global_tokens": global_tokens,
-        }
+        rows = per_row(segment_ids, positions, prefix_length, global_tokens)
         extra.update({k: v for k, v in rows.items() if v is not None})
         attended = self.attention(
             self.attention_norm(inputs),
